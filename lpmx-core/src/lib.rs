@@ -1,0 +1,17 @@
+//! What every lpmx tool shares.
+//!
+//! The tools of the pipeline (`lpmx-pull | lpmx-unpack | lpmx-mkroot`, ...)
+//! pass JSON documents and share one store on disk. Each of those formats,
+//! and the store's layout and locking, is defined once, here.
+
+pub mod cli;
+pub mod digest;
+pub mod document;
+pub mod oci;
+pub mod progress;
+pub mod reference;
+pub mod store;
+
+pub use digest::Digest;
+pub use reference::ImageRef;
+pub use store::Store;

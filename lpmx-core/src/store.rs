@@ -1,0 +1,224 @@
+//! The store: everything lpmx keeps on disk, under `$LPMX_HOME`.
+//!
+//! ```text
+//! blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
+//! layers/<diffid-hex>/   unpacked layers (lpmx-unpack)
+//! containers/<name>/     containers (lpmx-mkroot)
+//! tmp/                   partial downloads and unpacks, never read as content
+//! locks/                 lock files, one per entry being written
+//! ```
+//!
+//! Entries outside `tmp/` are immutable once they appear, and they appear
+//! only by an atomic rename of a complete, verified temporary file, so no
+//! reader ever sees half of one. Writers of one entry serialise on its lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::Digest;
+
+/// The store format; a store written by a newer format is refused.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "no store location: set LPMX_HOME, XDG_DATA_HOME or HOME to a directory you can write"
+    )]
+    NoLocation,
+    #[error("cannot use store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("store {path} has format {found}, this lpmx understands format {FORMAT_VERSION}")]
+    Format { path: PathBuf, found: String },
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+impl crate::cli::Classify for StoreError {
+    fn exit(&self) -> crate::cli::Exit {
+        match self {
+            StoreError::NoLocation => crate::cli::Exit::Usage,
+            StoreError::Io { .. } | StoreError::Format { .. } => crate::cli::Exit::IoErr,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Where the store lives: `$LPMX_HOME`, else `$XDG_DATA_HOME/lpmx`, else
+    /// `~/.local/share/lpmx`. Empty values count as unset, as XDG says.
+    pub fn default_location() -> Result<PathBuf, StoreError> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(home) = var("LPMX_HOME") {
+            return Ok(home.into());
+        }
+        if let Some(data) = var("XDG_DATA_HOME") {
+            return Ok(Path::new(&data).join("lpmx"));
+        }
+        var("HOME")
+            .map(|home| Path::new(&home).join(".local/share/lpmx"))
+            .ok_or(StoreError::NoLocation)
+    }
+
+    /// Opens the store at the default location, creating it if needed.
+    pub fn open_default() -> Result<Store, StoreError> {
+        Store::open(Store::default_location()?)
+    }
+
+    /// Opens (creating if needed) the store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let store = Store { root: root.into() };
+        for dir in ["blobs/sha256", "layers", "containers", "tmp", "locks"] {
+            let path = store.root.join(dir);
+            fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
+        }
+        let version_path = store.root.join("version");
+        match fs::read_to_string(&version_path) {
+            Ok(found) if found.trim() == FORMAT_VERSION.to_string() => {}
+            Ok(found) => {
+                return Err(StoreError::Format {
+                    path: store.root.clone(),
+                    found: found.trim().to_owned(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                store
+                    .write_atomically(&version_path, format!("{FORMAT_VERSION}\n").as_bytes())
+                    .map_err(StoreError::io(&version_path))?;
+            }
+            Err(e) => return Err(StoreError::io(&version_path)(e)),
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Where a download of `digest` accumulates until it is verified; it
+    /// survives an interrupted run so the next one can resume.
+    pub fn partial_blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("tmp").join(format!("{}.partial", digest.hex()))
+    }
+
+    /// A fresh, unique path under `tmp/` for a file being written.
+    pub fn temp_path(&self, hint: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{hint}.{}.{n}.tmp", std::process::id()))
+    }
+
+    /// Moves a complete, verified file into its place as blob `digest`.
+    pub fn commit_blob(&self, digest: &Digest, complete: &Path) -> io::Result<PathBuf> {
+        let path = self.blob_path(digest);
+        fs::rename(complete, &path)?;
+        Ok(path)
+    }
+
+    /// Stores `bytes` as a blob (small ones: manifests, configs), returning
+    /// its digest. A blob already present is left as it is.
+    pub fn put_blob(&self, bytes: &[u8]) -> io::Result<Digest> {
+        let digest = Digest::of(bytes);
+        let path = self.blob_path(&digest);
+        if !path.is_file() {
+            self.write_atomically(&path, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    /// Writes `path` through a temporary file and a rename.
+    pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let temp = self.temp_path("write");
+        let result = (|| {
+            let mut file = File::create(&temp)?;
+            file.write_all(bytes)?;
+            file.sync_data()?;
+            fs::rename(&temp, path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Takes the exclusive lock named `name`, waiting for another holder.
+    /// It is released when the guard is dropped, or when the process dies.
+    pub fn lock(&self, name: &str) -> Result<LockGuard, StoreError> {
+        let path = self.root.join("locks").join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StoreError::io(&path))?;
+        file.lock().map_err(StoreError::io(&path))?;
+        Ok(LockGuard { _file: file })
+    }
+
+    /// The lock that writers of blob `digest` hold.
+    pub fn lock_blob(&self, digest: &Digest) -> Result<LockGuard, StoreError> {
+        self.lock(&format!("blob-{}", digest.hex()))
+    }
+}
+
+/// Holds a store lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_the_layout_and_refuses_other_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        assert!(store.root().join("blobs/sha256").is_dir());
+        let digest = store.put_blob(b"hello").unwrap();
+        assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), b"hello");
+        assert!(store.has_blob(&digest));
+        Store::open(store.root()).unwrap();
+        fs::write(store.root().join("version"), "99\n").unwrap();
+        let err = Store::open(store.root()).unwrap_err();
+        assert!(err.to_string().contains("format 99"), "{err}");
+    }
+
+    #[test]
+    fn a_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let guard = store.lock("x").unwrap();
+        let path = store.root().join("locks/x.lock");
+        let other = File::open(&path).unwrap();
+        assert!(other.try_lock().is_err());
+        drop(guard);
+        assert!(other.try_lock().is_ok());
+    }
+}

@@ -1,0 +1,200 @@
+//! The man pages in `man/`, generated from the tools' clap definitions and
+//! from lpmx-core's document types, so they cannot say something the code
+//! does not do. `cargo run -p lpmx-man` writes them; a test checks that the
+//! committed pages match.
+
+use std::path::{Path, PathBuf};
+
+use lpmx_core::Digest;
+use lpmx_core::document::{Document, ImageDocument, LayerBlob};
+use lpmx_core::oci::{RunConfig, media};
+
+/// Every page: its path under `man/` and its roff text.
+pub fn pages() -> Vec<(PathBuf, String)> {
+    let mut pages = Vec::new();
+    for command in [lpmx_pull::cli::command()] {
+        let name = command.get_name().to_owned();
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(command)
+            .section("1")
+            .manual("lpmx manual")
+            .source(concat!("lpmx ", env!("CARGO_PKG_VERSION")))
+            .render(&mut roff)
+            .expect("render man page");
+        let mut text = String::from_utf8(roff).expect("roff is UTF-8");
+        text.push_str(".SH SEE ALSO\nlpmx(7)\n");
+        pages.push((PathBuf::from(format!("man1/{name}.1")), text));
+    }
+    pages.push((PathBuf::from("man7/lpmx.7"), overview()));
+    pages
+}
+
+/// The directory the pages live in: this crate's own.
+pub fn man_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example_image_document() -> String {
+    let store = "/home/user/.local/share/lpmx";
+    let blob = |d: &Digest| PathBuf::from(format!("{store}/blobs/sha256/{}", d.hex()));
+    let config = Digest::of(b"config");
+    let layer = Digest::of(b"layer");
+    let document = ImageDocument {
+        kind: ImageDocument::KIND.to_owned(),
+        version: ImageDocument::VERSION,
+        reference: "docker.io/library/debian:bookworm".to_owned(),
+        registry: "docker.io".to_owned(),
+        repository: "library/debian".to_owned(),
+        tag: Some("bookworm".to_owned()),
+        digest: Digest::of(b"index"),
+        manifest_digest: Digest::of(b"manifest"),
+        platform: "linux/amd64".parse().expect("platform"),
+        config_path: blob(&config),
+        config_digest: config,
+        config: RunConfig {
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+            cmd: Some(vec!["bash".to_owned()]),
+            entrypoint: None,
+            workdir: None,
+            user: None,
+        },
+        layers: vec![LayerBlob {
+            path: blob(&layer),
+            digest: layer,
+            diff_id: Digest::of(b"tar"),
+            size: 49_582_080,
+            media_type: media::DOCKER_LAYER_GZIP.to_owned(),
+        }],
+    };
+    serde_json::to_string_pretty(&document).expect("json")
+}
+
+/// Escapes text for a roff no-fill block.
+fn roff_literal(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let line = line.replace('\\', "\\e");
+            if line.starts_with(['.', '\'']) {
+                format!("\\&{line}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
+fn overview() -> String {
+    format!(
+        r#".TH LPMX 7 "" "lpmx {version}" "lpmx manual"
+.SH NAME
+lpmx \- rootless containers from Docker/OCI images, as a pipeline of small tools
+.SH SYNOPSIS
+.nf
+lpmx\-pull debian:bookworm | lpmx\-unpack | lpmx\-mkroot dev
+lpmx\-exec dev \-\- bash
+.fi
+.SH DESCRIPTION
+lpmx runs Docker/OCI images as an ordinary user: no root, no setuid
+helper, no user namespaces, nothing installed by an administrator.
+Each tool does one step, reads JSON or plain files and writes JSON, so
+steps compose in shell pipelines and Makefiles.
+.TP
+.B lpmx\-pull REF
+fetches an image's manifest, config and layers into the store and prints
+an image document.
+.TP
+.B lpmx\-unpack
+reads an image document and unpacks each layer once into the store
+(not yet available).
+.TP
+.B lpmx\-mkroot NAME
+creates a container from a layers document (not yet available).
+.TP
+.B lpmx\-exec NAME
+runs a program inside a container (not yet available).
+.SH THE STORE
+All tools share one store: \fB$LPMX_HOME\fR, else \fB$XDG_DATA_HOME/lpmx\fR,
+else \fB~/.local/share/lpmx\fR.
+.PP
+.nf
+blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
+layers/<diffid\-hex>/   unpacked layers
+containers/<name>/     containers
+tmp/                   partial downloads; never read as content
+locks/                 lock files
+version                the store format (1)
+.fi
+.PP
+Entries outside tmp/ appear only by atomic rename of complete, verified
+files and never change afterwards. Tools writing the same entry take its
+lock in locks/, so any number of tools may share one store. An interrupted
+download leaves tmp/<hex>.partial, from which the next pull resumes.
+.SH DOCUMENTS
+Every document is a JSON object with a \fBkind\fR and a \fBversion\fR.
+A tool given a document of the wrong kind, or of a newer version, refuses
+it and names what it expected.
+.SS lpmx.image (printed by lpmx\-pull, read by lpmx\-unpack)
+.TP
+.B reference, registry, repository, tag
+the normalised image reference and its parts.
+.TP
+.B digest
+digest of what the reference names (the index, for multi\-platform images).
+.TP
+.B manifest_digest, platform
+the chosen platform's image manifest (kept in the store as a blob).
+.TP
+.B config_digest, config_path, config
+the image config blob, and the parts of it that say how to run the image:
+env, cmd, entrypoint, workdir, user.
+.TP
+.B layers
+bottom to top: the blob's digest, size, media_type and store path, and the
+diff_id (digest of the uncompressed tar) from the config's rootfs.
+.PP
+Example:
+.PP
+.nf
+{example}.fi
+.SH EXIT STATUS
+.TP
+.B 0
+success.
+.TP
+.B 1
+a failure not listed below.
+.TP
+.B 2
+wrong arguments, such as an invalid image reference.
+.TP
+.B 65
+bad data: a blob that does not match its digest, a malformed manifest or
+document.
+.TP
+.B 66
+not found: an unknown image or tag, or no image for the platform asked for.
+.TP
+.B 69
+a registry unreachable, or failing after every retry.
+.TP
+.B 74
+reading or writing the store failed.
+.TP
+.B 77
+credentials missing or refused.
+.PP
+A closed standard output (a pipe whose reader went away) is not an error.
+.SH ENVIRONMENT
+.TP
+.B LPMX_HOME
+the store.
+.TP
+.B REGISTRY_AUTH_FILE, DOCKER_CONFIG
+where registry credentials are read (see lpmx\-pull(1)).
+.SH SEE ALSO
+lpmx\-pull(1)
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+        example = roff_literal(&example_image_document()),
+    )
+}

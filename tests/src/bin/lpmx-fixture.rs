@@ -1,0 +1,66 @@
+//! Serves test images from a real local registry, for the README's first
+//! command and the benchmarks:
+//!
+//! ```text
+//! lpmx-fixture serve bench rootfs:/path/to/rootfs.tar
+//! ```
+//!
+//! starts Debian's docker-registry on a free loopback port, pushes each
+//! image, prints one reference per line and runs until killed.
+//!
+//! - `bench`: five layers of incompressible data, about 100 MB in all.
+//! - `rootfs:FILE.tar`: one layer holding the root filesystem in FILE.
+//! - `small`: three tiny layers.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use lpmx_core::oci::Platform;
+use lpmx_tests::image::{Format, Image, noise, small_image, tar_of};
+use lpmx_tests::registry::{LocalRegistry, Target};
+
+fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
+    let platform = Platform::host().to_string();
+    if spec == "small" {
+        return Ok(("lpmx/small:latest".to_owned(), small_image(Format::Oci, &platform, 3)));
+    }
+    if spec == "bench" {
+        let sizes_mb = [40, 25, 20, 10, 5];
+        let tars = sizes_mb
+            .iter()
+            .enumerate()
+            .map(|(i, mb)| tar_of(&[(&format!("data/{i}.bin"), &noise(i as u64, mb << 20))]))
+            .collect();
+        return Ok(("lpmx/bench:latest".to_owned(), Image::build(Format::Docker, &platform, tars)));
+    }
+    if let Some(path) = spec.strip_prefix("rootfs:") {
+        let tar = std::fs::read(path).with_context(|| format!("failed to read {path}"))?;
+        let name = std::path::Path::new(path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("rootfs")
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        return Ok((format!("lpmx/{name}:latest"), Image::build(Format::Docker, &platform, vec![tar])));
+    }
+    bail!("unknown image {spec:?}: expected small, bench or rootfs:FILE.tar")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(("serve", specs)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) else {
+        bail!("usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, rootfs:FILE.tar)");
+    };
+    let images = specs.iter().map(|s| image_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let registry = LocalRegistry::start();
+    let mut stdout = std::io::stdout().lock();
+    for (name, image) in &images {
+        let (repository, tag) = name.split_once(':').expect("name:tag");
+        registry.push_image(repository, tag, image);
+        writeln!(stdout, "{}/{name}", registry.host())?;
+    }
+    stdout.flush()?;
+    drop(stdout);
+    registry.wait();
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Running the tools as a user would: an unprivileged one, in a scratch home.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The ids the tools run as when the tests run as root (CI does): nobody.
+pub const TEST_UID: u32 = 65534;
+pub const TEST_GID: u32 = 65534;
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Where the built tools are: the cargo target directory of this test.
+/// They are copied to a directory every user can read, because the target
+/// directory may sit under root's private home.
+pub fn tool_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/debug/deps/<test> -> target/debug
+        let target = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target directory")
+            .to_owned();
+        // One directory per target directory, reused by later runs; each
+        // tool is replaced by a rename so concurrent test processes never
+        // see half a binary.
+        let key = lpmx_core::Digest::of(target.as_os_str().as_encoded_bytes());
+        let public = std::env::temp_dir().join(format!("lpmx-test-tools-{}", key.short()));
+        fs::create_dir_all(&public).expect("create tool dir");
+        fs::set_permissions(&public, fs::Permissions::from_mode(0o755)).expect("chmod tool dir");
+        for entry in fs::read_dir(&target).expect("read target dir") {
+            let path = entry.expect("dir entry").path();
+            let name = path.file_name().and_then(OsStr::to_str).unwrap_or("");
+            if name.starts_with("lpmx-") && path.is_file() && !name.contains('.') {
+                let temp = public.join(format!(".{name}.{}", std::process::id()));
+                fs::copy(&path, &temp).expect("copy tool");
+                fs::rename(&temp, public.join(name)).expect("install tool");
+            }
+        }
+        assert!(
+            public.join("lpmx-pull").is_file(),
+            "lpmx-pull is not built in {}: run `cargo build --workspace` before the tests \
+             (scripts/test does)",
+            target.display()
+        );
+        public
+    })
+}
+
+/// A scratch home and store owned by the test user.
+pub struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("lpmx-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let env = Env { dir };
+        for sub in ["home", "store"] {
+            env.make_user_dir(&env.dir.path().join(sub));
+        }
+        env
+    }
+
+    /// Creates `path` owned by the user the tools run as.
+    pub fn make_user_dir(&self, path: &Path) {
+        fs::create_dir_all(path).expect("create dir");
+        if running_as_root() {
+            chown(path, Some(TEST_UID), Some(TEST_GID)).expect("chown to test user");
+        }
+    }
+
+    /// Writes a file the test user can read.
+    pub fn write_file(&self, path: &Path, contents: impl AsRef<[u8]>) {
+        fs::create_dir_all(path.parent().expect("parent")).expect("create parent");
+        fs::write(path, contents).expect("write file");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A command running `tool` as the unprivileged test user, with this
+    /// env's home and store and nothing of the caller's credentials.
+    pub fn tool(&self, tool: &str) -> Command {
+        let program = tool_dir().join(tool);
+        let mut command = if running_as_root() {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={TEST_UID}"))
+                .arg(format!("--regid={TEST_GID}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        command
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.home())
+            .env("LPMX_HOME", self.store())
+            .current_dir(self.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `tool` with `args` to completion.
+    pub fn run<I, S>(&self, tool: &str, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Run::from(self.tool(tool).args(args).output().expect("run tool"))
+    }
+
+    /// Starts `tool` with `args` in the background.
+    pub fn spawn<I, S>(&self, tool: &str, args: I) -> Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.tool(tool)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tool")
+    }
+
+    /// Every file under the store's `blobs/`, for before/after comparisons.
+    pub fn blob_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.store().join("blobs/sha256"))
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// A finished run: status and output, with assertions that print both
+/// streams when they fail.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(&self, code: i32) -> &Run {
+        assert_eq!(self.code, Some(code), "expected exit {code}: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}: {self:#?}"
+        );
+        self
+    }
+
+    /// Stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
