@@ -61,6 +61,35 @@ impl Document for ImageDocument {
     const PRODUCER: &'static str = "lpmx-pull";
 }
 
+/// What `lpmx-unpack` prints: an image whose layers are unpacked in the
+/// store, and how to run it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayersDocument {
+    pub kind: String,
+    pub version: u32,
+    /// The image these layers came from, as the image document named it.
+    pub reference: String,
+    pub manifest_digest: Digest,
+    pub config_digest: Digest,
+    pub platform: Platform,
+    pub config: RunConfig,
+    /// Bottom to top.
+    pub layers: Vec<UnpackedLayer>,
+}
+
+/// One unpacked layer: its directory holds `root/` and `meta.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnpackedLayer {
+    pub diff_id: Digest,
+    pub path: PathBuf,
+}
+
+impl Document for LayersDocument {
+    const KIND: &'static str = "lpmx.layers";
+    const VERSION: u32 = 1;
+    const PRODUCER: &'static str = "lpmx-unpack";
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
     #[error("cannot read the {expected} document: {source}")]
@@ -74,7 +103,9 @@ pub enum DocumentError {
         expected: &'static str,
         producer: &'static str,
     },
-    #[error("input is not JSON: expected an {expected} document (the output of {producer}): {source}")]
+    #[error(
+        "input is not JSON: expected an {expected} document (the output of {producer}): {source}"
+    )]
     NotJson {
         expected: &'static str,
         producer: &'static str,
@@ -101,6 +132,15 @@ pub enum DocumentError {
     },
 }
 
+impl crate::cli::Classify for DocumentError {
+    fn exit(&self) -> crate::cli::Exit {
+        match self {
+            DocumentError::Io { .. } => crate::cli::Exit::IoErr,
+            _ => crate::cli::Exit::DataErr,
+        }
+    }
+}
+
 /// Reads one document of type `T`, checking its kind and version first.
 pub fn read_document<T: Document>(mut reader: impl Read) -> Result<T, DocumentError> {
     let mut text = String::new();
@@ -110,6 +150,11 @@ pub fn read_document<T: Document>(mut reader: impl Read) -> Result<T, DocumentEr
             expected: T::KIND,
             source,
         })?;
+    parse_document(&text)
+}
+
+/// Parses one document of type `T` from `text`, checking kind and version.
+pub fn parse_document<T: Document>(text: &str) -> Result<T, DocumentError> {
     if text.trim().is_empty() {
         return Err(DocumentError::Empty {
             expected: T::KIND,
@@ -117,7 +162,7 @@ pub fn read_document<T: Document>(mut reader: impl Read) -> Result<T, DocumentEr
         });
     }
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| DocumentError::NotJson {
+        serde_json::from_str(text).map_err(|source| DocumentError::NotJson {
             expected: T::KIND,
             producer: T::PRODUCER,
             source,
@@ -193,16 +238,14 @@ mod tests {
         assert!(err.to_string().contains("no input"), "{err}");
         let err = read_document::<ImageDocument>(&b"hello"[..]).unwrap_err();
         assert!(err.to_string().contains("not JSON"), "{err}");
-        let err =
-            read_document::<ImageDocument>(&br#"{"kind":"lpmx.layers","version":1}"#[..])
-                .unwrap_err();
+        let err = read_document::<ImageDocument>(&br#"{"kind":"lpmx.layers","version":1}"#[..])
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "expected an lpmx.image document (the output of lpmx-pull), got lpmx.layers"
         );
-        let err =
-            read_document::<ImageDocument>(&br#"{"kind":"lpmx.image","version":7}"#[..])
-                .unwrap_err();
+        let err = read_document::<ImageDocument>(&br#"{"kind":"lpmx.image","version":7}"#[..])
+            .unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }
 }

@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod digest;
 pub mod document;
+pub mod layer;
 pub mod oci;
+pub mod parallel;
 pub mod progress;
 pub mod reference;
 pub mod store;

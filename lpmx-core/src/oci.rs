@@ -74,6 +74,25 @@ pub struct Index {
     pub manifests: Vec<Descriptor>,
 }
 
+impl Index {
+    /// The entry for `wanted`; entries without a platform (attestations)
+    /// never match.
+    pub fn select(&self, wanted: &Platform) -> Option<&Descriptor> {
+        self.manifests
+            .iter()
+            .find(|entry| entry.platform.as_ref().is_some_and(|p| wanted.matches(p)))
+    }
+
+    /// The platforms on offer, for an error that lists them.
+    pub fn platforms(&self) -> Vec<Platform> {
+        self.manifests
+            .iter()
+            .filter_map(|m| m.platform.clone())
+            .filter(|p| p.os != "unknown")
+            .collect()
+    }
+}
+
 /// What a manifest document turned out to be.
 #[derive(Debug)]
 pub enum ManifestKind {

@@ -97,8 +97,7 @@ impl Task {
         match &self.bar {
             Some(bar) => {
                 bar.finish_and_clear();
-                self.progress
-                    .message(format!("{}: {outcome}", self.label));
+                self.progress.message(format!("{}: {outcome}", self.label));
             }
             None => self.progress.message(format!("{}: {outcome}", self.label)),
         }

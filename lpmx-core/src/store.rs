@@ -24,9 +24,7 @@ const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "no store location: set LPMX_HOME, XDG_DATA_HOME or HOME to a directory you can write"
-    )]
+    #[error("no store location: set LPMX_HOME, XDG_DATA_HOME or HOME to a directory you can write")]
     NoLocation,
     #[error("cannot use store {path}: {source}")]
     Io {
@@ -121,7 +119,23 @@ impl Store {
     /// Where a download of `digest` accumulates until it is verified; it
     /// survives an interrupted run so the next one can resume.
     pub fn partial_blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("tmp").join(format!("{}.partial", digest.hex()))
+        self.root
+            .join("tmp")
+            .join(format!("{}.partial", digest.hex()))
+    }
+
+    /// Where the layer whose uncompressed digest is `diff_id` is unpacked.
+    pub fn layer_dir(&self, diff_id: &Digest) -> crate::layer::LayerDir {
+        crate::layer::LayerDir::new(self.root.join("layers").join(diff_id.hex()))
+    }
+
+    /// The lock that unpackers of layer `diff_id` hold.
+    pub fn lock_layer(&self, diff_id: &Digest) -> Result<LockGuard, StoreError> {
+        self.lock(&format!("layer-{}", diff_id.hex()))
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// A fresh, unique path under `tmp/` for a file being written.

@@ -60,7 +60,9 @@ pub enum CredentialError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("credentials for {registry} in {path} are malformed (auth must be base64 of user:password)")]
+    #[error(
+        "credentials for {registry} in {path} are malformed (auth must be base64 of user:password)"
+    )]
     Malformed { registry: String, path: PathBuf },
     #[error("credential helper docker-credential-{helper} for {registry} failed: {why}")]
     Helper {
@@ -138,10 +140,11 @@ pub fn find_credentials(registry: &str) -> Result<Option<Credentials>, Credentia
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(CredentialError::Read { path, source }),
         };
-        let file: AuthFile = serde_json::from_str(&text).map_err(|source| CredentialError::Json {
-            path: path.clone(),
-            source,
-        })?;
+        let file: AuthFile =
+            serde_json::from_str(&text).map_err(|source| CredentialError::Json {
+                path: path.clone(),
+                source,
+            })?;
         for (key, entry) in &file.auths {
             if normalise_registry_key(key) != registry {
                 continue;
@@ -244,7 +247,10 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, Helpe
         if said.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(HelperFailure::Failed(format!("it exited with {}", output.status)));
+        return Err(HelperFailure::Failed(format!(
+            "it exited with {}",
+            output.status
+        )));
     }
     #[derive(Deserialize)]
     struct HelperAnswer {
@@ -367,13 +373,19 @@ mod tests {
 
     #[test]
     fn registry_keys_normalise_docker_hub_and_urls() {
-        assert_eq!(normalise_registry_key("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(
+            normalise_registry_key("https://index.docker.io/v1/"),
+            "docker.io"
+        );
         assert_eq!(normalise_registry_key("registry-1.docker.io"), "docker.io");
         assert_eq!(
             normalise_registry_key("http://localhost:5000/v2/"),
             "localhost:5000"
         );
-        assert_eq!(helper_server_url("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(
+            helper_server_url("docker.io"),
+            "https://index.docker.io/v1/"
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-
 use clap::{CommandFactory, Parser};
 
 use lpmx_core::cli::{Failure, run};
@@ -70,10 +69,7 @@ pub fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     run("lpmx-pull", || {
-        let image: ImageRef = cli
-            .reference
-            .parse()
-            .map_err(Failure::usage)?;
+        let image: ImageRef = cli.reference.parse().map_err(Failure::usage)?;
         let store = Store::open_default()
             .map_err(|e| Failure::classified(e, "failed to open the store"))?;
         let options = PullOptions {
@@ -92,4 +88,3 @@ pub fn main() -> ExitCode {
         Ok(())
     })
 }
-

@@ -33,7 +33,9 @@ pub enum PullError {
         /// The registry's own error text, when it sent one.
         detail: String,
     },
-    #[error("{registry} requires authentication and no credentials for it were found (looked in {looked_in})")]
+    #[error(
+        "{registry} requires authentication and no credentials for it were found (looked in {looked_in})"
+    )]
     NoCredentials { registry: String, looked_in: String },
     #[error("{registry} refused the credentials from {source_name}")]
     CredentialsRefused {
@@ -48,9 +50,13 @@ pub enum PullError {
     },
     #[error("token service {realm} answered without a usable token: {why}")]
     Token { realm: String, why: String },
-    #[error("blob {expected} does not match its digest: its content hashes to {actual}; nothing was stored")]
+    #[error(
+        "blob {expected} does not match its digest: its content hashes to {actual}; nothing was stored"
+    )]
     DigestMismatch { expected: Digest, actual: Digest },
-    #[error("blob {digest} is larger than the {expected} bytes its descriptor states; nothing was stored")]
+    #[error(
+        "blob {digest} is larger than the {expected} bytes its descriptor states; nothing was stored"
+    )]
     TooLarge { digest: Digest, expected: u64 },
     #[error("download of {digest} kept failing: {why}")]
     Download { digest: Digest, why: String },
@@ -62,7 +68,9 @@ pub enum PullError {
         wanted: Platform,
         available: Vec<Platform>,
     },
-    #[error("image config lists {diff_ids} layer digests (rootfs.diff_ids) but the manifest has {layers} layers")]
+    #[error(
+        "image config lists {diff_ids} layer digests (rootfs.diff_ids) but the manifest has {layers} layers"
+    )]
     LayerCount { diff_ids: usize, layers: usize },
     #[error("index nesting deeper than {0} levels")]
     NestingTooDeep(usize),

@@ -28,7 +28,9 @@ pub enum Fetched {
     AlreadyPresent,
     Downloaded,
     /// Continued from bytes a previous, interrupted run left.
-    Resumed { from: u64 },
+    Resumed {
+        from: u64,
+    },
 }
 
 /// Makes sure blob `descriptor` is in the store, downloading what is missing.

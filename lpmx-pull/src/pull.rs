@@ -1,17 +1,16 @@
 //! A whole pull: manifest (through indexes to one platform), config, layers.
 
 use std::io::Read;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use reqwest::header::CONTENT_TYPE;
 
+use lpmx_core::ImageRef;
 use lpmx_core::digest::Digest;
 use lpmx_core::document::{Document, ImageDocument, LayerBlob};
 use lpmx_core::oci::{Descriptor, ImageConfig, ManifestKind, Platform, media};
+use lpmx_core::parallel::map_bounded;
 use lpmx_core::progress::Progress;
 use lpmx_core::store::Store;
-use lpmx_core::ImageRef;
 
 use crate::error::PullError;
 use crate::fetch::{Fetched, fetch_blob};
@@ -71,17 +70,10 @@ pub fn pull(
                 if depth > MAX_NESTING {
                     return Err(PullError::NestingTooDeep(MAX_NESTING));
                 }
-                let entry = select_platform(&index.manifests, &wanted).ok_or_else(|| {
-                    PullError::NoPlatform {
-                        reference: image.to_string(),
-                        wanted: wanted.clone(),
-                        available: index
-                            .manifests
-                            .iter()
-                            .filter_map(|m| m.platform.clone())
-                            .filter(|p| p.os != "unknown")
-                            .collect(),
-                    }
+                let entry = index.select(&wanted).ok_or_else(|| PullError::NoPlatform {
+                    reference: image.to_string(),
+                    wanted: wanted.clone(),
+                    available: index.platforms(),
                 })?;
                 from_index = true;
                 manifest_digest = entry.digest.clone();
@@ -152,14 +144,6 @@ pub fn pull(
     })
 }
 
-/// The index entry for `wanted`; entries without a platform (attestations)
-/// never match.
-fn select_platform<'a>(entries: &'a [Descriptor], wanted: &Platform) -> Option<&'a Descriptor> {
-    entries
-        .iter()
-        .find(|entry| entry.platform.as_ref().is_some_and(|p| wanted.matches(p)))
-}
-
 /// Fetches a manifest or index, verifying it against `expected` when the
 /// reference pins a digest, and keeps it in the store as a blob. A pinned
 /// manifest already in the store is read from there, without the network.
@@ -217,7 +201,7 @@ fn fetch_manifest(
 }
 
 /// Fetches `layers` with up to `jobs` downloads at once; returns their
-/// store paths in order. After a failure no new download starts.
+/// store paths in order.
 fn fetch_layers(
     store: &Store,
     registry: &Registry,
@@ -225,43 +209,12 @@ fn fetch_layers(
     jobs: usize,
     progress: &Progress,
 ) -> Result<Vec<std::path::PathBuf>, PullError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<std::path::PathBuf, PullError>>>> =
-        Mutex::new((0..layers.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, layers.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= layers.len() || failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let layer = &layers[i];
-                    let task = progress.task(
-                        format!("layer {}", layer.digest.short()),
-                        Some(layer.size),
-                    );
-                    let result = fetch_blob(store, registry, layer, &task);
-                    match &result {
-                        Ok((_, how)) => task.finish(&describe(*how, layer.size)),
-                        Err(_) => failed.store(true, Ordering::Relaxed),
-                    }
-                    results.lock().expect("results lock")[i] = Some(result.map(|(path, _)| path));
-                }
-            });
-        }
-    });
-    let mut paths = Vec::with_capacity(layers.len());
-    for result in results.into_inner().expect("results lock") {
-        match result {
-            Some(Ok(path)) => paths.push(path),
-            Some(Err(e)) => return Err(e),
-            // Not started because another layer failed; that error comes first.
-            None => {}
-        }
-    }
-    Ok(paths)
+    map_bounded(layers, jobs, |layer| {
+        let task = progress.task(format!("layer {}", layer.digest.short()), Some(layer.size));
+        let (path, how) = fetch_blob(store, registry, layer, &task)?;
+        task.finish(&describe(how, layer.size));
+        Ok(path)
+    })
 }
 
 fn describe(how: Fetched, size: u64) -> String {
@@ -270,7 +223,10 @@ fn describe(how: Fetched, size: u64) -> String {
         Fetched::AlreadyPresent => "already present".to_owned(),
         Fetched::Downloaded => format!("fetched {megabytes:.1} MB"),
         Fetched::Resumed { from } => {
-            format!("fetched {megabytes:.1} MB (resumed at {:.1} MB)", from as f64 / 1e6)
+            format!(
+                "fetched {megabytes:.1} MB (resumed at {:.1} MB)",
+                from as f64 / 1e6
+            )
         }
     }
 }

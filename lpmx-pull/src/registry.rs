@@ -71,7 +71,11 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 const TOKEN_MARGIN: Duration = Duration::from_secs(5);
 
 impl Registry {
-    pub fn new(image: &ImageRef, plain_http: bool, retry: RetryPolicy) -> Result<Registry, PullError> {
+    pub fn new(
+        image: &ImageRef,
+        plain_http: bool,
+        retry: RetryPolicy,
+    ) -> Result<Registry, PullError> {
         let scheme = if plain_http || image.is_loopback() {
             "http"
         } else {
@@ -126,7 +130,12 @@ impl Registry {
 
     /// GETs `url` with authentication, retrying connection errors, 429 and
     /// 5xx. Other statuses come back to the caller, 2xx or not.
-    pub fn get(&self, url: &str, accept: Option<&str>, range_from: Option<u64>) -> Result<Response, PullError> {
+    pub fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        range_from: Option<u64>,
+    ) -> Result<Response, PullError> {
         let mut renewals = 0;
         loop {
             self.renew_if_expiring()?;
@@ -176,7 +185,11 @@ impl Registry {
     }
 
     /// Sends what `build` makes until it gets an answer worth returning.
-    fn send_with_retries(&self, url: &str, build: impl Fn() -> RequestBuilder) -> Result<Response, PullError> {
+    fn send_with_retries(
+        &self,
+        url: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, PullError> {
         let mut failures = 0;
         loop {
             let retry_after = match build().send() {
@@ -434,15 +447,23 @@ mod tests {
         };
         assert_eq!(policy.wait(0, None), Duration::from_millis(100));
         assert_eq!(policy.wait(2, None), Duration::from_millis(400));
-        assert_eq!(policy.wait(0, Some(Duration::from_secs(1))), Duration::from_secs(1));
-        assert_eq!(policy.wait(0, Some(Duration::from_secs(100))), Duration::from_secs(2));
+        assert_eq!(
+            policy.wait(0, Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            policy.wait(0, Some(Duration::from_secs(100))),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
     fn registry_errors_are_summarised() {
         assert_eq!(
-            registry_error_text(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#)
-                .as_deref(),
+            registry_error_text(
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+            )
+            .as_deref(),
             Some("MANIFEST_UNKNOWN: manifest unknown")
         );
         assert_eq!(registry_error_text("<html>"), None);

@@ -6,13 +6,14 @@
 use std::path::{Path, PathBuf};
 
 use lpmx_core::Digest;
-use lpmx_core::document::{Document, ImageDocument, LayerBlob};
+use lpmx_core::document::{Document, ImageDocument, LayerBlob, LayersDocument, UnpackedLayer};
+use lpmx_core::layer::{Device, DeviceKind, EntryMeta, LayerMeta};
 use lpmx_core::oci::{RunConfig, media};
 
 /// Every page: its path under `man/` and its roff text.
 pub fn pages() -> Vec<(PathBuf, String)> {
     let mut pages = Vec::new();
-    for command in [lpmx_pull::cli::command()] {
+    for command in [lpmx_pull::cli::command(), lpmx_unpack::cli::command()] {
         let name = command.get_name().to_owned();
         let mut roff = Vec::new();
         clap_mangen::Man::new(command)
@@ -52,7 +53,9 @@ fn example_image_document() -> String {
         config_path: blob(&config),
         config_digest: config,
         config: RunConfig {
-            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+            env: vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            ],
             cmd: Some(vec!["bash".to_owned()]),
             entrypoint: None,
             workdir: None,
@@ -67,6 +70,67 @@ fn example_image_document() -> String {
         }],
     };
     serde_json::to_string_pretty(&document).expect("json")
+}
+
+fn example_layers_document() -> String {
+    let diff_id = Digest::of(b"tar");
+    let document = LayersDocument {
+        kind: LayersDocument::KIND.to_owned(),
+        version: LayersDocument::VERSION,
+        reference: "docker.io/library/debian:bookworm".to_owned(),
+        manifest_digest: Digest::of(b"manifest"),
+        config_digest: Digest::of(b"config"),
+        platform: "linux/amd64".parse().expect("platform"),
+        config: RunConfig {
+            env: vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            ],
+            cmd: Some(vec!["bash".to_owned()]),
+            ..RunConfig::default()
+        },
+        layers: vec![UnpackedLayer {
+            path: PathBuf::from(format!(
+                "/home/user/.local/share/lpmx/layers/{}",
+                diff_id.hex()
+            )),
+            diff_id,
+        }],
+    };
+    serde_json::to_string_pretty(&document).expect("json")
+}
+
+fn example_layer_meta() -> String {
+    let mut meta = LayerMeta::new();
+    meta.diff_id = Some(Digest::of(b"tar"));
+    meta.whiteouts
+        .insert("var/cache/apt/pkgcache.bin".to_owned());
+    meta.opaque.insert("etc/apt/sources.list.d".to_owned());
+    meta.entries.insert(
+        "usr/bin/passwd".to_owned(),
+        EntryMeta {
+            mode: Some(0o4755),
+            ..EntryMeta::default()
+        },
+    );
+    meta.entries.insert(
+        "etc/shadow".to_owned(),
+        EntryMeta {
+            gid: Some(42),
+            ..EntryMeta::default()
+        },
+    );
+    meta.entries.insert(
+        "dev/null".to_owned(),
+        EntryMeta {
+            device: Some(Device {
+                kind: DeviceKind::Char,
+                major: 1,
+                minor: 3,
+            }),
+            ..EntryMeta::default()
+        },
+    );
+    serde_json::to_string_pretty(&meta).expect("json")
 }
 
 /// Escapes text for a roff no-fill block.
@@ -103,9 +167,10 @@ steps compose in shell pipelines and Makefiles.
 fetches an image's manifest, config and layers into the store and prints
 an image document.
 .TP
-.B lpmx\-unpack
-reads an image document and unpacks each layer once into the store
-(not yet available).
+.B lpmx\-unpack [SOURCE]
+reads an image document (or imports a docker\-archive, OCI layout or OCI
+layout tar), unpacks each layer once into the store and prints a layers
+document.
 .TP
 .B lpmx\-mkroot NAME
 creates a container from a layers document (not yet available).
@@ -118,7 +183,7 @@ else \fB~/.local/share/lpmx\fR.
 .PP
 .nf
 blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
-layers/<diffid\-hex>/   unpacked layers
+layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
 containers/<name>/     containers
 tmp/                   partial downloads; never read as content
 locks/                 lock files
@@ -156,6 +221,45 @@ Example:
 .PP
 .nf
 {example}.fi
+.SS lpmx.layers (printed by lpmx\-unpack, read by lpmx\-mkroot)
+.TP
+.B reference, manifest_digest, config_digest, platform
+the image the layers came from.
+.TP
+.B config
+env, cmd, entrypoint, workdir and user from the image config.
+.TP
+.B layers
+bottom to top: the diff_id and the layer directory in the store.
+.PP
+Example:
+.PP
+.nf
+{layers_example}.fi
+.SS lpmx.layer\-meta (layers/<diffid\-hex>/meta.json, written by lpmx\-unpack)
+An ordinary user cannot give files other owners, setuid bits or device
+numbers, so the layer's tree on disk holds the files with the user as owner,
+every directory u+rwx and every file u+rw, and this document holds the rest.
+Paths are relative to the layer root.
+.TP
+.B whiteouts
+paths this layer deletes from the layers below (.wh.NAME entries); no
+whiteout file is left on disk.
+.TP
+.B opaque
+directories whose contents in lower layers are hidden (.wh..wh..opq).
+.TP
+.B entries
+per path, what the disk does not show: \fBmode\fR (the original
+permission bits, when they differ from the file on disk), \fBuid\fR and
+\fBgid\fR (when not 0; unlisted entries are owned by 0:0),
+\fBdevice\fR (kind char or block, major, minor; the file on disk is
+empty) and \fBxattrs\fR that could not be set (values base64).
+.PP
+Example:
+.PP
+.nf
+{meta_example}.fi
 .SH EXIT STATUS
 .TP
 .B 0
@@ -192,9 +296,11 @@ the store.
 .B REGISTRY_AUTH_FILE, DOCKER_CONFIG
 where registry credentials are read (see lpmx\-pull(1)).
 .SH SEE ALSO
-lpmx\-pull(1)
+lpmx\-pull(1), lpmx\-unpack(1)
 "#,
         version = env!("CARGO_PKG_VERSION"),
         example = roff_literal(&example_image_document()),
+        layers_example = roff_literal(&example_layers_document()),
+        meta_example = roff_literal(&example_layer_meta()),
     )
 }

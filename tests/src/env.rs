@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 pub const TEST_UID: u32 = 65534;
 pub const TEST_GID: u32 = 65534;
 
-fn running_as_root() -> bool {
+/// Whether this test process is root, so tools must be dropped to [`TEST_UID`].
+pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -110,7 +111,14 @@ impl Env {
     /// A command running `tool` as the unprivileged test user, with this
     /// env's home and store and nothing of the caller's credentials.
     pub fn tool(&self, tool: &str) -> Command {
-        let program = tool_dir().join(tool);
+        self.command_as_user(tool_dir().join(tool))
+    }
+
+    /// A command running `program` (a path, or a name looked up on the
+    /// usual `PATH`) as the unprivileged test user, with this env's home and
+    /// store and nothing of the caller's credentials: for peers such as
+    /// `umoci` that must run under the same conditions as the tools.
+    pub fn command_as_user(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = if running_as_root() {
             let mut c = Command::new("setpriv");
             c.arg(format!("--reuid={TEST_UID}"))

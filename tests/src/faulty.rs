@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ pub struct FaultyRegistry {
     port: u16,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    /// Connections accepted and not yet logged.
+    active: Arc<AtomicUsize>,
 }
 
 impl Default for FaultyRegistry {
@@ -72,7 +74,9 @@ impl FaultyRegistry {
         let port = listener.local_addr().expect("addr").port();
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (thread_state, thread_stop) = (state.clone(), stop.clone());
+        let active = Arc::new(AtomicUsize::new(0));
+        let (thread_state, thread_stop, thread_active) =
+            (state.clone(), stop.clone(), active.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if thread_stop.load(Ordering::Relaxed) {
@@ -80,12 +84,20 @@ impl FaultyRegistry {
                 }
                 let Ok(stream) = stream else { continue };
                 let state = thread_state.clone();
+                let active = thread_active.clone();
+                active.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
                     let _ = serve(stream, port, &state);
+                    active.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        FaultyRegistry { port, state, stop }
+        FaultyRegistry {
+            port,
+            state,
+            stop,
+            active,
+        }
     }
 
     pub fn host(&self) -> String {
@@ -96,7 +108,13 @@ impl FaultyRegistry {
         self.state.lock().expect("state").faults = faults;
     }
 
+    /// Every request served so far. Waits (up to 10 s) for requests still
+    /// being answered, which a client may have finished reading already.
     pub fn log(&self) -> Vec<Request> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.state.lock().expect("state").log.clone()
     }
 
@@ -209,7 +227,10 @@ fn serve(stream: TcpStream, port: u16, state: &Mutex<State>) -> std::io::Result<
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    let limit = response.cut_at.unwrap_or(response.body.len()).min(response.body.len());
+    let limit = response
+        .cut_at
+        .unwrap_or(response.body.len())
+        .min(response.body.len());
     let mut sent = 0;
     let chunk = response.throttle.map_or(1 << 16, |rate| (rate / 20).max(1));
     let mut result = Ok(());
@@ -236,7 +257,12 @@ fn serve(stream: TcpStream, port: u16, state: &Mutex<State>) -> std::io::Result<
     result
 }
 
-fn respond(state: &mut State, port: u16, path: &str, headers: &HashMap<String, String>) -> Response {
+fn respond(
+    state: &mut State,
+    port: u16,
+    path: &str,
+    headers: &HashMap<String, String>,
+) -> Response {
     if let Some(query) = path.strip_prefix("/token?") {
         if !query.contains("scope=repository") || !query.contains("service=faulty") {
             return Response::new(400, "token request without scope or service");
@@ -294,12 +320,18 @@ fn respond(state: &mut State, port: u16, path: &str, headers: &HashMap<String, S
             Some(blob) => Response::new(200, blob.bytes.clone())
                 .header("content-type", &blob.media_type)
                 .header("docker-content-digest", blob.digest.to_string()),
-            None => Response::new(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            None => Response::new(
+                404,
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            ),
         };
     }
     if let Some((_, digest)) = path.split_once("/blobs/") {
         let Some(blob) = state.blobs.get(digest) else {
-            return Response::new(404, r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#);
+            return Response::new(
+                404,
+                r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#,
+            );
         };
         let mut body = blob.bytes.clone();
         if state.faults.corrupt.iter().any(|d| d == digest) {
@@ -313,8 +345,10 @@ fn respond(state: &mut State, port: u16, path: &str, headers: &HashMap<String, S
             .and_then(|r| r.parse::<usize>().ok());
         let total = body.len();
         let mut response = match start {
-            Some(start) if start < total => Response::new(206, body[start..].to_vec())
-                .header("content-range", format!("bytes {start}-{}/{total}", total - 1)),
+            Some(start) if start < total => Response::new(206, body[start..].to_vec()).header(
+                "content-range",
+                format!("bytes {start}-{}/{total}", total - 1),
+            ),
             Some(_) => return Response::new(416, ""),
             None => Response::new(200, body),
         };

@@ -45,8 +45,20 @@ pub struct Image {
 }
 
 impl Image {
-    /// Builds an image from uncompressed layer tars, bottom first.
+    /// Builds an image from uncompressed layer tars, bottom first, with
+    /// fast gzip layers.
     pub fn build(format: Format, platform: &str, layer_tars: Vec<Vec<u8>>) -> Image {
+        Image::build_compressed(format, platform, layer_tars, flate2::Compression::fast())
+    }
+
+    /// As [`Image::build`], gzip at `level` (`Compression::default()` is
+    /// what registries usually serve).
+    pub fn build_compressed(
+        format: Format,
+        platform: &str,
+        layer_tars: Vec<Vec<u8>>,
+        level: flate2::Compression,
+    ) -> Image {
         let platform: Platform = platform.parse().expect("platform");
         let diff_ids: Vec<Digest> = layer_tars.iter().map(|t| Digest::of(t)).collect();
         let layer_type = match format {
@@ -55,7 +67,7 @@ impl Image {
         };
         let layers: Vec<Blob> = layer_tars
             .iter()
-            .map(|tar| Blob::new(layer_type, gzip(tar)))
+            .map(|tar| Blob::new(layer_type, gzip_at(tar, level)))
             .collect();
         let mut config = json!({
             "architecture": platform.architecture,
@@ -124,6 +136,8 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
         header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_700_000_000);
         header.set_entry_type(tar::EntryType::Regular);
         builder
@@ -134,8 +148,12 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    gzip_at(bytes, flate2::Compression::fast())
+}
+
+pub fn gzip_at(bytes: &[u8], level: flate2::Compression) -> Vec<u8> {
     use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
     encoder.write_all(bytes).expect("gzip");
     encoder.finish().expect("gzip")
 }
@@ -169,4 +187,149 @@ pub fn small_image(format: Format, platform: &str, layers: usize) -> Image {
         })
         .collect();
     Image::build(format, platform, tars)
+}
+
+/// One entry of a hand-made tar, for archives the `tar` crate's builder
+/// would refuse to write (`..`, absolute names, links out of the archive).
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    pub name: String,
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub link: Option<String>,
+    pub data: Vec<u8>,
+    pub device: Option<(u32, u32)>,
+    /// PAX records (`SCHILY.xattr.user.x`, ...) written before the entry.
+    pub pax: Vec<(String, Vec<u8>)>,
+}
+
+impl RawEntry {
+    fn new(name: &str, kind: tar::EntryType, mode: u32) -> RawEntry {
+        RawEntry {
+            name: name.to_owned(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            link: None,
+            data: Vec::new(),
+            device: None,
+            pax: Vec::new(),
+        }
+    }
+
+    pub fn file(name: &str, data: &[u8]) -> RawEntry {
+        RawEntry {
+            data: data.to_vec(),
+            ..RawEntry::new(name, tar::EntryType::Regular, 0o644)
+        }
+    }
+
+    pub fn dir(name: &str) -> RawEntry {
+        RawEntry::new(name, tar::EntryType::Directory, 0o755)
+    }
+
+    pub fn symlink(name: &str, target: &str) -> RawEntry {
+        RawEntry {
+            link: Some(target.to_owned()),
+            ..RawEntry::new(name, tar::EntryType::Symlink, 0o777)
+        }
+    }
+
+    pub fn hardlink(name: &str, target: &str) -> RawEntry {
+        RawEntry {
+            link: Some(target.to_owned()),
+            ..RawEntry::new(name, tar::EntryType::Link, 0o644)
+        }
+    }
+
+    pub fn device(name: &str, kind: tar::EntryType, major: u32, minor: u32) -> RawEntry {
+        RawEntry {
+            device: Some((major, minor)),
+            ..RawEntry::new(name, kind, 0o666)
+        }
+    }
+
+    pub fn fifo(name: &str) -> RawEntry {
+        RawEntry::new(name, tar::EntryType::Fifo, 0o644)
+    }
+
+    pub fn mode(mut self, mode: u32) -> RawEntry {
+        self.mode = mode;
+        self
+    }
+
+    pub fn owner(mut self, uid: u64, gid: u64) -> RawEntry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    pub fn xattr(mut self, name: &str, value: &[u8]) -> RawEntry {
+        self.pax
+            .push((format!("SCHILY.xattr.{name}"), value.to_vec()));
+        self
+    }
+}
+
+/// Writes `entries` as a ustar archive byte by byte: names go into the
+/// header fields as given, unchecked.
+pub fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
+    fn put(field: &mut [u8], value: &[u8]) {
+        assert!(value.len() <= field.len(), "field too long for a raw tar");
+        field[..value.len()].copy_from_slice(value);
+    }
+    fn pad(out: &mut Vec<u8>) {
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    let mut out = Vec::new();
+    let header_for = |name: &str, kind: tar::EntryType, size: u64| {
+        let mut header = tar::Header::new_ustar();
+        put(&mut header.as_old_mut().name, name.as_bytes());
+        header.set_entry_type(kind);
+        header.set_size(size);
+        header.set_mtime(1_700_000_000);
+        header
+    };
+    for entry in entries {
+        if !entry.pax.is_empty() {
+            let mut records = Vec::new();
+            for (key, value) in &entry.pax {
+                // "LEN key=value\n", LEN counting itself.
+                let body_len = key.len() + value.len() + 3;
+                let mut len = body_len + 1;
+                while len != body_len + len.to_string().len() {
+                    len = body_len + len.to_string().len();
+                }
+                records.extend_from_slice(format!("{len} {key}=").as_bytes());
+                records.extend_from_slice(value);
+                records.push(b'\n');
+            }
+            let mut header = header_for("PaxHeader", tar::EntryType::XHeader, records.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(&records);
+            pad(&mut out);
+        }
+        let mut header = header_for(&entry.name, entry.kind, entry.data.len() as u64);
+        header.set_mode(entry.mode);
+        header.set_uid(entry.uid);
+        header.set_gid(entry.gid);
+        if let Some(link) = &entry.link {
+            put(&mut header.as_old_mut().linkname, link.as_bytes());
+        }
+        if let Some((major, minor)) = entry.device {
+            header.set_device_major(major).expect("ustar device");
+            header.set_device_minor(minor).expect("ustar device");
+        }
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&entry.data);
+        pad(&mut out);
+    }
+    out.extend_from_slice(&[0; 1024]);
+    out
 }

@@ -5,10 +5,18 @@
 //! - [`registry::LocalRegistry`]: Debian's `docker-registry` on a loopback port.
 //! - [`faulty::FaultyRegistry`]: a small registry that misbehaves on demand.
 //! - [`image`]: builds images (layers, config, manifest, index) in memory.
+//! - [`oci_layout`]: writes them as OCI image layouts on disk.
+//! - [`rootfs`]: real Debian root filesystems (debootstrap), cached as tars.
+//! - [`umoci`]: the reference rootless unpacker, run as the test user.
+//! - [`tree`]: directory trees as values to compare, and overlay merges.
 
 pub mod env;
 pub mod faulty;
 pub mod image;
+pub mod oci_layout;
 pub mod registry;
+pub mod rootfs;
+pub mod tree;
+pub mod umoci;
 
 pub use env::{Env, Run};

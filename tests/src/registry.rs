@@ -3,8 +3,8 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -139,7 +139,10 @@ impl LocalRegistry {
         format!("http://{}{path}", self.host())
     }
 
-    fn authorize(&self, request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+    fn authorize(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
         match &self.credentials {
             Some((user, password)) => request.basic_auth(user, Some(password)),
             None => request,
@@ -150,11 +153,21 @@ impl LocalRegistry {
 impl Target for LocalRegistry {
     fn put_blob(&self, repository: &str, blob: &Blob) {
         let response = self
-            .authorize(self.http.post(self.url(&format!("/v2/{repository}/blobs/uploads/"))))
+            .authorize(
+                self.http
+                    .post(self.url(&format!("/v2/{repository}/blobs/uploads/"))),
+            )
             .send()
             .expect("start upload");
-        assert_eq!(response.status().as_u16(), 202, "start upload: {response:?}");
-        let location = response.headers()["location"].to_str().expect("location").to_owned();
+        assert_eq!(
+            response.status().as_u16(),
+            202,
+            "start upload: {response:?}"
+        );
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
         let separator = if location.contains('?') { '&' } else { '?' };
         let response = self
             .authorize(
@@ -179,7 +192,12 @@ impl Target for LocalRegistry {
             .send()
             .expect("put manifest");
         let status = response.status().as_u16();
-        assert_eq!(status, 201, "put manifest: {}", response.text().unwrap_or_default());
+        assert_eq!(
+            status,
+            201,
+            "put manifest: {}",
+            response.text().unwrap_or_default()
+        );
     }
 }
 

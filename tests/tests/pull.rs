@@ -45,7 +45,10 @@ fn assert_pulled(env: &Env, run: &Run, image: &Image) -> serde_json::Value {
         assert_eq!(layer["media_type"], blob.media_type);
         let path = Path::new(layer["path"].as_str().expect("path"));
         assert!(path.starts_with(env.store()), "{path:?} outside the store");
-        assert_eq!(Digest::of(&fs::read(path).expect("layer blob")), blob.digest);
+        assert_eq!(
+            Digest::of(&fs::read(path).expect("layer blob")),
+            blob.digest
+        );
     }
     let config_path = doc["config_path"].as_str().expect("config path");
     assert_eq!(fs::read(config_path).expect("config"), image.config.bytes);
@@ -56,13 +59,19 @@ fn assert_pulled(env: &Env, run: &Run, image: &Image) -> serde_json::Value {
 /// left in the store's tmp/.
 #[track_caller]
 fn assert_store_clean_and_owned(env: &Env) {
-    let tmp: Vec<_> = fs::read_dir(env.store().join("tmp")).expect("tmp").collect();
+    let tmp: Vec<_> = fs::read_dir(env.store().join("tmp"))
+        .expect("tmp")
+        .collect();
     assert!(tmp.is_empty(), "leftovers in tmp: {tmp:?}");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         for name in env.blob_names() {
             let meta = fs::metadata(env.store().join("blobs/sha256").join(name)).expect("meta");
-            assert_eq!(meta.uid(), lpmx_tests::env::TEST_UID, "blob not owned by the test user");
+            assert_eq!(
+                meta.uid(),
+                lpmx_tests::env::TEST_UID,
+                "blob not owned by the test user"
+            );
         }
     }
 }
@@ -79,13 +88,20 @@ fn pulls_an_oci_image_from_a_real_registry_and_skips_what_it_has() {
     let doc = assert_pulled(&env, &run, &image);
     assert_eq!(doc["reference"], reference);
     assert_eq!(doc["config"]["cmd"][0], "/bin/sh");
-    assert!(run.stderr.contains("fetched"), "plain progress lines: {run:#?}");
+    assert!(
+        run.stderr.contains("fetched"),
+        "plain progress lines: {run:#?}"
+    );
     assert_store_clean_and_owned(&env);
 
     // Again: nothing to download, the same document.
     let again = env.run("lpmx-pull", [&reference]);
     assert_eq!(assert_pulled(&env, &again, &image), doc);
-    assert_eq!(again.stderr.matches("already present").count(), 3, "{again:#?}");
+    assert_eq!(
+        again.stderr.matches("already present").count(),
+        3,
+        "{again:#?}"
+    );
 
     // --quiet prints nothing on stderr.
     let quiet = env.run("lpmx-pull", ["--quiet", &reference]);
@@ -142,7 +158,10 @@ fn multi_arch_indexes_pick_the_host_or_the_asked_platform() {
         env.run("lpmx-pull", ["--platform", "linux/s390x", &reference])
             .failure(66)
             .stderr_has("no image for platform linux/s390x")
-            .stderr_has(&format!("available: {}, {}", native.platform, other.platform));
+            .stderr_has(&format!(
+                "available: {}, {}",
+                native.platform, other.platform
+            ));
     }
 }
 
@@ -154,7 +173,11 @@ fn nested_indexes_are_followed() {
     for blob in native.blobs() {
         registry.put_blob("nested", blob);
     }
-    registry.put_manifest("nested", &native.manifest.digest.to_string(), &native.manifest);
+    registry.put_manifest(
+        "nested",
+        &native.manifest.digest.to_string(),
+        &native.manifest,
+    );
     let inner = index(Format::Oci, &[(&native.manifest, Some(&native.platform))]);
     registry.put_manifest("nested", &inner.digest.to_string(), &inner);
     let outer = index(Format::Oci, &[(&inner, Some(&native.platform))]);
@@ -176,7 +199,11 @@ fn single_platform_image_of_another_platform_is_refused() {
         &env,
         &env.run(
             "lpmx-pull",
-            ["--platform", other_platform(), &format!("{}/foreign", registry.host())],
+            [
+                "--platform",
+                other_platform(),
+                &format!("{}/foreign", registry.host()),
+            ],
         ),
         &image,
     );
@@ -189,7 +216,10 @@ fn basic_auth_with_docker_config_auth_file_and_credential_helper() {
     registry.push_image("private/app", "v1", &image);
     let reference = format!("{}/private/app:v1", registry.host());
     let never_shown = |run: &Run| {
-        assert!(!run.stdout.contains("s3cret") && !run.stderr.contains("s3cret"), "{run:#?}");
+        assert!(
+            !run.stdout.contains("s3cret") && !run.stderr.contains("s3cret"),
+            "{run:#?}"
+        );
     };
 
     // No credentials: a clear refusal.
@@ -208,7 +238,10 @@ fn basic_auth_with_docker_config_auth_file_and_credential_helper() {
 
     // $REGISTRY_AUTH_FILE comes first: a wrong password there is refused.
     let auth_file = env.path().join("auth.json");
-    env.write_file(&auth_file, docker_config(&format!("http://{}", registry.host()), "alice", "wrong"));
+    env.write_file(
+        &auth_file,
+        docker_config(&format!("http://{}", registry.host()), "alice", "wrong"),
+    );
     let other_store = Env::new();
     let run = Run::from(
         other_store
@@ -289,15 +322,22 @@ fn bearer_tokens_are_fetched_and_renewed_mid_pull() {
         ..Faults::default()
     });
     let env = Env::new();
-    let run = env.run("lpmx-pull", ["--jobs", "2", &format!("{}/org/tool:1.0", registry.host())]);
+    let run = env.run(
+        "lpmx-pull",
+        ["--jobs", "2", &format!("{}/org/tool:1.0", registry.host())],
+    );
     assert_pulled(&env, &run, &image);
     let log = registry.log();
     let tokens = log.iter().filter(|r| r.path.starts_with("/token")).count();
-    assert!(tokens >= 3, "expected renewals, got {tokens} token requests: {log:#?}");
     assert!(
-        log.iter()
-            .filter(|r| r.path.contains("/blobs/"))
-            .any(|r| r.authorization.as_deref().is_some_and(|a| a.starts_with("Bearer token-"))),
+        tokens >= 3,
+        "expected renewals, got {tokens} token requests: {log:#?}"
+    );
+    assert!(
+        log.iter().filter(|r| r.path.contains("/blobs/")).any(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer token-"))),
         "{log:#?}"
     );
     assert!(!run.stderr.contains("token-"), "a token leaked: {run:#?}");
@@ -315,11 +355,17 @@ fn short_lived_tokens_are_renewed_before_they_expire() {
         ..Faults::default()
     });
     let env = Env::new();
-    let run = env.run("lpmx-pull", ["--jobs", "1", &format!("{}/r:t", registry.host())]);
+    let run = env.run(
+        "lpmx-pull",
+        ["--jobs", "1", &format!("{}/r:t", registry.host())],
+    );
     assert_pulled(&env, &run, &image);
     let log = registry.log();
     let unauthorized = log.iter().filter(|r| r.status == 401).count();
-    assert_eq!(unauthorized, 1, "only the first request is challenged: {log:#?}");
+    assert_eq!(
+        unauthorized, 1,
+        "only the first request is challenged: {log:#?}"
+    );
 }
 
 #[test]
@@ -334,7 +380,11 @@ fn server_errors_and_rate_limits_are_retried() {
         ..Faults::default()
     });
     let env = Env::new();
-    assert_pulled(&env, &env.run("lpmx-pull", ["--jobs", "1", &reference]), &image);
+    assert_pulled(
+        &env,
+        &env.run("lpmx-pull", ["--jobs", "1", &reference]),
+        &image,
+    );
 
     registry.set_faults(Faults {
         too_many_requests: 1,
@@ -344,7 +394,10 @@ fn server_errors_and_rate_limits_are_retried() {
     let env = Env::new();
     let started = Instant::now();
     assert_pulled(&env, &env.run("lpmx-pull", [&reference]), &image);
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
 
     registry.set_faults(Faults {
         drop_connections: 2,
@@ -376,12 +429,20 @@ fn truncated_bodies_resume_with_a_range_request() {
     faults.truncate.insert(layer.clone(), (100_000, 2));
     registry.set_faults(faults);
     let env = Env::new();
-    assert_pulled(&env, &env.run("lpmx-pull", [format!("{}/r:t", registry.host())]), &image);
+    assert_pulled(
+        &env,
+        &env.run("lpmx-pull", [format!("{}/r:t", registry.host())]),
+        &image,
+    );
     let requests = registry.blob_requests(&layer);
     let ranges: Vec<_> = requests.iter().map(|r| r.range.clone()).collect();
     assert_eq!(
         ranges,
-        [None, Some("bytes=100000-".to_owned()), Some("bytes=200000-".to_owned())],
+        [
+            None,
+            Some("bytes=100000-".to_owned()),
+            Some("bytes=200000-".to_owned())
+        ],
         "{requests:#?}"
     );
     let sent: usize = requests.iter().map(|r| r.sent).sum();
@@ -402,12 +463,19 @@ fn a_corrupt_blob_is_refused_and_never_stored() {
     env.run("lpmx-pull", [format!("{}/r:t", registry.host())])
         .failure(65)
         .stderr_has(&format!("blob {bad} does not match its digest"));
-    assert!(!env.blob_names().contains(&image.layers[1].digest.hex().to_owned()));
+    assert!(
+        !env.blob_names()
+            .contains(&image.layers[1].digest.hex().to_owned())
+    );
     assert_store_clean_and_owned(&env);
 
     // The next pull from a healthy server completes.
     registry.set_faults(Faults::default());
-    assert_pulled(&env, &env.run("lpmx-pull", [format!("{}/r:t", registry.host())]), &image);
+    assert_pulled(
+        &env,
+        &env.run("lpmx-pull", [format!("{}/r:t", registry.host())]),
+        &image,
+    );
 }
 
 #[test]
@@ -425,7 +493,9 @@ fn a_killed_pull_resumes_where_it_stopped() {
     let env = Env::new();
     let reference = format!("{}/r:t", registry.host());
     let mut child = env.spawn("lpmx-pull", [&reference]);
-    let partial = env.store().join(format!("tmp/{}.partial", layer.digest.hex()));
+    let partial = env
+        .store()
+        .join(format!("tmp/{}.partial", layer.digest.hex()));
     let deadline = Instant::now() + Duration::from_secs(20);
     while fs::metadata(&partial).map_or(0, |m| m.len()) < 1_000_000 {
         assert!(Instant::now() < deadline, "the download never got going");
@@ -439,7 +509,10 @@ fn a_killed_pull_resumes_where_it_stopped() {
     // The server notices the hang-up once its next write fails; start the
     // log afresh after that.
     while registry.blob_requests(&layer.digest.to_string()).is_empty() {
-        assert!(Instant::now() < deadline, "the server never saw the hang-up");
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the hang-up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     registry.set_faults(Faults::default());
@@ -450,8 +523,13 @@ fn a_killed_pull_resumes_where_it_stopped() {
     let requests = registry.blob_requests(&layer.digest.to_string());
     assert_eq!(requests.len(), 1, "{requests:#?}");
     let range = requests[0].range.as_deref().expect("a range request");
-    let from: u64 = range["bytes=".len()..range.len() - 1].parse().expect("range start");
-    assert!(from >= kept.min(1_000_000), "resumed from {from}, had {kept}");
+    let from: u64 = range["bytes=".len()..range.len() - 1]
+        .parse()
+        .expect("range start");
+    assert!(
+        from >= kept.min(1_000_000),
+        "resumed from {from}, had {kept}"
+    );
     assert_eq!(requests[0].sent as u64, layer.bytes.len() as u64 - from);
     assert_store_clean_and_owned(&env);
 }
@@ -470,7 +548,9 @@ fn concurrent_pulls_share_one_store_safely() {
     });
     let env = Env::new();
     let reference = format!("{}/r:t", registry.host());
-    let children: Vec<_> = (0..3).map(|_| env.spawn("lpmx-pull", [&reference])).collect();
+    let children: Vec<_> = (0..3)
+        .map(|_| env.spawn("lpmx-pull", [&reference]))
+        .collect();
     for child in children {
         let run = Run::from(child.wait_with_output().expect("wait"));
         assert_pulled(&env, &run, &image);
@@ -489,8 +569,11 @@ fn concurrent_pulls_share_one_store_safely() {
 #[test]
 fn bad_arguments_and_missing_images_fail_clearly() {
     let env = Env::new();
-    env.run("lpmx-pull", ["Not/A:Valid:Ref"]).failure(2).stderr_has("invalid image reference");
-    env.run("lpmx-pull", ["--platform", "linux", "debian"]).failure(2);
+    env.run("lpmx-pull", ["Not/A:Valid:Ref"])
+        .failure(2)
+        .stderr_has("invalid image reference");
+    env.run("lpmx-pull", ["--platform", "linux", "debian"])
+        .failure(2);
     env.run("lpmx-pull", Vec::<&str>::new()).failure(2);
 
     let registry = LocalRegistry::start();
@@ -499,9 +582,12 @@ fn bad_arguments_and_missing_images_fail_clearly() {
         .stderr_has("MANIFEST_UNKNOWN");
 
     let closed = lpmx_tests::registry::free_port();
-    env.run("lpmx-pull", ["--retries", "1", &format!("127.0.0.1:{closed}/x")])
-        .failure(69)
-        .stderr_has("cannot reach");
+    env.run(
+        "lpmx-pull",
+        ["--retries", "1", &format!("127.0.0.1:{closed}/x")],
+    )
+    .failure(69)
+    .stderr_has("cannot reach");
     assert!(env.blob_names().is_empty());
 }
 
@@ -531,6 +617,9 @@ fn progress_bars_are_drawn_on_a_terminal() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("\u{1b}["), "no terminal drawing: {text:?}");
-    assert!(text.contains("=>") || text.contains("=="), "no bar: {text:?}");
+    assert!(
+        text.contains("=>") || text.contains("=="),
+        "no bar: {text:?}"
+    );
     assert!(text.contains("\"kind\": \"lpmx.image\""), "{text:?}");
 }

@@ -10,19 +10,29 @@
 //!
 //! - `bench`: five layers of incompressible data, about 100 MB in all.
 //! - `rootfs:FILE.tar`: one layer holding the root filesystem in FILE.
+//! - `debian:SUITE`: one layer, a debootstrap'd Debian SUITE (bullseye,
+//!   bookworm, trixie; built once and cached, see `lpmx_tests::rootfs`),
+//!   gzip at the default level as registries serve it.
+//!
+//! `lpmx-fixture rootfs SUITE` prints the path of that cached tar.
 //! - `small`: three tiny layers.
 
 use std::io::Write;
 
 use anyhow::{Context, bail};
+use flate2::Compression;
 use lpmx_core::oci::Platform;
 use lpmx_tests::image::{Format, Image, noise, small_image, tar_of};
 use lpmx_tests::registry::{LocalRegistry, Target};
+use lpmx_tests::rootfs::debian_rootfs_tar;
 
 fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
     let platform = Platform::host().to_string();
     if spec == "small" {
-        return Ok(("lpmx/small:latest".to_owned(), small_image(Format::Oci, &platform, 3)));
+        return Ok((
+            "lpmx/small:latest".to_owned(),
+            small_image(Format::Oci, &platform, 3),
+        ));
     }
     if spec == "bench" {
         let sizes_mb = [40, 25, 20, 10, 5];
@@ -31,7 +41,16 @@ fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
             .enumerate()
             .map(|(i, mb)| tar_of(&[(&format!("data/{i}.bin"), &noise(i as u64, mb << 20))]))
             .collect();
-        return Ok(("lpmx/bench:latest".to_owned(), Image::build(Format::Docker, &platform, tars)));
+        return Ok((
+            "lpmx/bench:latest".to_owned(),
+            Image::build(Format::Docker, &platform, tars),
+        ));
+    }
+    if let Some(suite) = spec.strip_prefix("debian:") {
+        let tar = std::fs::read(debian_rootfs_tar(suite))?;
+        let image =
+            Image::build_compressed(Format::Docker, &platform, vec![tar], Compression::default());
+        return Ok((format!("debian:{suite}"), image));
     }
     if let Some(path) = spec.strip_prefix("rootfs:") {
         let tar = std::fs::read(path).with_context(|| format!("failed to read {path}"))?;
@@ -41,17 +60,31 @@ fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
             .unwrap_or("rootfs")
             .to_lowercase()
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-        return Ok((format!("lpmx/{name}:latest"), Image::build(Format::Docker, &platform, vec![tar])));
+        return Ok((
+            format!("lpmx/{name}:latest"),
+            Image::build(Format::Docker, &platform, vec![tar]),
+        ));
     }
-    bail!("unknown image {spec:?}: expected small, bench or rootfs:FILE.tar")
+    bail!("unknown image {spec:?}: expected small, bench, debian:SUITE or rootfs:FILE.tar")
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, suite] = args.as_slice()
+        && command == "rootfs"
+    {
+        println!("{}", debian_rootfs_tar(suite).display());
+        return Ok(());
+    }
     let Some(("serve", specs)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) else {
-        bail!("usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, rootfs:FILE.tar)");
+        bail!(
+            "usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, debian:SUITE, rootfs:FILE.tar)\n       lpmx-fixture rootfs SUITE"
+        );
     };
-    let images = specs.iter().map(|s| image_for(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let images = specs
+        .iter()
+        .map(|s| image_for(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let registry = LocalRegistry::start();
     let mut stdout = std::io::stdout().lock();
     for (name, image) in &images {

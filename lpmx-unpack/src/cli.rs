@@ -1,0 +1,95 @@
+//! The command line of `lpmx-unpack`; also the source of its man page.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use lpmx_core::Store;
+use lpmx_core::cli::{Failure, run};
+use lpmx_core::document::{ImageDocument, read_document, write_document};
+use lpmx_core::oci::Platform;
+use lpmx_core::progress::Progress;
+
+use crate::source::{Selection, import_archive};
+use crate::unpack_image;
+
+const AFTER_HELP: &str = "\
+Examples:
+  lpmx-pull debian:bookworm | lpmx-unpack | lpmx-mkroot dev
+  lpmx-unpack debian.tar > debian-layers.json       (docker save / podman save)
+  lpmx-unpack ./oci-layout --image app:1.0          (OCI image layout)
+  lpmx-unpack app.oci.tar                           (OCI layout in a tar)
+
+Layers land in $LPMX_HOME/layers/<diff-id>/root with their metadata
+(original owners and modes, device nodes, whiteouts) in meta.json.
+See lpmx(7) for the documents.";
+
+/// Unpack image layers into the lpmx store.
+///
+/// Reads the image document printed by lpmx-pull on stdin, or imports the
+/// image archive or OCI layout SOURCE (its blobs go into the store as if
+/// pulled), then unpacks each layer once into the store, verified against
+/// the image config's diff_ids, and prints a layers document (JSON) on
+/// stdout for lpmx-mkroot. Layers already unpacked are not unpacked again.
+#[derive(Debug, Parser)]
+#[command(name = "lpmx-unpack", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// A docker-archive (docker save, podman save), an OCI image layout
+    /// directory or an OCI layout in a tar file. Without it, an image
+    /// document is read on stdin.
+    #[arg(value_name = "SOURCE")]
+    pub source: Option<PathBuf>,
+
+    /// The image to take from a SOURCE holding several: a repo tag
+    /// (docker-archive) or a ref name (OCI layout).
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+
+    /// Platform to take from a multi-platform OCI layout (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+
+    /// Layers unpacked at once (default: the number of CPUs).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// No progress output on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The clap definition, for the man page generator.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run("lpmx-unpack", || {
+        let store = Store::open_default()
+            .map_err(|e| Failure::classified(e, "failed to open the store"))?;
+        let progress = Progress::new("lpmx-unpack", cli.quiet);
+        let image = match &cli.source {
+            Some(path) => {
+                let selection = Selection {
+                    name: cli.image.clone(),
+                    platform: cli.platform.clone().unwrap_or_else(Platform::host),
+                };
+                import_archive(&store, path, &selection).map_err(|e| {
+                    Failure::classified(e, format!("failed to import {}", path.display()))
+                })?
+            }
+            None => read_document::<ImageDocument>(std::io::stdin().lock())
+                .map_err(|e| Failure::classified(e, "failed to read the image document"))?,
+        };
+        let jobs = cli.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(2, usize::from),
+            usize::from,
+        );
+        let layers = unpack_image(&store, &image, jobs, &progress)
+            .map_err(|e| Failure::classified(e, format!("failed to unpack {}", image.reference)))?;
+        write_document(&layers, std::io::stdout().lock())?;
+        Ok(())
+    })
+}

@@ -1,0 +1,118 @@
+use std::path::PathBuf;
+
+use lpmx_core::cli::{Classify, Exit};
+use lpmx_core::digest::Digest;
+use lpmx_core::document::DocumentError;
+use lpmx_core::oci::{FormatError, Platform};
+use lpmx_core::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("refused layer {layer}: entry {entry:?} {why}; nothing was unpacked")]
+    Unsafe {
+        layer: String,
+        entry: String,
+        why: String,
+    },
+    #[error("layer {layer} is not a valid tar archive (near entry {entry:?}): {source}")]
+    Tar {
+        layer: String,
+        entry: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer {layer} cannot be decompressed: {source}")]
+    Decompress {
+        layer: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "layer {layer} unpacks to {actual}, but the image config says {expected} (rootfs.diff_ids); nothing was kept"
+    )]
+    DiffIdMismatch {
+        layer: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("blob {expected} does not match its digest: its content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {0} is not in the store (pull it again)")]
+    MissingBlob(Digest),
+    #[error(
+        "layer {layer} has media type {media_type:?}, which lpmx cannot unpack (gzip, zstd and plain tar layers only)"
+    )]
+    MediaType { layer: String, media_type: String },
+    #[error("{path}: {why}")]
+    Archive { path: PathBuf, why: String },
+    #[error("no image for platform {wanted} in {source_name}; available: {}", list(.available))]
+    NoPlatform {
+        source_name: String,
+        wanted: Platform,
+        available: Vec<Platform>,
+    },
+    #[error("{source_name} holds several images ({}); choose one with --image", .names.join(", "))]
+    Ambiguous {
+        source_name: String,
+        names: Vec<String>,
+    },
+    #[error("{source_name} has no image named {name:?}; it has: {}", .names.join(", "))]
+    NoSuchImage {
+        source_name: String,
+        name: String,
+        names: Vec<String>,
+    },
+    #[error("image config lists {diff_ids} layer digests but the image has {layers} layers")]
+    LayerCount { diff_ids: usize, layers: usize },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn list(platforms: &[Platform]) -> String {
+    let names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl UnpackError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> UnpackError {
+        let path = path.into();
+        move |source| UnpackError::Io { path, source }
+    }
+}
+
+impl Classify for UnpackError {
+    fn exit(&self) -> Exit {
+        match self {
+            UnpackError::Store(e) => e.exit(),
+            UnpackError::Document(e) => e.exit(),
+            UnpackError::Io { .. } => Exit::IoErr,
+            UnpackError::MissingBlob(_)
+            | UnpackError::NoPlatform { .. }
+            | UnpackError::NoSuchImage { .. } => Exit::NoInput,
+            UnpackError::Ambiguous { .. } => Exit::Usage,
+            UnpackError::Format(_)
+            | UnpackError::Unsafe { .. }
+            | UnpackError::Tar { .. }
+            | UnpackError::Decompress { .. }
+            | UnpackError::DiffIdMismatch { .. }
+            | UnpackError::DigestMismatch { .. }
+            | UnpackError::MediaType { .. }
+            | UnpackError::Archive { .. }
+            | UnpackError::LayerCount { .. } => Exit::DataErr,
+        }
+    }
+}
