@@ -17,7 +17,7 @@ bin=$PWD/target/release
 work=$(mktemp -d)
 trap 'kill "${fixture_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-coproc fixture { "$bin/lpmx-fixture" serve bench; }
+coproc fixture { exec "$bin/lpmx-fixture" serve bench; }
 fixture_pid=$fixture_PID
 read -r ref <&"${fixture[0]}"
 echo "bench: image $ref" >&2

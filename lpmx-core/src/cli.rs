@@ -68,6 +68,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Opens the store every tool works on (`$LPMX_HOME`, else the XDG default).
+pub fn open_store() -> Result<crate::Store, Failure> {
+    crate::Store::open_default().map_err(|e| Failure::classified(e, "failed to open the store"))
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 /// A closed stdout (`lpmx-pull x | head -c1`) is not an error.
 pub fn run(tool: &str, body: impl FnOnce() -> Result<(), Failure>) -> ExitCode {

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use lpmx_core::cli::{Failure, run};
+use lpmx_core::ImageRef;
+use lpmx_core::cli::{Failure, open_store, run};
 use lpmx_core::document::write_document;
 use lpmx_core::oci::Platform;
 use lpmx_core::progress::Progress;
-use lpmx_core::{ImageRef, Store};
 
 use crate::registry::RetryPolicy;
 use crate::{PullOptions, pull};
@@ -70,8 +70,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     run("lpmx-pull", || {
         let image: ImageRef = cli.reference.parse().map_err(Failure::usage)?;
-        let store = Store::open_default()
-            .map_err(|e| Failure::classified(e, "failed to open the store"))?;
+        let store = open_store()?;
         let options = PullOptions {
             platform: cli.platform.clone(),
             plain_http: cli.plain_http,

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use lpmx_core::Store;
-use lpmx_core::cli::{Failure, run};
+use lpmx_core::cli::{Failure, open_store, run};
 use lpmx_core::document::{ImageDocument, read_document, write_document};
 use lpmx_core::oci::Platform;
 use lpmx_core::progress::Progress;
@@ -67,8 +66,7 @@ pub fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     run("lpmx-unpack", || {
-        let store = Store::open_default()
-            .map_err(|e| Failure::classified(e, "failed to open the store"))?;
+        let store = open_store()?;
         let progress = Progress::new("lpmx-unpack", cli.quiet);
         let image = match &cli.source {
             Some(path) => {

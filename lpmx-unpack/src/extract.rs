@@ -10,9 +10,9 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -34,8 +34,11 @@ pub fn extract(reader: impl Read, root: &Path, layer: &str) -> Result<LayerMeta,
         root: root.to_owned(),
         layer: layer.to_owned(),
         known_dirs: HashSet::from([PathBuf::new()]),
+        others: HashSet::new(),
         meta: LayerMeta::new(),
         dir_times: Vec::new(),
+        buffer: vec![0; 1 << 20],
+        umask: process_umask(),
     };
     let mut archive = tar::Archive::new(reader);
     let mut last = String::new();
@@ -47,8 +50,7 @@ pub fn extract(reader: impl Read, root: &Path, layer: &str) -> Result<LayerMeta,
         last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         extractor.entry(&mut entry, &last)?;
     }
-    extractor.finish()?;
-    Ok(extractor.meta)
+    extractor.finish()
 }
 
 struct Extractor {
@@ -57,9 +59,18 @@ struct Extractor {
     /// Directories (relative) this extraction created and that are still
     /// directories: the only ones entries may be written into.
     known_dirs: HashSet<PathBuf>,
+    /// Everything else this extraction created and that is still there.
+    /// With `known_dirs` it says what exists in the (private) directory,
+    /// so fresh entries cost no `lstat`.
+    others: HashSet<PathBuf>,
     meta: LayerMeta,
     /// Directory times, set last (creating entries changes them).
     dir_times: Vec<(PathBuf, u64)>,
+    /// For copying file data.
+    buffer: Vec<u8>,
+    /// The process umask, to skip a `chmod` when creation already gave the
+    /// right mode; `None` when unknown.
+    umask: Option<u32>,
 }
 
 impl Extractor {
@@ -146,20 +157,31 @@ impl Extractor {
         let mut record_mode = true;
         match kind {
             EntryType::Directory => {
-                if !existing_dir {
-                    fs::create_dir(&full).map_err(self.io_error(&rel))?;
+                if existing_dir || self.needs_chmod(stored) {
+                    if !existing_dir {
+                        fs::create_dir(&full).map_err(self.io_error(&rel))?;
+                    }
+                    fs::set_permissions(&full, fs::Permissions::from_mode(stored))
+                        .map_err(self.io_error(&rel))?;
+                } else {
+                    fs::DirBuilder::new()
+                        .mode(stored)
+                        .create(&full)
+                        .map_err(self.io_error(&rel))?;
                 }
-                fs::set_permissions(&full, fs::Permissions::from_mode(stored))
-                    .map_err(self.io_error(&rel))?;
                 self.known_dirs.insert(rel.clone());
                 self.dir_times.push((rel.clone(), mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let mut file = create_file(&full, stored).map_err(self.io_error(&rel))?;
-                io::copy(entry, &mut file).map_err(|source| self.tar_error(name, source))?;
-                file.set_permissions(fs::Permissions::from_mode(stored))
-                    .map_err(self.io_error(&rel))?;
+                copy_data(entry, &mut file, &mut self.buffer)
+                    .map_err(|source| self.tar_error(name, source))?;
+                if self.needs_chmod(stored) {
+                    file.set_permissions(fs::Permissions::from_mode(stored))
+                        .map_err(self.io_error(&rel))?;
+                }
                 let _ = file.set_modified(time(mtime));
+                self.others.insert(rel.clone());
             }
             EntryType::Symlink => {
                 let target = entry
@@ -170,6 +192,7 @@ impl Extractor {
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &full)
                     .map_err(self.io_error(&rel))?;
                 set_symlink_time(&full, mtime);
+                self.others.insert(rel.clone());
                 record_mode = false;
             }
             EntryType::Link => {
@@ -183,6 +206,7 @@ impl Extractor {
                     .ok_or_else(|| self.unsafe_entry(name, "is a hardlink to the layer root"))?;
                 self.check_link_target(&target, name)?;
                 fs::hard_link(self.root.join(&target), &full).map_err(self.io_error(&rel))?;
+                self.others.insert(rel.clone());
             }
             EntryType::Char | EntryType::Block => {
                 let device = Device {
@@ -197,6 +221,7 @@ impl Extractor {
                 // An ordinary user cannot make device nodes: an empty file
                 // holds the name, the metadata the device.
                 create_file(&full, stored).map_err(self.io_error(&rel))?;
+                self.others.insert(rel.clone());
                 self.meta.entry(&key).device = Some(device);
             }
             EntryType::Fifo => {
@@ -207,6 +232,7 @@ impl Extractor {
                 }
                 fs::set_permissions(&full, fs::Permissions::from_mode(stored))
                     .map_err(self.io_error(&rel))?;
+                self.others.insert(rel.clone());
             }
             other => {
                 return Err(self.unsafe_entry(name, format!("has an unsupported type ({other:?})")));
@@ -283,20 +309,18 @@ impl Extractor {
     /// Removes what is at `rel` so a later entry of the same name replaces
     /// it; a directory replaced by a directory stays. Returns whether it did.
     fn clear(&mut self, rel: &Path, full: &Path, keep_dir: bool) -> Result<bool, UnpackError> {
-        let meta = match fs::symlink_metadata(full) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(self.io_error(rel)(e)),
-        };
-        if meta.is_dir() {
+        if self.known_dirs.contains(rel) {
             if keep_dir {
                 return Ok(true);
             }
             fs::remove_dir_all(full).map_err(self.io_error(rel))?;
             self.known_dirs.retain(|dir| !dir.starts_with(rel));
+            self.others.retain(|path| !path.starts_with(rel));
             self.dir_times.retain(|(dir, _)| !dir.starts_with(rel));
-        } else {
+        } else if self.others.remove(rel) {
             fs::remove_file(full).map_err(self.io_error(rel))?;
+        } else {
+            return Ok(false);
         }
         self.meta.forget_tree(&meta_key(rel));
         Ok(false)
@@ -327,7 +351,11 @@ impl Extractor {
         }
     }
 
-    fn finish(&mut self) -> Result<(), UnpackError> {
+    fn needs_chmod(&self, mode: u32) -> bool {
+        self.umask.is_none_or(|umask| mode & umask != 0)
+    }
+
+    fn finish(mut self) -> Result<LayerMeta, UnpackError> {
         // Deepest first, so setting a child's time does not disturb its parent's.
         self.dir_times
             .sort_by_key(|(dir, _)| std::cmp::Reverse(dir.components().count()));
@@ -336,8 +364,29 @@ impl Extractor {
                 let _ = file.set_modified(time(*mtime));
             }
         }
-        Ok(())
+        Ok(self.meta)
     }
+}
+
+/// Copies a file's data with big writes (io::copy writes 8 KiB at a time).
+fn copy_data(reader: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        file.write_all(&buf[..n])?;
+    }
+}
+
+/// The umask, read from /proc (Linux 4.7+) since umask(2) cannot be read
+/// without changing it under other threads' feet.
+fn process_umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
 /// Normalises a tar entry name: `./a//b/` is `a/b`; `None` is the root.

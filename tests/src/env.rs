@@ -149,6 +149,33 @@ impl Env {
         Run::from(self.tool(tool).args(args).output().expect("run tool"))
     }
 
+    /// Runs `tool` with `args` and `input` on stdin, to completion.
+    pub fn run_with_input(&self, tool: &str, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .tool(tool)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tool");
+        // A tool that refuses its input early may close stdin: not an error here.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes());
+        Run::from(child.wait_with_output().expect("wait for tool"))
+    }
+
+    /// `lpmx-pull REF | lpmx-unpack`, the pull required to succeed.
+    pub fn pull_and_unpack(&self, reference: &str) -> Run {
+        let pulled = self.run("lpmx-pull", ["--quiet", reference]);
+        pulled.success();
+        self.run_with_input("lpmx-unpack", &[], &pulled.stdout)
+    }
+
     /// Starts `tool` with `args` in the background.
     pub fn spawn<I, S>(&self, tool: &str, args: I) -> Child
     where
@@ -216,6 +243,20 @@ impl Run {
             "stderr lacks {text:?}: {self:#?}"
         );
         self
+    }
+
+    /// The layer directories of a successful `lpmx-unpack`, bottom first.
+    #[track_caller]
+    pub fn layer_dirs(&self) -> Vec<PathBuf> {
+        self.success();
+        let document = self.json();
+        assert_eq!(document["kind"], "lpmx.layers", "{self:#?}");
+        document["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|layer| PathBuf::from(layer["path"].as_str().expect("layer path")))
+            .collect()
     }
 
     /// Stdout as JSON.

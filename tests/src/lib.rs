@@ -8,11 +8,13 @@
 //! - [`oci_layout`]: writes them as OCI image layouts on disk.
 //! - [`rootfs`]: real Debian root filesystems (debootstrap), cached as tars.
 //! - [`umoci`]: the reference rootless unpacker, run as the test user.
+//! - [`layers`]: layer metadata and the merged view of a stack of layers.
 //! - [`tree`]: directory trees as values to compare, and overlay merges.
 
 pub mod env;
 pub mod faulty;
 pub mod image;
+pub mod layers;
 pub mod oci_layout;
 pub mod registry;
 pub mod rootfs;

@@ -3,12 +3,12 @@
 //! on archives written by skopeo. Run as an unprivileged user.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use lpmx_core::oci::Platform;
 use lpmx_tests::image::{Format, Image, RawEntry, raw_tar};
+use lpmx_tests::layers::{layer_meta, merged_view};
 use lpmx_tests::oci_layout::write_oci_layout;
 use lpmx_tests::registry::{LocalRegistry, Target};
 use lpmx_tests::rootfs::debian_rootfs_tar;
@@ -25,47 +25,6 @@ fn debian_image(suite: &str, upper: Option<Vec<u8>>) -> Image {
     let mut layers = vec![tar];
     layers.extend(upper);
     Image::build(Format::Oci, &host_platform(), layers)
-}
-
-/// Layer directories from an `lpmx-unpack` run.
-fn layer_dirs(run: &Run) -> Vec<PathBuf> {
-    run.success();
-    run.json()["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|l| PathBuf::from(l["path"].as_str().expect("path")))
-        .collect()
-}
-
-fn meta(layer: &Path) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(layer.join("meta.json")).expect("meta.json")).expect("json")
-}
-
-/// What a container sees through lpmx's layers: merged with the whiteouts
-/// and opaque directories their metadata records.
-fn merged_view(dirs: &[PathBuf]) -> Tree {
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| s.as_str().expect("path").to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let layers: Vec<tree::Layer> = dirs
-        .iter()
-        .map(|dir| {
-            let meta = meta(dir);
-            (
-                dir.join("root"),
-                strings(&meta["whiteouts"]),
-                strings(&meta["opaque"]),
-            )
-        })
-        .collect();
-    tree::merge_layers(&layers)
 }
 
 #[track_caller]
@@ -86,7 +45,7 @@ fn debian_images_unpack_like_umoci_and_keep_owners_and_modes() {
         write_oci_layout(&layout, &[(suite, &image)]);
 
         let run = env.run("lpmx-unpack", [layout.to_str().unwrap(), "--image", suite]);
-        let dirs = layer_dirs(&run);
+        let dirs = run.layer_dirs();
         assert_eq!(dirs.len(), 1);
         let root = dirs[0].join("root");
         let os_release = fs::read_to_string(root.join("etc/os-release")).expect("os-release");
@@ -95,7 +54,7 @@ fn debian_images_unpack_like_umoci_and_keep_owners_and_modes() {
         let umoci = umoci_unpack_rootless(&env, &layout, suite);
         assert_same_tree(&tree::snapshot(&root), &tree::snapshot(&umoci), suite);
 
-        let entries = &meta(&dirs[0])["entries"];
+        let entries = &layer_meta(&dirs[0])["entries"];
         assert_eq!(
             entries["usr/bin/passwd"]["mode"], 0o4755,
             "{suite}: setuid passwd"
@@ -136,7 +95,9 @@ fn whiteouts_and_opaque_dirs_over_bookworm_look_like_umoci() {
     let env = Env::new();
     let layout = env.path().join("layout");
     write_oci_layout(&layout, &[("two", &image)]);
-    let dirs = layer_dirs(&env.run("lpmx-unpack", [layout.to_str().unwrap()]));
+    let dirs = env
+        .run("lpmx-unpack", [layout.to_str().unwrap()])
+        .layer_dirs();
     assert_eq!(dirs.len(), 2);
     let ours = merged_view(&dirs);
     assert!(!ours.contains_key("usr/share/doc"));
@@ -187,22 +148,7 @@ fn archives_written_by_skopeo_unpack_as_pulled_images_do() {
 
     // The reference: pull | unpack.
     let pulled_env = Env::new();
-    let pulled = pulled_env.run("lpmx-pull", ["--quiet", &reference]);
-    pulled.success();
-    let mut child = pulled_env
-        .tool("lpmx-unpack")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(pulled.stdout.as_bytes())
-        .unwrap();
-    let pulled_dirs = layer_dirs(&Run::from(child.wait_with_output().unwrap()));
+    let pulled_dirs = pulled_env.pull_and_unpack(&reference).layer_dirs();
     let expected = merged_view(&pulled_dirs);
 
     let archives = Env::new();
@@ -230,7 +176,7 @@ fn archives_written_by_skopeo_unpack_as_pulled_images_do() {
         skopeo_copy(&format!("docker://{reference}"), &destination, &path);
         let env = Env::new();
         let run = env.run("lpmx-unpack", [path.to_str().unwrap()]);
-        let dirs = layer_dirs(&run);
+        let dirs = run.layer_dirs();
         let diff_ids: Vec<_> = dirs
             .iter()
             .map(|d| d.file_name().unwrap().to_owned())
@@ -294,7 +240,7 @@ fn a_killed_unpack_leaves_nothing_that_looks_complete() {
     let first = env.spawn("lpmx-unpack", [layout.to_str().unwrap()]);
     let second = env.spawn("lpmx-unpack", [layout.to_str().unwrap()]);
     for child in [first, second] {
-        let dirs = layer_dirs(&Run::from(child.wait_with_output().unwrap()));
+        let dirs = Run::from(child.wait_with_output().unwrap()).layer_dirs();
         assert_eq!(dirs, std::slice::from_ref(&layer));
     }
     let tmp: Vec<_> = fs::read_dir(env.store().join("tmp"))

@@ -2,69 +2,25 @@
 //! images and from offline archives, run as an unprivileged user.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use lpmx_core::oci::Platform;
+use lpmx_tests::Env;
 use lpmx_tests::faulty::FaultyRegistry;
 use lpmx_tests::image::{Format, Image, RawEntry, raw_tar, small_image, tar_of};
+use lpmx_tests::layers::layer_meta;
 use lpmx_tests::registry::Target;
-use lpmx_tests::{Env, Run};
 use tar::EntryType;
 
 fn host_platform() -> String {
     Platform::host().to_string()
 }
 
-/// Runs `tool args` with `input` on stdin.
-fn run_with_input(env: &Env, tool: &str, args: &[&str], input: &str) -> Run {
-    let mut child = env
-        .tool(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    Run::from(child.wait_with_output().expect("wait"))
-}
-
-/// `lpmx-pull REF | lpmx-unpack` as the test user.
-fn pull_and_unpack(env: &Env, reference: &str) -> Run {
-    let pulled = env.run("lpmx-pull", ["--quiet", reference]);
-    pulled.success();
-    run_with_input(env, "lpmx-unpack", &[], &pulled.stdout)
-}
-
 /// An in-process registry holding `image` as `r:t`; returns the reference.
 fn serve(registry: &FaultyRegistry, image: &Image) -> String {
     registry.push_image("r", "t", image);
     format!("{}/r:t", registry.host())
-}
-
-fn layer_dirs(run: &Run) -> Vec<PathBuf> {
-    run.success();
-    let doc = run.json();
-    assert_eq!(doc["kind"], "lpmx.layers");
-    doc["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|l| PathBuf::from(l["path"].as_str().expect("path")))
-        .collect()
-}
-
-fn meta(layer: &Path) -> serde_json::Value {
-    serde_json::from_str(&fs::read_to_string(layer.join("meta.json")).expect("meta.json"))
-        .expect("meta is JSON")
 }
 
 #[track_caller]
@@ -96,8 +52,8 @@ fn layers_unpack_once_with_whiteouts_and_opaque_dirs_recorded() {
     let registry = FaultyRegistry::start();
     let reference = serve(&registry, &image);
     let env = Env::new();
-    let run = pull_and_unpack(&env, &reference);
-    let dirs = layer_dirs(&run);
+    let run = env.pull_and_unpack(&reference);
+    let dirs = run.layer_dirs();
     assert_eq!(dirs.len(), 2);
     for (dir, diff_id) in dirs.iter().zip(&image.diff_ids) {
         assert!(dir.ends_with(diff_id.hex()), "{dir:?}");
@@ -109,7 +65,7 @@ fn layers_unpack_once_with_whiteouts_and_opaque_dirs_recorded() {
     for hidden in [".wh.gone", "replaced/.wh..wh..opq", "keep/.wh.nothing-here"] {
         assert!(!upper_root.join(hidden).exists(), "{hidden} left as a file");
     }
-    let upper_meta = meta(&dirs[1]);
+    let upper_meta = layer_meta(&dirs[1]);
     assert_eq!(upper_meta["kind"], "lpmx.layer-meta");
     assert_eq!(upper_meta["diff_id"], image.diff_ids[1].to_string());
     assert_eq!(
@@ -125,8 +81,8 @@ fn layers_unpack_once_with_whiteouts_and_opaque_dirs_recorded() {
     assert_store_has_no_partial_layers(&env);
 
     // Again, and a second image sharing the lower layer: nothing unpacked twice.
-    let again = pull_and_unpack(&env, &reference);
-    assert_eq!(layer_dirs(&again), dirs);
+    let again = env.pull_and_unpack(&reference);
+    assert_eq!(again.layer_dirs(), dirs);
     assert_eq!(
         again.stderr.matches("already unpacked").count(),
         2,
@@ -158,9 +114,9 @@ fn modes_owners_devices_and_xattrs_are_kept_in_the_metadata() {
     let image = Image::build(Format::Docker, &host_platform(), vec![layer]);
     let registry = FaultyRegistry::start();
     let env = Env::new();
-    let dirs = layer_dirs(&pull_and_unpack(&env, &serve(&registry, &image)));
+    let dirs = env.pull_and_unpack(&serve(&registry, &image)).layer_dirs();
     let root = dirs[0].join("root");
-    let entries = &meta(&dirs[0])["entries"];
+    let entries = &layer_meta(&dirs[0])["entries"];
     let mode = |p: &str| {
         fs::symlink_metadata(root.join(p))
             .unwrap()
@@ -342,7 +298,7 @@ fn malicious_layers_are_refused_and_leave_nothing_behind() {
         let image = Image::build(Format::Oci, &host_platform(), vec![raw_tar(&all)]);
         registry.push_image("evil", &format!("t{i}"), &image);
         let reference = format!("{}/evil:t{i}", registry.host());
-        let run = pull_and_unpack(&env, &reference);
+        let run = env.pull_and_unpack(&reference);
         assert_eq!(run.code, Some(65), "{what}: {run:#?}");
         assert!(run.stderr.contains("refused layer"), "{what}: {run:#?}");
         assert!(
@@ -376,7 +332,7 @@ fn corrupt_and_unsupported_layers_fail_clearly() {
     let mut config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
     config["rootfs"]["diff_ids"][0] = wrong.diff_ids[0].to_string().into();
     image = rebuild_with_config(image, config);
-    let run = pull_and_unpack(&env, &serve(&registry, &image));
+    let run = env.pull_and_unpack(&serve(&registry, &image));
     run.failure(65).stderr_has("but the image config says");
     assert!(
         !env.store()
@@ -391,18 +347,13 @@ fn corrupt_and_unsupported_layers_fail_clearly() {
     image.layers[0].media_type = "application/vnd.oci.image.layer.v1.tar+bzip2".to_owned();
     let image = rebuild_manifest(image);
     registry.push_image("r", "bz", &image);
-    let run = pull_and_unpack(&env, &format!("{}/r:bz", registry.host()));
+    let run = env.pull_and_unpack(&format!("{}/r:bz", registry.host()));
     run.failure(65).stderr_has("tar+bzip2");
 
     // Not an image document at all.
-    let run = run_with_input(&env, "lpmx-unpack", &[], "");
+    let run = env.run_with_input("lpmx-unpack", &[], "");
     run.failure(65).stderr_has("no input");
-    let run = run_with_input(
-        &env,
-        "lpmx-unpack",
-        &[],
-        r#"{"kind":"lpmx.layers","version":1}"#,
-    );
+    let run = env.run_with_input("lpmx-unpack", &[], r#"{"kind":"lpmx.layers","version":1}"#);
     run.failure(65)
         .stderr_has("expected an lpmx.image document");
     env.run("lpmx-unpack", [env.path().join("missing.tar")])
@@ -451,7 +402,7 @@ fn zstd_and_uncompressed_layers_unpack() {
     let image = rebuild_manifest(image);
     let registry = FaultyRegistry::start();
     let env = Env::new();
-    let dirs = layer_dirs(&pull_and_unpack(&env, &serve(&registry, &image)));
+    let dirs = env.pull_and_unpack(&serve(&registry, &image)).layer_dirs();
     assert_eq!(fs::read(dirs[0].join("root/z/file")).unwrap(), b"zstd!");
     assert_eq!(fs::read(dirs[1].join("root/p/file")).unwrap(), b"plain!");
 }
