@@ -21,6 +21,8 @@ pub enum Exit {
     NoInput = 66,
     /// A service is unreachable or keeps failing (network, registry 5xx).
     Unavailable = 69,
+    /// Something to create exists already (a container name taken).
+    CantCreate = 73,
     /// Reading or writing local files failed (the store, a disk full).
     IoErr = 74,
     /// Credentials missing or refused.

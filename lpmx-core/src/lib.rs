@@ -5,6 +5,7 @@
 //! and the store's layout and locking, is defined once, here.
 
 pub mod cli;
+pub mod container;
 pub mod digest;
 pub mod document;
 pub mod layer;

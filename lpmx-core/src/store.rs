@@ -134,6 +134,15 @@ impl Store {
         self.lock(&format!("layer-{}", diff_id.hex()))
     }
 
+    /// Where container `name` lives (see [`crate::container`]).
+    pub fn container_dir(&self, name: &str) -> PathBuf {
+        self.root.join("containers").join(name)
+    }
+
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }

@@ -13,7 +13,11 @@ use lpmx_core::oci::{RunConfig, media};
 /// Every page: its path under `man/` and its roff text.
 pub fn pages() -> Vec<(PathBuf, String)> {
     let mut pages = Vec::new();
-    for command in [lpmx_pull::cli::command(), lpmx_unpack::cli::command()] {
+    for command in [
+        lpmx_pull::cli::command(),
+        lpmx_unpack::cli::command(),
+        lpmx_mkroot::cli::command(),
+    ] {
         let name = command.get_name().to_owned();
         let mut roff = Vec::new();
         clap_mangen::Man::new(command)
@@ -173,7 +177,9 @@ layout tar), unpacks each layer once into the store and prints a layers
 document.
 .TP
 .B lpmx\-mkroot NAME
-creates a container from a layers document (not yet available).
+creates a container from a layers document: a stack file naming the shared
+layers, an empty writable layer and an environment file; \-\-list and
+\-\-remove manage them.
 .TP
 .B lpmx\-exec NAME
 runs a program inside a container (not yet available).
@@ -184,7 +190,7 @@ else \fB~/.local/share/lpmx\fR.
 .nf
 blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
 layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
-containers/<name>/     containers
+containers/<name>/     containers: stack.json, upper/, env
 tmp/                   partial downloads; never read as content
 locks/                 lock files
 version                the store format (1)
@@ -260,6 +266,26 @@ Example:
 .PP
 .nf
 {meta_example}.fi
+.SS lpmx.stack (containers/<name>/stack.json, printed by lpmx\-mkroot)
+.TP
+.B name, reference, manifest_digest, config_digest, platform, config
+the container and the image it was made from.
+.TP
+.B layers
+the image's unpacked layers, bottom to top (diff_id and directory), shared
+with every other container of the store.
+.TP
+.B upper, env_file
+the container's own writable layer and environment file.
+.TP
+.B binds
+host directories seen inside the container: host and container paths.
+.TP
+.B created
+seconds since the epoch.
+.PP
+\fBlpmx\-mkroot \-\-list \-\-json\fR prints an \fBlpmx.containers\fR
+document: \fBcontainers\fR, a list of stack documents.
 .SH EXIT STATUS
 .TP
 .B 0
@@ -281,6 +307,9 @@ not found: an unknown image or tag, or no image for the platform asked for.
 .B 69
 a registry unreachable, or failing after every retry.
 .TP
+.B 73
+cannot create: a container name already taken.
+.TP
 .B 74
 reading or writing the store failed.
 .TP
@@ -296,7 +325,7 @@ the store.
 .B REGISTRY_AUTH_FILE, DOCKER_CONFIG
 where registry credentials are read (see lpmx\-pull(1)).
 .SH SEE ALSO
-lpmx\-pull(1), lpmx\-unpack(1)
+lpmx\-pull(1), lpmx\-unpack(1), lpmx\-mkroot(1)
 "#,
         version = env!("CARGO_PKG_VERSION"),
         example = roff_literal(&example_image_document()),

@@ -1,0 +1,100 @@
+//! A container in the store: its stack file, writable layer and
+//! environment file.
+//!
+//! ```text
+//! containers/<name>/stack.json   StackDocument: the layers, bottom to top,
+//!                                the image config, host paths passed through
+//! containers/<name>/upper/       the container's own writable layer
+//! containers/<name>/env          its environment file (KEY=VALUE lines)
+//! ```
+//!
+//! Creating one copies nothing from the layers, whatever the image's size.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::document::{Document, UnpackedLayer};
+use crate::oci::{Platform, RunConfig};
+
+pub const STACK_FILE: &str = "stack.json";
+pub const UPPER_DIR: &str = "upper";
+pub const ENV_FILE: &str = "env";
+
+/// A host path seen inside the container at another (or the same) path.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub container: PathBuf,
+}
+
+/// The stack file of a container: what `lpmx-exec` runs it from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StackDocument {
+    pub kind: String,
+    pub version: u32,
+    pub name: String,
+    /// The image it was made from.
+    pub reference: String,
+    pub manifest_digest: Digest,
+    pub config_digest: Digest,
+    pub platform: Platform,
+    pub config: RunConfig,
+    /// The image's layers, bottom to top, shared with every other user.
+    pub layers: Vec<UnpackedLayer>,
+    /// The container's writable layer, above all of `layers`.
+    pub upper: PathBuf,
+    pub env_file: PathBuf,
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+    /// Seconds since the epoch.
+    pub created: u64,
+}
+
+impl Document for StackDocument {
+    const KIND: &'static str = "lpmx.stack";
+    const VERSION: u32 = 1;
+    const PRODUCER: &'static str = "lpmx-mkroot";
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid container name {0:?}: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+)]
+pub struct NameError(pub String);
+
+/// Container names are single path components of a safe alphabet.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(NameError(name.to_owned()))
+    }
+}
+
+/// The stack file of the container directory `dir`.
+pub fn stack_path(dir: &Path) -> PathBuf {
+    dir.join(STACK_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_safe_components() {
+        for good in ["dev", "a.b_c-1", "X9"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../x", "a/b", ".hidden", "-x", "sp ace", "ü"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}
