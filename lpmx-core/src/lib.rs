@@ -14,6 +14,7 @@ pub mod parallel;
 pub mod progress;
 pub mod reference;
 pub mod store;
+pub mod view;
 
 pub use digest::Digest;
 pub use reference::ImageRef;

@@ -251,3 +251,40 @@ fn a_killed_unpack_leaves_nothing_that_looks_complete() {
     assert!(tmp.is_empty(), "leftovers: {tmp:?}");
     assert!(layer.join("root/etc/os-release").is_file());
 }
+
+#[test]
+fn programs_and_their_loader_resolve_inside_the_image() {
+    use lpmx_core::layer::LayerDir;
+    use lpmx_core::view::View;
+    use lpmx_exec::elf::{Program, inspect};
+
+    let image = debian_image("bookworm", None);
+    let env = Env::new();
+    let layout = env.path().join("layout");
+    write_oci_layout(&layout, &[("b", &image)]);
+    let dirs = env
+        .run("lpmx-unpack", [layout.to_str().unwrap()])
+        .layer_dirs();
+    let root = dirs[0].join("root");
+    let view = View::of_layers(&dirs.iter().map(LayerDir::new).collect::<Vec<_>>()).unwrap();
+
+    // /bin is a symlink to usr/bin in a merged-/usr Debian.
+    let bash = view.resolve("/bin/bash", true).unwrap();
+    assert_eq!(bash.path, "/usr/bin/bash");
+    assert!(bash.host.starts_with(&root));
+    let Program::Dynamic { interpreter } = inspect(&bash.host).unwrap() else {
+        panic!("bash is not dynamically linked");
+    };
+    // The loader path goes through the image's own /lib64 symlink and an
+    // absolute link inside it: both must land in the image, not the host.
+    let loader = view.resolve(&interpreter, true).unwrap();
+    assert!(loader.host.starts_with(&root), "{loader:?}");
+    assert!(loader.path.starts_with("/usr/lib/"), "{loader:?}");
+    // A script's interpreter line.
+    let Program::Script { line } =
+        inspect(&view.resolve("/usr/bin/ldd", true).unwrap().host).unwrap()
+    else {
+        panic!("ldd is a script");
+    };
+    assert_eq!(line, "/bin/bash");
+}
