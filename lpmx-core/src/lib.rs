@@ -8,6 +8,7 @@ pub mod cli;
 pub mod container;
 pub mod digest;
 pub mod document;
+pub mod index;
 pub mod layer;
 pub mod oci;
 pub mod parallel;

@@ -20,14 +20,15 @@ Examples:
   lpmx-mkroot --remove dev dev2
 
 A container is $LPMX_HOME/containers/NAME: stack.json (the lpmx.stack
-document, see lpmx(7)), upper/ (its writable layer) and env (its
-environment file). Removing a container never touches the shared layers.";
+document, see lpmx(7)), upper/ (its writable layer), env (its
+environment file) and index (the index of its layers). Removing a container never touches the shared layers.";
 
 /// Create, list and remove lpmx containers.
 ///
 /// With NAME, reads the layers document printed by lpmx-unpack on stdin and
 /// creates container NAME: a stack file naming the image's layers (shared,
-/// never copied), an empty writable layer and an environment file, then
+/// never copied), an index of them, an empty writable layer and an
+/// environment file, then
 /// prints the stack document (JSON). Creating a container takes the same
 /// short time whatever the image's size.
 #[derive(Debug, Parser)]

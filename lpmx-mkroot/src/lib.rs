@@ -13,11 +13,13 @@ use std::time::SystemTime;
 
 use lpmx_core::cli::{Classify, Exit};
 use lpmx_core::container::{
-    Bind, ENV_FILE, NameError, STACK_FILE, StackDocument, UPPER_DIR, check_name,
+    Bind, ENV_FILE, INDEX_FILE, NameError, STACK_FILE, StackDocument, UPPER_DIR, check_name,
 };
 use lpmx_core::document::{
     Document, DocumentError, LayersDocument, parse_document, write_document,
 };
+use lpmx_core::index::IndexError;
+use lpmx_core::layer::LayerDir;
 use lpmx_core::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum MkrootError {
     NoSuchContainer(String),
     #[error("layer {0} is not unpacked in this store (run lpmx-unpack first)")]
     MissingLayer(PathBuf),
+    #[error(transparent)]
+    Index(#[from] IndexError),
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -50,7 +54,7 @@ impl Classify for MkrootError {
             MkrootError::Document(e) => e.exit(),
             MkrootError::Taken(_) => Exit::CantCreate,
             MkrootError::NoSuchContainer(_) | MkrootError::MissingLayer(_) => Exit::NoInput,
-            MkrootError::Io { .. } => Exit::IoErr,
+            MkrootError::Io { .. } | MkrootError::Index(_) => Exit::IoErr,
         }
     }
 }
@@ -101,6 +105,7 @@ pub fn create(
             .collect(),
         upper: dir.join(UPPER_DIR),
         env_file: dir.join(ENV_FILE),
+        index: dir.join(INDEX_FILE),
         binds,
         created: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -109,6 +114,13 @@ pub fn create(
     let temp = store.temp_path(&format!("container-{name}"));
     let result = (|| {
         fs::create_dir_all(temp.join(UPPER_DIR)).map_err(io(&temp))?;
+        let dirs: Vec<LayerDir> = stack
+            .layers
+            .iter()
+            .map(|l| LayerDir::new(&l.path))
+            .collect();
+        let index = lpmx_core::index::build(&dirs)?;
+        fs::write(temp.join(INDEX_FILE), index).map_err(io(&temp))?;
         fs::write(temp.join(ENV_FILE), "").map_err(io(&temp))?;
         let mut text = Vec::new();
         write_document(&stack, &mut text).map_err(io(&temp))?;

@@ -190,7 +190,7 @@ else \fB~/.local/share/lpmx\fR.
 .nf
 blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
 layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
-containers/<name>/     containers: stack.json, upper/, env
+containers/<name>/     containers: stack.json, upper/, env, index
 tmp/                   partial downloads; never read as content
 locks/                 lock files
 version                the store format (1)
@@ -275,8 +275,11 @@ the container and the image it was made from.
 the image's unpacked layers, bottom to top (diff_id and directory), shared
 with every other container of the store.
 .TP
-.B upper, env_file
-the container's own writable layer and environment file.
+.B upper, env_file, index
+the container's own writable layer and environment file, and the index of
+its layers: every path of the merged image, sorted, with its layer and
+attributes, for lookups without system calls (format in
+lpmx_core::index).
 .TP
 .B binds
 host directories seen inside the container: host and container paths.

@@ -288,3 +288,49 @@ fn programs_and_their_loader_resolve_inside_the_image() {
     };
     assert_eq!(line, "/bin/bash");
 }
+
+#[test]
+fn the_stack_index_matches_the_merged_view_of_debian_layers() {
+    use lpmx_core::index::{Index, Kind};
+
+    let upper = raw_tar(&[
+        RawEntry::dir("usr/"),
+        RawEntry::dir("usr/share/"),
+        RawEntry::file("usr/share/.wh.doc", b""),
+        RawEntry::dir("etc/"),
+        RawEntry::dir("etc/apt/"),
+        RawEntry::file("etc/apt/.wh..wh..opq", b""),
+        RawEntry::file(
+            "etc/apt/sources.list",
+            b"deb file:/srv/mirror bookworm main\n",
+        ),
+    ]);
+    let image = debian_image("bookworm", Some(upper));
+    let env = Env::new();
+    let layout = env.path().join("layout");
+    write_oci_layout(&layout, &[("i", &image)]);
+    let layers = env.run("lpmx-unpack", [layout.to_str().unwrap()]);
+    let dirs = layers.layer_dirs();
+    env.run_with_input("lpmx-mkroot", &["c"], &layers.stdout)
+        .success();
+    let bytes = fs::read(env.store().join("containers/c/index")).unwrap();
+    let index = Index::parse(bytes).unwrap();
+
+    let merged = merged_view(&dirs);
+    let indexed: Vec<String> = index
+        .paths()
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let expected: Vec<&String> = merged.keys().collect();
+    assert_eq!(indexed.len(), expected.len());
+    assert!(indexed.iter().zip(&expected).all(|(a, b)| a == *b));
+    let sources = index.lookup(b"etc/apt/sources.list").unwrap();
+    assert_eq!(index.layer_root(sources.layer), dirs[1].join("root"));
+    let passwd = index.lookup(b"usr/bin/passwd").unwrap();
+    assert_eq!((passwd.kind, passwd.mode), (Kind::File, 0o104755));
+    assert_eq!(index.lookup(b"etc/shadow").unwrap().gid, 42);
+    assert_eq!(index.lookup(b"dev/null").unwrap().kind, Kind::Char);
+    assert!(index.lookup(b"usr/share/doc").is_none());
+    assert!(index.lookup(b"etc/apt/trusted.gpg.d").is_none());
+}

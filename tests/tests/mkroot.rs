@@ -54,13 +54,13 @@ fn containers_share_layers_and_are_listed_and_removed() {
         stacked, expected,
         "the stack names the shared layers, bottom first"
     );
-    // Nothing copied: the container is a stack file, an env file, an empty upper.
+    // Nothing copied: a stack file, an env file, the layers' index, an empty upper.
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     entries.sort();
-    assert_eq!(entries, ["env", "stack.json", "upper"]);
+    assert_eq!(entries, ["env", "index", "stack.json", "upper"]);
     assert_eq!(fs::read_dir(dir.join("upper")).unwrap().count(), 0);
     let on_disk: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("stack.json")).unwrap()).unwrap();
