@@ -6,7 +6,6 @@
 //!                                the image config, host paths passed through
 //! containers/<name>/upper/       the container's own writable layer
 //! containers/<name>/env          its environment file (KEY=VALUE lines)
-//! containers/<name>/index        the index of its lower layers (crate::index)
 //! ```
 //!
 //! Creating one copies nothing from the layers, whatever the image's size.
@@ -22,7 +21,6 @@ use crate::oci::{Platform, RunConfig};
 pub const STACK_FILE: &str = "stack.json";
 pub const UPPER_DIR: &str = "upper";
 pub const ENV_FILE: &str = "env";
-pub const INDEX_FILE: &str = "index";
 
 /// A host path seen inside the container at another (or the same) path.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,7 +46,8 @@ pub struct StackDocument {
     /// The container's writable layer, above all of `layers`.
     pub upper: PathBuf,
     pub env_file: PathBuf,
-    /// The index of `layers` (see `lpmx_core::index`).
+    /// The index of `layers`, shared by the image's containers
+    /// (`indexes/` in the store, see `lpmx_core::index`).
     pub index: PathBuf,
     #[serde(default)]
     pub binds: Vec<Bind>,

@@ -1,9 +1,10 @@
 //! The index of a stack's lower layers: every path the merged image shows,
 //! sorted, with the layer holding it and the attributes a container must
-//! see (including those only `meta.json` records). Built once per
-//! container by `lpmx-mkroot`; libunion maps it read-only so a lookup in
-//! the lower layers is a binary search, with no system call, however many
-//! layers there are.
+//! see (including those only `meta.json` records). Built once per stack of
+//! layers, when `lpmx-unpack` has unpacked them, and shared by every
+//! container of that image (`indexes/<hex>` in the store); libunion maps it
+//! read-only so a lookup in the lower layers is a binary search, with no
+//! system call, however many layers there are.
 //!
 //! Format, version 1, little-endian:
 //!
@@ -75,6 +76,21 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IndexError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// The index of the stack `diff_ids` (bottom first) in `store`, built if
+/// it is not there yet; it appears by rename, whole.
+pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBuf, IndexError> {
+    let path = store.index_path(diff_ids);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let dirs: Vec<LayerDir> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();
+    let bytes = build(&dirs)?;
+    store
+        .write_atomically(&path, &bytes)
+        .map_err(io_error(&path))?;
+    Ok(path)
 }
 
 /// Builds the index of `layers` (bottom first, as documents list them).

@@ -3,6 +3,7 @@
 //! ```text
 //! blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
 //! layers/<diffid-hex>/   unpacked layers (lpmx-unpack)
+//! indexes/<hex>          the index of one stack of layers (crate::index)
 //! containers/<name>/     containers (lpmx-mkroot)
 //! tmp/                   partial downloads and unpacks, never read as content
 //! locks/                 lock files, one per entry being written
@@ -81,7 +82,14 @@ impl Store {
     /// Opens (creating if needed) the store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let store = Store { root: root.into() };
-        for dir in ["blobs/sha256", "layers", "containers", "tmp", "locks"] {
+        for dir in [
+            "blobs/sha256",
+            "layers",
+            "indexes",
+            "containers",
+            "tmp",
+            "locks",
+        ] {
             let path = store.root.join(dir);
             fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
         }
@@ -127,6 +135,13 @@ impl Store {
     /// Where the layer whose uncompressed digest is `diff_id` is unpacked.
     pub fn layer_dir(&self, diff_id: &Digest) -> crate::layer::LayerDir {
         crate::layer::LayerDir::new(self.root.join("layers").join(diff_id.hex()))
+    }
+
+    /// Where the index of the stack `diff_ids` (bottom first) is kept.
+    pub fn index_path(&self, diff_ids: &[Digest]) -> PathBuf {
+        let list: Vec<String> = diff_ids.iter().map(ToString::to_string).collect();
+        let key = Digest::of(list.join("\n").as_bytes());
+        self.root.join("indexes").join(key.hex())
     }
 
     /// The lock that unpackers of layer `diff_id` hold.

@@ -13,13 +13,12 @@ use std::time::SystemTime;
 
 use lpmx_core::cli::{Classify, Exit};
 use lpmx_core::container::{
-    Bind, ENV_FILE, INDEX_FILE, NameError, STACK_FILE, StackDocument, UPPER_DIR, check_name,
+    Bind, ENV_FILE, NameError, STACK_FILE, StackDocument, UPPER_DIR, check_name,
 };
 use lpmx_core::document::{
     Document, DocumentError, LayersDocument, parse_document, write_document,
 };
 use lpmx_core::index::IndexError;
-use lpmx_core::layer::LayerDir;
 use lpmx_core::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +83,9 @@ pub fn create(
     if dir.exists() {
         return Err(MkrootError::Taken(name.to_owned()));
     }
+    // Built by lpmx-unpack already, normally: then this costs one stat.
+    let diff_ids: Vec<_> = layers.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let index = lpmx_core::index::ensure(store, &diff_ids)?;
     let stack = StackDocument {
         kind: StackDocument::KIND.to_owned(),
         version: StackDocument::VERSION,
@@ -105,7 +107,7 @@ pub fn create(
             .collect(),
         upper: dir.join(UPPER_DIR),
         env_file: dir.join(ENV_FILE),
-        index: dir.join(INDEX_FILE),
+        index,
         binds,
         created: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -114,13 +116,6 @@ pub fn create(
     let temp = store.temp_path(&format!("container-{name}"));
     let result = (|| {
         fs::create_dir_all(temp.join(UPPER_DIR)).map_err(io(&temp))?;
-        let dirs: Vec<LayerDir> = stack
-            .layers
-            .iter()
-            .map(|l| LayerDir::new(&l.path))
-            .collect();
-        let index = lpmx_core::index::build(&dirs)?;
-        fs::write(temp.join(INDEX_FILE), index).map_err(io(&temp))?;
         fs::write(temp.join(ENV_FILE), "").map_err(io(&temp))?;
         let mut text = Vec::new();
         write_document(&stack, &mut text).map_err(io(&temp))?;

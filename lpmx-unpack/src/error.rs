@@ -14,6 +14,8 @@ pub enum UnpackError {
     Document(#[from] DocumentError),
     #[error(transparent)]
     Format(#[from] FormatError),
+    #[error(transparent)]
+    Index(#[from] lpmx_core::index::IndexError),
     #[error("refused layer {layer}: entry {entry:?} {why}; nothing was unpacked")]
     Unsafe {
         layer: String,
@@ -99,7 +101,7 @@ impl Classify for UnpackError {
         match self {
             UnpackError::Store(e) => e.exit(),
             UnpackError::Document(e) => e.exit(),
-            UnpackError::Io { .. } => Exit::IoErr,
+            UnpackError::Io { .. } | UnpackError::Index(_) => Exit::IoErr,
             UnpackError::MissingBlob(_)
             | UnpackError::NoPlatform { .. }
             | UnpackError::NoSuchImage { .. } => Exit::NoInput,

@@ -37,6 +37,9 @@ pub fn unpack_image(
         })
         .collect();
     let dirs = unpack_layers(store, &sources, jobs, progress)?;
+    // The stack's index, for every container of this image (lpmx-mkroot).
+    let diff_ids: Vec<Digest> = sources.iter().map(|s| s.diff_id.clone()).collect();
+    lpmx_core::index::ensure(store, &diff_ids)?;
     Ok(LayersDocument {
         kind: LayersDocument::KIND.to_owned(),
         version: LayersDocument::VERSION,

@@ -190,7 +190,8 @@ else \fB~/.local/share/lpmx\fR.
 .nf
 blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
 layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
-containers/<name>/     containers: stack.json, upper/, env, index
+indexes/<hex>          the index of one image's stack of layers
+containers/<name>/     containers: stack.json, upper/, env
 tmp/                   partial downloads; never read as content
 locks/                 lock files
 version                the store format (1)
@@ -277,9 +278,9 @@ with every other container of the store.
 .TP
 .B upper, env_file, index
 the container's own writable layer and environment file, and the index of
-its layers: every path of the merged image, sorted, with its layer and
-attributes, for lookups without system calls (format in
-lpmx_core::index).
+its layers (shared by the image's containers, built by lpmx\-unpack):
+every path of the merged image, sorted, with its layer and attributes, for
+lookups without system calls (format in lpmx_core::index).
 .TP
 .B binds
 host directories seen inside the container: host and container paths.

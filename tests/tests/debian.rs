@@ -311,9 +311,10 @@ fn the_stack_index_matches_the_merged_view_of_debian_layers() {
     write_oci_layout(&layout, &[("i", &image)]);
     let layers = env.run("lpmx-unpack", [layout.to_str().unwrap()]);
     let dirs = layers.layer_dirs();
-    env.run_with_input("lpmx-mkroot", &["c"], &layers.stdout)
-        .success();
-    let bytes = fs::read(env.store().join("containers/c/index")).unwrap();
+    let stack = env.run_with_input("lpmx-mkroot", &["c"], &layers.stdout);
+    let index_path = stack.json()["index"].as_str().unwrap().to_owned();
+    assert!(index_path.starts_with(env.store().join("indexes").to_str().unwrap()));
+    let bytes = fs::read(index_path).unwrap();
     let index = Index::parse(bytes).unwrap();
 
     let merged = merged_view(&dirs);
