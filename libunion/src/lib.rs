@@ -1,5 +1,70 @@
-//! libunion: the LD_PRELOAD union filesystem (not built yet).
+//! libunion: the LD_PRELOAD library that shows a process its container.
 //!
-//! This crate will become a `no_std` cdylib that resolves every path a
-//! process uses through the container's layer stack. Until then it builds
-//! no shared object.
+//! Every path the process uses is resolved through the container's layers
+//! (`resolve`), directory listings merge them (`dir`), and every exec goes
+//! back through the image's loader with libunion preloaded (`exec`). The
+//! library is `no_std` over raw system calls, so one build loads into
+//! programs of any glibc from 2.17 on (see docs/runtime.md).
+// Clippy's --all-targets also checks a test build, which brings std.
+#![cfg_attr(not(test), no_std)]
+
+mod buf;
+mod dir;
+mod exec;
+mod fs;
+mod index;
+mod resolve;
+mod state;
+mod sys;
+
+use core::ffi::{c_char, c_int};
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    sys::warn(&[b"lpmx: libunion: internal error\n"]);
+    // SAFETY: ends the process, as abort does.
+    unsafe { abort() }
+}
+
+#[cfg(not(test))]
+/// The precompiled `core` refers to the unwinder's personality routine;
+/// nothing unwinds here (panic = "abort"), so it is never called.
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
+
+unsafe extern "C" {
+    #[cfg(not(test))]
+    fn abort() -> !;
+    static mut program_invocation_name: *mut c_char;
+    static mut program_invocation_short_name: *mut c_char;
+}
+
+/// Started through the loader, the program sees the loader's argv[0] (its
+/// host path): give it back the one it was called by.
+extern "C" fn on_load(argc: c_int, argv: *mut *mut c_char, _envp: *mut *mut c_char) {
+    // SAFETY: the name is NUL-terminated.
+    let given = unsafe { buf::cstr(sys::getenv(c"LPMX_ARGV0".as_ptr())) };
+    let state = state::get();
+    if state.active && !given.is_empty() && argc > 0 && !argv.is_null() {
+        let kept = state::keep_for_argv0(given);
+        let short = kept.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+        // SAFETY: argv is the process's argument array; the new string is
+        // static.
+        unsafe {
+            *argv = kept.as_ptr().cast_mut().cast();
+            program_invocation_name = kept.as_ptr().cast_mut().cast();
+            program_invocation_short_name = kept[short..].as_ptr().cast_mut().cast();
+        }
+    }
+    // One exec only: children get their own.
+    // SAFETY: names are NUL-terminated; libc is initialised.
+    unsafe {
+        sys::unsetenv(c"LPMX_ARGV0".as_ptr());
+        sys::unsetenv(c"LPMX_EXE".as_ptr());
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) = on_load;

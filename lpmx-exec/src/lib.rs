@@ -1,8 +1,12 @@
-//! lpmx-exec: run a program inside a container (no binary yet).
+//! lpmx-exec: run a program inside a container.
 //!
-//! It will start programs through the image's own dynamic loader with
-//! libunion preloaded. What is here so far: reading a program's ELF
-//! header to find that loader, and to refuse static binaries, which a
-//! preload library cannot keep inside the container.
+//! The last step of the pipeline. It gathers what the container's
+//! programs need (environment, binds, working directory), then hands over
+//! to libunion's own exec, loaded into this process: the first program
+//! starts exactly as every later one started from inside does, through
+//! the image's dynamic loader with libunion preloaded, and replaces
+//! lpmx-exec, so its exit status, signals and terminal are its own.
 
+pub mod cli;
 pub mod elf;
+pub mod launch;

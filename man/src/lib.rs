@@ -17,6 +17,7 @@ pub fn pages() -> Vec<(PathBuf, String)> {
         lpmx_pull::cli::command(),
         lpmx_unpack::cli::command(),
         lpmx_mkroot::cli::command(),
+        lpmx_exec::cli::command(),
     ] {
         let name = command.get_name().to_owned();
         let mut roff = Vec::new();
@@ -181,8 +182,25 @@ creates a container from a layers document: a stack file naming the shared
 layers, an empty writable layer and an environment file; \-\-list and
 \-\-remove manage them.
 .TP
-.B lpmx\-exec NAME
-runs a program inside a container (not yet available).
+.B lpmx\-exec NAME [\-\- CMD...]
+runs a program inside a container as the invoking user: started by the
+image's own dynamic loader (so on the image's C library), with libunion
+preloaded.
+.SH RUNNING PROGRAMS
+libunion.so, an LD_PRELOAD library, shows each process its container:
+every path resolves through the writable layer, then the image's layers
+top to bottom, honouring whiteouts and opaque directories; symlinks resolve
+inside the container; directory listings merge the layers. Lookups in the
+image's layers are binary searches in the image's index, mapped once per
+process, so they cost the same for one layer or a hundred. Every exec goes
+back through the image's loader with libunion preloaded again, even after
+\fBenv \-i\fR. A statically linked program cannot be kept inside the
+container by a preload library: it is refused (exit 126) rather than run
+against the host's files. Programs that make system calls directly
+(Go binaries, for instance) see the host's files.
+.PP
+The writable layer receives new files; changing a file of the image's
+layers fails with EROFS (copying it up comes with a later release).
 .SH THE STORE
 All tools share one store: \fB$LPMX_HOME\fR, else \fB$XDG_DATA_HOME/lpmx\fR,
 else \fB~/.local/share/lpmx\fR.
@@ -328,8 +346,16 @@ the store.
 .TP
 .B REGISTRY_AUTH_FILE, DOCKER_CONFIG
 where registry credentials are read (see lpmx\-pull(1)).
+.TP
+.B LPMX_LIBUNION
+libunion.so for lpmx\-exec, when it is not next to it or in ../lib/lpmx/.
+.TP
+.B LPMX_UPPER, LPMX_INDEX, LPMX_BINDS, LPMX_LIBDIRS, LPMX_LIB
+set by lpmx\-exec for libunion in the container's processes: the writable
+layer, the layers' index, the binds (HOST=CONTAINER pairs joined by ':'),
+the image's library directories and libunion's own path.
 .SH SEE ALSO
-lpmx\-pull(1), lpmx\-unpack(1), lpmx\-mkroot(1)
+lpmx\-pull(1), lpmx\-unpack(1), lpmx\-mkroot(1), lpmx\-exec(1)
 "#,
         version = env!("CARGO_PKG_VERSION"),
         example = roff_literal(&example_image_document()),

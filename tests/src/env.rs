@@ -40,7 +40,8 @@ pub fn tool_dir() -> &'static Path {
         for entry in fs::read_dir(&target).expect("read target dir") {
             let path = entry.expect("dir entry").path();
             let name = path.file_name().and_then(OsStr::to_str).unwrap_or("");
-            if name.starts_with("lpmx-") && path.is_file() && !name.contains('.') {
+            let tool = name.starts_with("lpmx-") && !name.contains('.');
+            if (tool || name == "libunion.so") && path.is_file() {
                 let temp = public.join(format!(".{name}.{}", std::process::id()));
                 fs::copy(&path, &temp).expect("copy tool");
                 fs::rename(&temp, public.join(name)).expect("install tool");

@@ -163,3 +163,60 @@ fn tail(text: &str, max: usize) -> &str {
     }
     &text[start..]
 }
+
+/// Splits a root filesystem tar into `count` layer tars, for tests and
+/// benchmarks of deep stacks: every directory is in every layer (so every
+/// directory merges all of them), each other entry in one layer chosen by
+/// its path, a hard link in its target's layer.
+pub fn split_rootfs(tar_bytes: &[u8], count: usize) -> Vec<Vec<u8>> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::io::Read;
+    assert!(count > 0, "at least one layer");
+    let mut builders: Vec<tar::Builder<Vec<u8>>> =
+        (0..count).map(|_| tar::Builder::new(Vec::new())).collect();
+    let mut layer_of: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut archive = tar::Archive::new(tar_bytes);
+    for entry in archive.entries().expect("read rootfs tar") {
+        let mut entry = entry.expect("rootfs tar entry");
+        let path = entry.path_bytes().into_owned();
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let mut header = entry.header().clone();
+        let kind = header.entry_type();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read rootfs entry");
+        let path_str = String::from_utf8_lossy(&path).into_owned();
+        let targets: Vec<usize> = if kind.is_dir() {
+            (0..count).collect()
+        } else if kind.is_hard_link() {
+            let target = link.clone().expect("hard link target");
+            let normal = |p: &[u8]| p.strip_prefix(b"./").unwrap_or(p).to_vec();
+            vec![*layer_of.get(&normal(&target)).unwrap_or(&0)]
+        } else {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            path.hash(&mut hasher);
+            vec![(hasher.finish() % count as u64) as usize]
+        };
+        let key = path.strip_prefix(b"./").unwrap_or(&path).to_vec();
+        layer_of.insert(key, targets[0]);
+        for &layer in &targets {
+            let builder = &mut builders[layer];
+            let mut header = header.clone();
+            if let Some(link) = &link {
+                let link = String::from_utf8_lossy(link).into_owned();
+                builder
+                    .append_link(&mut header, &path_str, &link)
+                    .expect("append link");
+            } else {
+                builder
+                    .append_data(&mut header, &path_str, data.as_slice())
+                    .expect("append entry");
+            }
+        }
+        header.set_size(0);
+    }
+    builders
+        .into_iter()
+        .map(|b| b.into_inner().expect("finish layer tar"))
+        .collect()
+}

@@ -11,6 +11,7 @@
 //! - `bench`: five layers of incompressible data, about 100 MB in all.
 //! - `rootfs:FILE.tar`: one layer holding the root filesystem in FILE.
 //! - `debian:SUITE`: one layer, a debootstrap'd Debian SUITE (bullseye,
+//!   `debian:SUITE@N` the same split into N layers (`lpmx_tests::rootfs::split_rootfs`);
 //!   bookworm, trixie; built once and cached, see `lpmx_tests::rootfs`),
 //!   gzip at the default level as registries serve it.
 //!
@@ -24,7 +25,7 @@ use flate2::Compression;
 use lpmx_core::oci::Platform;
 use lpmx_tests::image::{Format, Image, noise, small_image, tar_of};
 use lpmx_tests::registry::{LocalRegistry, Target};
-use lpmx_tests::rootfs::debian_rootfs_tar;
+use lpmx_tests::rootfs::{debian_rootfs_tar, split_rootfs};
 
 fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
     let platform = Platform::host().to_string();
@@ -47,10 +48,25 @@ fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
         ));
     }
     if let Some(suite) = spec.strip_prefix("debian:") {
+        // debian:SUITE@N: the same tree split into N layers.
+        let (suite, layers) = match suite.split_once('@') {
+            Some((suite, n)) => (suite, n.parse().context("debian:SUITE@LAYERS")?),
+            None => (suite, 1),
+        };
         let tar = std::fs::read(debian_rootfs_tar(suite))?;
+        let tars = if layers == 1 {
+            vec![tar]
+        } else {
+            split_rootfs(&tar, layers)
+        };
         let image =
-            Image::build_compressed(Format::Docker, &platform, vec![tar], Compression::default());
-        return Ok((format!("debian:{suite}"), image));
+            Image::build_compressed(Format::Docker, &platform, tars, Compression::default());
+        let tag = if layers == 1 {
+            suite.to_owned()
+        } else {
+            format!("{suite}-{layers}layers")
+        };
+        return Ok((format!("debian:{tag}"), image));
     }
     if let Some(path) = spec.strip_prefix("rootfs:") {
         let tar = std::fs::read(path).with_context(|| format!("failed to read {path}"))?;

@@ -1,0 +1,110 @@
+//! Fixed-size path buffers on the stack: libunion never allocates to
+//! translate a path (it may run in a `vfork` child or a signal handler).
+
+use core::ffi::c_char;
+
+/// Room for a container path (`PATH_MAX`) under a layer's root.
+pub const CAPACITY: usize = 4096 + 512;
+
+pub struct Buf {
+    len: usize,
+    bytes: [u8; CAPACITY + 1],
+}
+
+impl Buf {
+    pub const fn new() -> Buf {
+        Buf {
+            len: 0,
+            bytes: [0; CAPACITY + 1],
+        }
+    }
+
+    pub fn from(bytes: &[u8]) -> Result<Buf, i32> {
+        let mut buf = Buf::new();
+        buf.push(bytes)?;
+        Ok(buf)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.bytes[0] = 0;
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.len = len.min(self.len);
+        self.bytes[self.len] = 0;
+    }
+
+    pub fn set(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        self.clear();
+        self.push(bytes)
+    }
+
+    /// Appends, keeping a NUL after the contents; ENAMETOOLONG if full.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        let end = self.len + bytes.len();
+        if end > CAPACITY {
+            return Err(crate::sys::ENAMETOOLONG);
+        }
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+        self.bytes[end] = 0;
+        Ok(())
+    }
+
+    /// The contents as a C string.
+    pub fn c(&self) -> *const u8 {
+        self.bytes.as_ptr()
+    }
+
+    /// The whole buffer, for a system call to fill; then `set_len`.
+    pub fn spare(&mut self) -> &mut [u8; CAPACITY + 1] {
+        &mut self.bytes
+    }
+
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(CAPACITY);
+        self.bytes[self.len] = 0;
+    }
+}
+
+/// The bytes of a C string (without its NUL).
+///
+/// # Safety
+/// `p` must be null or point to a NUL-terminated string that outlives the result.
+pub unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
+    if p.is_null() {
+        return &[];
+    }
+    let mut len = 0;
+    // SAFETY: the string is NUL-terminated.
+    while unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: len bytes were just read.
+    unsafe { core::slice::from_raw_parts(p.cast(), len) }
+}
+
+pub fn starts_with(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes.len() >= prefix.len() && &bytes[..prefix.len()] == prefix
+}
+
+/// Whether `path` is `prefix` or below it (component-wise).
+pub fn is_under(path: &[u8], prefix: &[u8]) -> bool {
+    if prefix == b"/" {
+        return path.first() == Some(&b'/');
+    }
+    starts_with(path, prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/')
+}

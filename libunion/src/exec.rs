@@ -1,0 +1,910 @@
+//! Starting programs inside the container: every exec goes through the
+//! image's own dynamic loader with libunion preloaded again, whatever the
+//! caller did to its environment (`env -i`, an unset `LD_PRELOAD`).
+//!
+//! ```text
+//! <loader> --inhibit-cache --library-path <library dirs in every layer> <program> args...
+//! ```
+//!
+//! `#!` scripts run their interpreter, resolved in the container; static
+//! binaries are refused, since no preload library can keep them inside.
+
+use core::ffi::{c_char, c_int, c_void};
+
+use crate::buf::{Buf, CAPACITY, cstr, starts_with};
+use crate::fs::export;
+use crate::resolve::{Place, resolve_at};
+use crate::state::{self, State};
+use crate::sys::{self, real, set_errno};
+
+const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Nested `#!` interpreters followed (Linux allows 4 too).
+const MAX_SCRIPTS: usize = 4;
+const SLOTS: usize = 4096;
+const LIBPATH: usize = 32 * 1024;
+const STRINGS: usize = 16 * 1024;
+
+/// Everything an exec needs, built on the stack: an exec may run in a
+/// `vfork` child, where allocating is not allowed.
+pub struct Launch {
+    pub loader: Buf,
+    program: Buf,
+    program_canon: Buf,
+    /// The program's path as found: the `PATH` entry joined, or as given.
+    found_as: Buf,
+    /// Arguments the `#!` lines add before the caller's, in order.
+    prefix: [Buf; 2 * MAX_SCRIPTS],
+    prefix_count: usize,
+    argv0: Buf,
+    libpath: [u8; LIBPATH],
+    libpath_len: usize,
+    strings: [u8; STRINGS],
+    strings_len: usize,
+    pub argv: [*const c_char; SLOTS],
+    pub envp: [*const c_char; SLOTS],
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "no allocator to box with; it lives briefly on the stack"
+)]
+enum Program {
+    Dynamic,
+    Script {
+        interpreter: Buf,
+        argument: Option<Buf>,
+    },
+}
+
+/// Reads what kind of executable host file `path` is; for a dynamic one
+/// `loader` gets its `PT_INTERP`.
+fn inspect(path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
+    let fd = sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0)? as i32;
+    let result = inspect_fd(fd, path, loader);
+    let _ = sys::close(fd);
+    result
+}
+
+fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
+    let mut head = [0u8; 256];
+    let n = sys::pread(fd, head.as_mut_ptr(), head.len(), 0)?;
+    let head = &head[..n];
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+        let line = trim(&line[..end]);
+        let split = line
+            .iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .unwrap_or(line.len());
+        let interpreter = Buf::from(&line[..split])?;
+        let rest = trim(&line[split..]);
+        let argument = if rest.is_empty() {
+            None
+        } else {
+            Some(Buf::from(rest)?)
+        };
+        if interpreter.is_empty() {
+            return Err(sys::ENOEXEC);
+        }
+        return Ok(Program::Script {
+            interpreter,
+            argument,
+        });
+    }
+    if head.len() < 64 || &head[..4] != b"\x7fELF" {
+        return Err(sys::ENOEXEC);
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([head[at], head[at + 1]]) as u64;
+    let u32_at =
+        |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]) as u64;
+    let wide = head[4] == 2;
+    let (phoff, phentsize, phnum) = if wide {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&head[32..40]);
+        (u64::from_le_bytes(b), u16_at(54), u16_at(56))
+    } else {
+        (u32_at(28), u16_at(42), u16_at(44))
+    };
+    for i in 0..phnum.min(256) {
+        let mut header = [0u8; 56];
+        let at = phoff + i * phentsize;
+        if sys::pread(fd, header.as_mut_ptr(), header.len(), at)? < if wide { 56 } else { 32 } {
+            break;
+        }
+        let field = |at: usize, size: usize| {
+            let mut b = [0u8; 8];
+            b[..size].copy_from_slice(&header[at..at + size]);
+            u64::from_le_bytes(b)
+        };
+        if field(0, 4) != 3 {
+            continue; // not PT_INTERP
+        }
+        let (offset, size) = if wide {
+            (field(8, 8), field(32, 8))
+        } else {
+            (field(4, 4), field(16, 4))
+        };
+        let size = (size as usize).min(CAPACITY);
+        let read = sys::pread(fd, loader.spare().as_mut_ptr(), size, offset)?;
+        loader.set_len(read);
+        let len = loader
+            .as_bytes()
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(read);
+        loader.truncate(len);
+        return Ok(Program::Dynamic);
+    }
+    sys::warn(&[
+        b"lpmx: ",
+        path.as_bytes(),
+        b" is statically linked: libunion cannot keep it inside the container, so lpmx does not run it\n",
+    ]);
+    Err(sys::EACCES)
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// The value of `name=` in the environment `envp`.
+///
+/// # Safety
+/// `envp` is null or a null-terminated array of C strings.
+unsafe fn env_value<'a>(envp: *const *const c_char, name: &[u8]) -> Option<&'a [u8]> {
+    if envp.is_null() {
+        return None;
+    }
+    let mut at = 0;
+    loop {
+        // SAFETY: the array is null-terminated.
+        let entry = unsafe { *envp.add(at) };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: a C string.
+        let entry = unsafe { cstr(entry) };
+        if starts_with(entry, name) && entry.get(name.len()) == Some(&b'=') {
+            return Some(&entry[name.len() + 1..]);
+        }
+        at += 1;
+    }
+}
+
+/// Variables libunion sets on every exec; the caller's copies are dropped.
+fn is_ours(entry: &[u8]) -> bool {
+    starts_with(entry, b"LD_PRELOAD=") || starts_with(entry, b"LPMX_")
+}
+
+fn executable(host: &Buf) -> Result<(), i32> {
+    const X_OK: i32 = 1;
+    sys::faccessat(sys::AT_FDCWD, host.c(), X_OK, 0).map(|_| ())
+}
+
+impl Launch {
+    fn add_string(&mut self, parts: &[&[u8]]) -> Result<*const c_char, i32> {
+        let start = self.strings_len;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if start + total + 1 > STRINGS {
+            return Err(sys::ENAMETOOLONG);
+        }
+        for part in parts {
+            self.strings[self.strings_len..self.strings_len + part.len()].copy_from_slice(part);
+            self.strings_len += part.len();
+        }
+        self.strings[self.strings_len] = 0;
+        self.strings_len += 1;
+        Ok(self.strings[start..].as_ptr().cast())
+    }
+
+    fn add_libpath(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        if self.libpath[..self.libpath_len]
+            .split(|&b| b == b':')
+            .any(|d| d == bytes)
+        {
+            return Ok(());
+        }
+        if self.libpath_len + bytes.len() + 2 > LIBPATH {
+            return Err(sys::ENAMETOOLONG);
+        }
+        if self.libpath_len > 0 {
+            self.libpath[self.libpath_len] = b':';
+            self.libpath_len += 1;
+        }
+        self.libpath[self.libpath_len..self.libpath_len + bytes.len()].copy_from_slice(bytes);
+        self.libpath_len += bytes.len();
+        self.libpath[self.libpath_len] = 0;
+        Ok(())
+    }
+
+    /// The program's own `LD_LIBRARY_PATH` names container directories;
+    /// the loader's library path needs them in every layer.
+    fn translate_library_path(&mut self, state: &State, value: &[u8]) -> Result<(), i32> {
+        let Some(index) = state.index else {
+            return Ok(());
+        };
+        for dir in value.split(|&b| b == b':').filter(|d| !d.is_empty()) {
+            let (mut canon, mut host) = (Buf::new(), Buf::new());
+            let Ok(found) = resolve_at(state, sys::AT_FDCWD, dir, true, &mut canon, &mut host)
+            else {
+                continue;
+            };
+            match found.place {
+                Place::Missing => continue,
+                Place::Bind => self.add_libpath(host.as_bytes())?,
+                _ => {
+                    let inside = if canon.as_bytes() == b"/" {
+                        &b""[..]
+                    } else {
+                        canon.as_bytes()
+                    };
+                    if found.place == Place::Upper {
+                        self.add_libpath(host.as_bytes())?;
+                    }
+                    let (layers, any) = index.contents(inside.get(1..).unwrap_or(b""));
+                    if !any {
+                        continue; // an empty directory holds no library
+                    }
+                    for layer in 0..(64 * 64) as u16 {
+                        if layers[usize::from(layer) / 64] & (1 << (layer % 64)) != 0 {
+                            host.set(index.layer_root(layer))?;
+                            host.push(inside)?;
+                            self.add_libpath(host.as_bytes())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the program `path` (through `PATH` when `search`), follows
+    /// `#!` lines, and builds the loader's argv and environment.
+    ///
+    /// # Safety
+    /// `argv` and `envp` are null-terminated arrays of C strings (or null).
+    pub unsafe fn prepare(
+        &mut self,
+        path: &[u8],
+        search: bool,
+        argv: *const *const c_char,
+        envp: *const *const c_char,
+    ) -> Result<(), i32> {
+        let state = state::get();
+        // SAFETY: the caller's environment.
+        let env_path = unsafe { env_value(envp, b"PATH") }.unwrap_or(DEFAULT_PATH);
+        self.find(state, path, search, env_path)?;
+        // SAFETY: argv is null or null-terminated.
+        let first = if argv.is_null() {
+            core::ptr::null()
+        } else {
+            unsafe { *argv }
+        };
+        // SAFETY: a C string.
+        self.argv0.set(if first.is_null() {
+            path
+        } else {
+            unsafe { cstr(first) }
+        })?;
+        let mut scripts = 0;
+        loop {
+            let mut loader = Buf::new();
+            match inspect(&self.program, &mut loader)? {
+                Program::Dynamic => {
+                    let (mut canon, mut host) = (Buf::new(), Buf::new());
+                    let found = resolve_at(
+                        state,
+                        sys::AT_FDCWD,
+                        loader.as_bytes(),
+                        true,
+                        &mut canon,
+                        &mut host,
+                    )?;
+                    if found.place == Place::Missing {
+                        return Err(sys::ENOENT);
+                    }
+                    self.loader = host;
+                    break;
+                }
+                Program::Script {
+                    interpreter,
+                    argument,
+                } => {
+                    scripts += 1;
+                    if scripts > MAX_SCRIPTS {
+                        return Err(sys::ELOOP);
+                    }
+                    // The script's path as it was asked for, then the line's argument.
+                    let script = if scripts == 1 {
+                        Buf::from(self.found_as.as_bytes())?
+                    } else {
+                        Buf::from(self.program_canon.as_bytes())?
+                    };
+                    self.insert_prefix(script)?;
+                    if let Some(argument) = argument {
+                        self.insert_prefix(argument)?;
+                    }
+                    if scripts == 1 {
+                        self.argv0.set(interpreter.as_bytes())?;
+                    }
+                    self.find(state, interpreter.as_bytes(), false, DEFAULT_PATH)?;
+                }
+            }
+        }
+        // SAFETY: the caller's environment.
+        if let Some(value) = unsafe { env_value(envp, b"LD_LIBRARY_PATH") } {
+            self.translate_library_path(state, value)?;
+        }
+        self.translate_library_path(state, state.libdirs)?;
+        self.build(state, argv, envp)
+    }
+
+    fn insert_prefix(&mut self, arg: Buf) -> Result<(), i32> {
+        if self.prefix_count == self.prefix.len() {
+            return Err(sys::ELOOP);
+        }
+        for i in (0..self.prefix_count).rev() {
+            self.prefix.swap(i, i + 1);
+        }
+        self.prefix[0] = arg;
+        self.prefix_count += 1;
+        Ok(())
+    }
+
+    fn find(
+        &mut self,
+        state: &State,
+        name: &[u8],
+        search: bool,
+        env_path: &[u8],
+    ) -> Result<(), i32> {
+        if !search || name.contains(&b'/') {
+            self.found_as.set(name)?;
+            let found = resolve_at(
+                state,
+                sys::AT_FDCWD,
+                name,
+                true,
+                &mut self.program_canon,
+                &mut self.program,
+            )?;
+            if found.place == Place::Missing {
+                return Err(sys::ENOENT);
+            }
+            return executable(&self.program);
+        }
+        let mut error = sys::ENOENT;
+        for dir in env_path.split(|&b| b == b':') {
+            let mut candidate = Buf::from(if dir.is_empty() { b"." } else { dir })?;
+            candidate.push(b"/")?;
+            candidate.push(name)?;
+            match resolve_at(
+                state,
+                sys::AT_FDCWD,
+                candidate.as_bytes(),
+                true,
+                &mut self.program_canon,
+                &mut self.program,
+            ) {
+                Ok(found)
+                    if found.place != Place::Missing && found.kind != crate::index::KIND_DIR =>
+                {
+                    match executable(&self.program) {
+                        Ok(()) => return self.found_as.set(candidate.as_bytes()),
+                        Err(e) => error = e,
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(error)
+    }
+
+    fn build(
+        &mut self,
+        state: &State,
+        argv: *const *const c_char,
+        envp: *const *const c_char,
+    ) -> Result<(), i32> {
+        let mut n = 0;
+        let mut put = |list: &mut [*const c_char; SLOTS], value: *const c_char| {
+            if n + 1 >= SLOTS {
+                return Err(sys::E2BIG);
+            }
+            list[n] = value;
+            n += 1;
+            Ok(())
+        };
+        put(&mut self.argv, self.loader.c().cast())?;
+        put(&mut self.argv, c"--inhibit-cache".as_ptr())?;
+        put(&mut self.argv, c"--library-path".as_ptr())?;
+        put(&mut self.argv, self.libpath.as_ptr().cast())?;
+        put(&mut self.argv, self.program.c().cast())?;
+        for i in 0..self.prefix_count {
+            put(&mut self.argv, self.prefix[i].c().cast())?;
+        }
+        if !argv.is_null() {
+            // SAFETY: null-terminated; the first is argv[0], replaced.
+            unsafe {
+                if !(*argv).is_null() {
+                    let mut at = 1;
+                    while !(*argv.add(at)).is_null() {
+                        put(&mut self.argv, *argv.add(at))?;
+                        at += 1;
+                    }
+                }
+            }
+        }
+        self.argv[n] = core::ptr::null();
+        n = 0;
+        let mut put_env = |list: &mut [*const c_char; SLOTS], value: *const c_char| {
+            if n + 1 >= SLOTS {
+                return Err(sys::E2BIG);
+            }
+            list[n] = value;
+            n += 1;
+            Ok(())
+        };
+        if !envp.is_null() {
+            let mut at = 0;
+            // SAFETY: null-terminated array of C strings.
+            unsafe {
+                while !(*envp.add(at)).is_null() {
+                    let entry = *envp.add(at);
+                    if !is_ours(cstr(entry)) {
+                        put_env(&mut self.envp, entry)?;
+                    }
+                    at += 1;
+                }
+            }
+        }
+        let lib = state.lib;
+        let preload = self.add_string(&[b"LD_PRELOAD=", lib])?;
+        put_env(&mut self.envp, preload)?;
+        for (name, value) in [
+            (&b"LPMX_UPPER="[..], state.upper),
+            (b"LPMX_INDEX=", state.index_var),
+            (b"LPMX_BINDS=", state.binds_var),
+            (b"LPMX_LIBDIRS=", state.libdirs),
+            (b"LPMX_LIB=", lib),
+        ] {
+            let entry = self.add_string(&[name, value])?;
+            put_env(&mut self.envp, entry)?;
+        }
+        let canon = Buf::from(self.program_canon.as_bytes())?;
+        let exe = self.add_string(&[b"LPMX_EXE=", canon.as_bytes()])?;
+        put_env(&mut self.envp, exe)?;
+        let argv0 = Buf::from(self.argv0.as_bytes())?;
+        let argv0 = self.add_string(&[b"LPMX_ARGV0=", argv0.as_bytes()])?;
+        put_env(&mut self.envp, argv0)?;
+        self.envp[n] = core::ptr::null();
+        Ok(())
+    }
+}
+
+/// A fresh launch, left uninitialised where it is filled before use.
+macro_rules! launch {
+    ($name:ident) => {
+        let mut storage = core::mem::MaybeUninit::<Launch>::uninit();
+        // SAFETY: the header fields are set here; the arrays are written
+        // before they are read.
+        let $name = unsafe {
+            let p = storage.as_mut_ptr();
+            core::ptr::addr_of_mut!((*p).loader).write(Buf::new());
+            core::ptr::addr_of_mut!((*p).program).write(Buf::new());
+            core::ptr::addr_of_mut!((*p).program_canon).write(Buf::new());
+            core::ptr::addr_of_mut!((*p).found_as).write(Buf::new());
+            core::ptr::addr_of_mut!((*p).argv0).write(Buf::new());
+            for i in 0..2 * MAX_SCRIPTS {
+                core::ptr::addr_of_mut!((*p).prefix[i]).write(Buf::new());
+            }
+            core::ptr::addr_of_mut!((*p).prefix_count).write(0);
+            core::ptr::addr_of_mut!((*p).libpath_len).write(0);
+            core::ptr::addr_of_mut!((*p).strings_len).write(0);
+            (*p).libpath[0] = 0;
+            &mut *p
+        };
+    };
+}
+
+/// execve(2) inside the container; returns only on failure (-1, errno).
+///
+/// # Safety
+/// As execve's.
+pub unsafe fn exec(
+    path: *const c_char,
+    search: bool,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if !state::get().active {
+        // SAFETY: the caller's arguments.
+        return unsafe { passthrough(path, search, argv, envp) };
+    }
+    launch!(launch);
+    // SAFETY: the caller's arrays.
+    match unsafe { launch.prepare(cstr(path), search, argv, envp) } {
+        Ok(()) => sys::c_ret(sys::execve(
+            launch.loader.c(),
+            launch.argv.as_ptr(),
+            launch.envp.as_ptr(),
+        )),
+        Err(e) => sys::c_ret(Err(e)),
+    }
+}
+
+type ExecvpeFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+
+unsafe fn passthrough(
+    path: *const c_char,
+    search: bool,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if !search {
+        return sys::c_ret(sys::execve(path.cast(), argv, envp));
+    }
+    match real!("execvpe": ExecvpeFn) {
+        // SAFETY: the caller's arguments.
+        Some(real) => unsafe { real(path, argv, envp) },
+        None => sys::c_ret(Err(sys::ENOENT)),
+    }
+}
+
+export! {
+    fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        exec(path, false, argv, envp)
+    }
+    fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+        exec(path, false, argv, state::environ())
+    }
+    fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+        exec(file, true, argv, state::environ())
+    }
+    fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        exec(file, true, argv, envp)
+    }
+    fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        let state = state::get();
+        let mut canon = Buf::new();
+        if state.active && state::fd_path(state, fd, &mut canon) {
+            return exec(canon.c().cast(), false, argv, envp);
+        }
+        sys::c_ret(sys::execveat(fd, c"".as_ptr().cast(), argv, envp, sys::AT_EMPTY_PATH))
+    }
+    fn execveat(dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int) -> c_int {
+        let state = state::get();
+        let given = cstr(path);
+        if !state.active || (given.is_empty() && flags & sys::AT_EMPTY_PATH == 0) {
+            return sys::c_ret(sys::execveat(dirfd, path.cast(), argv, envp, flags));
+        }
+        let mut full = Buf::new();
+        if given.first() != Some(&b'/') && dirfd != sys::AT_FDCWD {
+            if !state::fd_path(state, dirfd, &mut full) {
+                return sys::c_ret(sys::execveat(dirfd, path.cast(), argv, envp, flags));
+            }
+            if !given.is_empty() && (full.push(b"/").is_err() || full.push(given).is_err()) {
+                return sys::c_ret(Err(sys::ENAMETOOLONG));
+            }
+        } else if full.set(given).is_err() {
+            return sys::c_ret(Err(sys::ENAMETOOLONG));
+        }
+        exec(full.c().cast(), false, argv, envp)
+    }
+    // The entry point of lpmx-exec, which dlopens libunion to start the
+    // container's first program exactly as a program inside would.
+    fn lpmx_exec(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        exec(file, true, argv, envp)
+    }
+}
+
+// execl, execle and execlp take their arguments as a list: these stubs lay
+// the register arguments next to the stack ones, which makes an argv, and
+// call `exec_list(path, argv, kind)`.
+macro_rules! exec_list_stub {
+    ($name:ident, $kind:literal) => {
+        /// # Safety
+        /// As the libc function of this name.
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name() {
+            core::arch::naked_asm!(
+                "pop r11",
+                "push r9", "push r8", "push rcx", "push rdx", "push rsi",
+                "mov rsi, rsp",
+                concat!("mov rdx, ", $kind),
+                "push r11",
+                "call {list}",
+                "pop r11",
+                "add rsp, 40",
+                "push r11",
+                "ret",
+                list = sym exec_list,
+            )
+        }
+    };
+}
+exec_list_stub!(execl, 0);
+exec_list_stub!(execlp, 1);
+exec_list_stub!(execle, 2);
+
+/// `argv` is the argument list laid out by the stubs; `kind` 0 execl,
+/// 1 execlp, 2 execle (the environment follows the list's null).
+unsafe extern "C" fn exec_list(
+    path: *const c_char,
+    argv: *const *const c_char,
+    kind: usize,
+) -> c_int {
+    let mut envp = state::environ();
+    if kind == 2 {
+        let mut at = 0;
+        // SAFETY: the list is null-terminated and execle's envp follows it.
+        unsafe {
+            while !(*argv.add(at)).is_null() {
+                at += 1;
+            }
+            envp = *argv.add(at + 1).cast::<*const *const c_char>();
+        }
+    }
+    // SAFETY: the caller's list.
+    unsafe { exec(path, kind == 1, argv, envp) }
+}
+
+type SpawnFn = unsafe extern "C" fn(
+    *mut c_int,
+    *const c_char,
+    *const c_void,
+    *const c_void,
+    *const *const c_char,
+    *const *const c_char,
+) -> c_int;
+
+unsafe fn spawn(
+    pid: *mut c_int,
+    path: *const c_char,
+    actions: *const c_void,
+    attributes: *const c_void,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    search: bool,
+) -> c_int {
+    let real = if search {
+        real!("posix_spawnp": SpawnFn)
+    } else {
+        real!("posix_spawn": SpawnFn)
+    };
+    let Some(real) = real else {
+        return sys::ENOSYS;
+    };
+    if !state::get().active {
+        // SAFETY: the caller's arguments.
+        return unsafe { real(pid, path, actions, attributes, argv, envp) };
+    }
+    launch!(launch);
+    // SAFETY: the caller's arrays.
+    match unsafe { launch.prepare(cstr(path), search, argv, envp) } {
+        // SAFETY: the prepared loader invocation.
+        Ok(()) => unsafe {
+            real(
+                pid,
+                launch.loader.c().cast(),
+                actions,
+                attributes,
+                launch.argv.as_ptr(),
+                launch.envp.as_ptr(),
+            )
+        },
+        Err(e) => e,
+    }
+}
+
+export! {
+    fn posix_spawn(pid: *mut c_int, path: *const c_char, actions: *const c_void, attributes: *const c_void, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        spawn(pid, path, actions, attributes, argv, envp, false)
+    }
+    fn posix_spawnp(pid: *mut c_int, path: *const c_char, actions: *const c_void, attributes: *const c_void, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        spawn(pid, path, actions, attributes, argv, envp, true)
+    }
+}
+
+unsafe extern "C" {
+    fn fork() -> c_int;
+    fn _exit(status: c_int) -> !;
+    fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
+    fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
+    fn dup2(from: c_int, to: c_int) -> c_int;
+    fn close(fd: c_int) -> c_int;
+    fn fdopen(fd: c_int, mode: *const c_char) -> *mut c_void;
+    fn fclose(stream: *mut c_void) -> c_int;
+    fn sigaction(signal: c_int, action: *const SigAction, old: *mut SigAction) -> c_int;
+    fn sigprocmask(how: c_int, set: *const u64, old: *mut u64) -> c_int;
+}
+
+#[repr(C)]
+struct SigAction {
+    handler: usize,
+    mask: [u64; 16],
+    flags: c_int,
+    restorer: usize,
+}
+
+const SIGINT: c_int = 2;
+const SIGQUIT: c_int = 3;
+const SIGCHLD: c_int = 17;
+const SIG_IGN: usize = 1;
+const SIG_BLOCK: c_int = 0;
+const SIG_SETMASK: c_int = 2;
+
+/// Runs `/bin/sh -c command` of the container in a child, with standard
+/// input or output redirected to `redirect` (fd, target) first.
+unsafe fn shell_child(
+    command: *const c_char,
+    redirect: Option<(c_int, c_int)>,
+    restore: Option<(&SigAction, &SigAction, u64)>,
+) -> ! {
+    // SAFETY: in the child, before exec.
+    unsafe {
+        if let Some((fd, target)) = redirect
+            && fd != target
+        {
+            dup2(fd, target);
+            close(fd);
+        }
+        if let Some((int, quit, mask)) = restore {
+            sigaction(SIGINT, int, core::ptr::null_mut());
+            sigaction(SIGQUIT, quit, core::ptr::null_mut());
+            sigprocmask(SIG_SETMASK, &mask, core::ptr::null_mut());
+        }
+        let argv = [c"sh".as_ptr(), c"-c".as_ptr(), command, core::ptr::null()];
+        exec(c"/bin/sh".as_ptr(), false, argv.as_ptr(), state::environ());
+        _exit(127)
+    }
+}
+
+type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
+
+export! {
+    fn system(command: *const c_char) -> c_int {
+        if !state::get().active {
+            return match real!("system": SystemFn) {
+                Some(real) => real(command),
+                None => -1,
+            };
+        }
+        if command.is_null() {
+            return 1;
+        }
+        let ignore = SigAction { handler: SIG_IGN, mask: [0; 16], flags: 0, restorer: 0 };
+        let mut old_int = SigAction { handler: 0, mask: [0; 16], flags: 0, restorer: 0 };
+        let mut old_quit = SigAction { handler: 0, mask: [0; 16], flags: 0, restorer: 0 };
+        sigaction(SIGINT, &ignore, &mut old_int);
+        sigaction(SIGQUIT, &ignore, &mut old_quit);
+        let block: u64 = 1 << (SIGCHLD - 1);
+        let mut old_mask = 0u64;
+        sigprocmask(SIG_BLOCK, &block, &mut old_mask);
+        let pid = fork();
+        if pid == 0 {
+            shell_child(command, None, Some((&old_int, &old_quit, old_mask)));
+        }
+        let mut status = -1;
+        if pid > 0 {
+            while waitpid(pid, &mut status, 0) < 0 && sys::errno() == 4 {}
+        }
+        sigaction(SIGINT, &old_int, core::ptr::null_mut());
+        sigaction(SIGQUIT, &old_quit, core::ptr::null_mut());
+        sigprocmask(SIG_SETMASK, &old_mask, core::ptr::null_mut());
+        status
+    }
+}
+
+// popen(3)'s streams and their children, for pclose.
+const POPEN_SLOTS: usize = 256;
+static POPEN_LOCK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static POPEN: [core::sync::atomic::AtomicUsize; 2 * POPEN_SLOTS] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; 2 * POPEN_SLOTS];
+
+fn with_popen<T>(f: impl FnOnce() -> T) -> T {
+    use core::sync::atomic::Ordering;
+    while POPEN_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let result = f();
+    POPEN_LOCK.store(false, Ordering::Release);
+    result
+}
+
+type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_void;
+type PcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+export! {
+    fn popen(command: *const c_char, mode: *const c_char) -> *mut c_void {
+        use core::sync::atomic::Ordering;
+        if !state::get().active {
+            return match real!("popen": PopenFn) {
+                Some(real) => real(command, mode),
+                None => core::ptr::null_mut(),
+            };
+        }
+        let reading = match cstr(mode).first() {
+            Some(b'r') => true,
+            Some(b'w') => false,
+            _ => {
+                set_errno(sys::EINVAL);
+                return core::ptr::null_mut();
+            }
+        };
+        let mut fds = [0 as c_int; 2];
+        const O_CLOEXEC: c_int = 0o2000000;
+        if pipe2(fds.as_mut_ptr(), O_CLOEXEC) < 0 {
+            return core::ptr::null_mut();
+        }
+        let (ours, theirs, target) = if reading { (fds[0], fds[1], 1) } else { (fds[1], fds[0], 0) };
+        let pid = fork();
+        if pid == 0 {
+            // dup2 clears close-on-exec on the copy.
+            if theirs == target {
+                let _ = sys::fcntl_clear_cloexec(theirs);
+            }
+            shell_child(command, Some((theirs, target)), None);
+        }
+        close(theirs);
+        if pid < 0 {
+            close(ours);
+            return core::ptr::null_mut();
+        }
+        let stream = fdopen(ours, if reading { c"r".as_ptr() } else { c"w".as_ptr() });
+        if stream.is_null() {
+            close(ours);
+            waitpid(pid, core::ptr::null_mut(), 0);
+            return stream;
+        }
+        with_popen(|| {
+            for slot in 0..POPEN_SLOTS {
+                if POPEN[2 * slot].load(Ordering::Relaxed) == 0 {
+                    POPEN[2 * slot].store(stream as usize, Ordering::Relaxed);
+                    POPEN[2 * slot + 1].store(pid as usize, Ordering::Relaxed);
+                    break;
+                }
+            }
+        });
+        stream
+    }
+    fn pclose(stream: *mut c_void) -> c_int {
+        use core::sync::atomic::Ordering;
+        let pid = with_popen(|| {
+            for slot in 0..POPEN_SLOTS {
+                if POPEN[2 * slot].load(Ordering::Relaxed) == stream as usize {
+                    POPEN[2 * slot].store(0, Ordering::Relaxed);
+                    return Some(POPEN[2 * slot + 1].load(Ordering::Relaxed) as c_int);
+                }
+            }
+            None
+        });
+        let Some(pid) = pid else {
+            return match real!("pclose": PcloseFn) {
+                Some(real) => real(stream),
+                None => -1,
+            };
+        };
+        fclose(stream);
+        let mut status = -1;
+        while waitpid(pid, &mut status, 0) < 0 {
+            if sys::errno() != 4 {
+                return -1;
+            }
+        }
+        status
+    }
+}

@@ -1,0 +1,321 @@
+//! What libunion knows about its container, read once from the
+//! environment `lpmx-exec` (or the exec wrappers) set, and the current
+//! directory as the container sees it.
+//!
+//! ```text
+//! LPMX_UPPER    the container's writable layer
+//! LPMX_INDEX    the index of the image's layers (their roots, top first)
+//! LPMX_BINDS    host paths seen inside, HOST=CONTAINER pairs joined by ':'
+//! LPMX_LIBDIRS  the image's library directories (container paths), which
+//!               the loader's --library-path names in every layer
+//! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
+//! LPMX_EXE      (one exec only) the program's container path
+//! LPMX_ARGV0    (one exec only) the argv[0] the program was given
+//! ```
+//!
+//! Without `LPMX_UPPER` and `LPMX_INDEX` libunion changes nothing.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_char;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use crate::buf::{Buf, cstr, is_under, starts_with};
+use crate::index::Index;
+use crate::sys;
+
+pub const MAX_BINDS: usize = 64;
+
+pub struct Bind {
+    pub host: &'static [u8],
+    pub container: &'static [u8],
+}
+
+pub struct State {
+    pub active: bool,
+    pub index: Option<Index>,
+    pub upper: &'static [u8],
+    pub binds: [Bind; MAX_BINDS],
+    pub bind_count: usize,
+    /// The raw environment values, for the exec wrappers to pass on.
+    pub binds_var: &'static [u8],
+    pub index_var: &'static [u8],
+    pub libdirs: &'static [u8],
+    pub lib: &'static [u8],
+    pub exe: &'static [u8],
+}
+
+struct Cell<T>(UnsafeCell<T>);
+// SAFETY: written once under the INIT protocol, read-only afterwards (the
+// cwd has its own lock).
+unsafe impl<T> Sync for Cell<T> {}
+
+const NO_BIND: Bind = Bind {
+    host: &[],
+    container: &[],
+};
+
+static STATE: Cell<State> = Cell(UnsafeCell::new(State {
+    active: false,
+    index: None,
+    upper: &[],
+    binds: [NO_BIND; MAX_BINDS],
+    bind_count: 0,
+    binds_var: &[],
+    index_var: &[],
+    libdirs: &[],
+    lib: &[],
+    exe: &[],
+}));
+static INIT: AtomicU8 = AtomicU8::new(0);
+
+/// Copies of the environment's values live here: the program may change
+/// its environment later.
+static ARENA: Cell<([u8; 1 << 16], usize)> = Cell(UnsafeCell::new(([0; 1 << 16], 0)));
+
+/// Copies `bytes` (plus a NUL) into the arena.
+fn keep(bytes: &[u8]) -> &'static [u8] {
+    // SAFETY: only called during initialisation, by one thread.
+    let (arena, used) = unsafe { &mut *ARENA.0.get() };
+    let end = *used + bytes.len() + 1;
+    if end > arena.len() {
+        sys::warn(&[b"lpmx: libunion: environment too large\n"]);
+        return &[];
+    }
+    arena[*used..end - 1].copy_from_slice(bytes);
+    arena[end - 1] = 0;
+    let kept = &arena[*used..end - 1];
+    *used = end;
+    // SAFETY: the arena is static and this range is never written again.
+    unsafe { core::slice::from_raw_parts(kept.as_ptr(), kept.len()) }
+}
+
+/// A static copy of the program's argv[0].
+pub fn keep_for_argv0(bytes: &[u8]) -> &'static [u8] {
+    static ARGV0: Cell<[u8; 4097]> = Cell(UnsafeCell::new([0; 4097]));
+    // SAFETY: written once, by the constructor, before main.
+    let copy = unsafe { &mut *ARGV0.0.get() };
+    let len = bytes.len().min(4096);
+    copy[..len].copy_from_slice(&bytes[..len]);
+    copy[len] = 0;
+    &copy[..len + 1]
+}
+
+fn var(name: &[u8]) -> &'static [u8] {
+    // SAFETY: name is NUL-terminated; getenv's result is copied at once.
+    let value = unsafe { cstr(sys::getenv(name.as_ptr().cast())) };
+    if value.is_empty() { &[] } else { keep(value) }
+}
+
+/// The container's state, read from the environment on first use.
+pub fn get() -> &'static State {
+    if INIT.load(Ordering::Acquire) != 2 {
+        init();
+    }
+    // SAFETY: initialised and never written again.
+    unsafe { &*STATE.0.get() }
+}
+
+fn init() {
+    if INIT
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        while INIT.load(Ordering::Acquire) != 2 {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    // SAFETY: this thread won the right to initialise.
+    let state = unsafe { &mut *STATE.0.get() };
+    state.upper = trim_slash(var(b"LPMX_UPPER\0"));
+    state.index_var = var(b"LPMX_INDEX\0");
+    state.binds_var = var(b"LPMX_BINDS\0");
+    state.libdirs = var(b"LPMX_LIBDIRS\0");
+    state.lib = var(b"LPMX_LIB\0");
+    state.exe = var(b"LPMX_EXE\0");
+    if !state.upper.is_empty() && !state.index_var.is_empty() {
+        // The arena keeps a NUL after each value.
+        // SAFETY: index_var is followed by its NUL in the arena.
+        let with_nul = unsafe {
+            core::slice::from_raw_parts(state.index_var.as_ptr(), state.index_var.len() + 1)
+        };
+        state.index = Index::map(with_nul);
+        if state.index.is_none() {
+            sys::warn(&[
+                b"lpmx: libunion: cannot read the layer index ",
+                state.index_var,
+                b"; run lpmx-unpack again\n",
+            ]);
+        }
+        state.active = state.index.is_some();
+    }
+    let mut rest = state.binds_var;
+    while !rest.is_empty() && state.bind_count < MAX_BINDS {
+        let end = rest.iter().position(|&b| b == b':').unwrap_or(rest.len());
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or(&[]);
+        if let Some(eq) = pair.iter().position(|&b| b == b'=') {
+            state.binds[state.bind_count] = Bind {
+                host: trim_slash(&pair[..eq]),
+                container: trim_slash(&pair[eq + 1..]),
+            };
+            state.bind_count += 1;
+        }
+    }
+    INIT.store(2, Ordering::Release);
+    if state.active {
+        init_cwd(state);
+    }
+}
+
+/// `/a/b/` as `/a/b`; `/` stays.
+fn trim_slash(path: &'static [u8]) -> &'static [u8] {
+    let mut end = path.len();
+    while end > 1 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+// The current directory in the container: the process's real one is the
+// host directory it resolved to.
+static CWD: Cell<Buf> = Cell(UnsafeCell::new(Buf::new()));
+static CWD_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn with_cwd<T>(f: impl FnOnce(&mut Buf) -> T) -> T {
+    while CWD_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the lock is held.
+    let result = f(unsafe { &mut *CWD.0.get() });
+    CWD_LOCK.store(false, Ordering::Release);
+    result
+}
+
+fn init_cwd(state: &State) {
+    let mut host = Buf::new();
+    let mut container = Buf::new();
+    let known = match sys::getcwd(host.spare().as_mut_ptr(), crate::buf::CAPACITY) {
+        Ok(len) => {
+            host.set_len(len.saturating_sub(1));
+            to_container(state, host.as_bytes(), &mut container)
+        }
+        Err(_) => false,
+    };
+    if !known {
+        let _ = container.set(b"/");
+    }
+    set_cwd(container.as_bytes());
+}
+
+pub fn set_cwd(path: &[u8]) {
+    with_cwd(|cwd| {
+        let _ = cwd.set(path);
+    });
+}
+
+pub fn cwd(out: &mut Buf) -> Result<(), i32> {
+    with_cwd(|cwd| out.set(cwd.as_bytes()))
+}
+
+/// The container path of host path `host`, if it lies in the container's
+/// layers or a bind; `out` is then absolute and canonical.
+pub fn to_container(state: &State, host: &[u8], out: &mut Buf) -> bool {
+    let mut place = |root: &[u8], at: &[u8]| -> bool {
+        if !is_under(host, root) || root.is_empty() {
+            return false;
+        }
+        let rest = &host[root.len()..];
+        let ok = if at == b"/" || at.is_empty() {
+            out.set(if rest.is_empty() { b"/" } else { rest })
+        } else {
+            out.set(at).and_then(|()| out.push(rest))
+        };
+        ok.is_ok()
+    };
+    if place(state.upper, b"/") {
+        return true;
+    }
+    if let Some(index) = state.index {
+        for layer in 0..index.layers() {
+            if place(index.layer_root(layer as u16), b"/") {
+                return true;
+            }
+        }
+    }
+    // The longest matching bind wins.
+    let mut best: Option<&Bind> = None;
+    for bind in &state.binds[..state.bind_count] {
+        if is_under(host, bind.host) && best.is_none_or(|b| bind.host.len() > b.host.len()) {
+            best = Some(bind);
+        }
+    }
+    match best {
+        Some(bind) => place(bind.host, bind.container),
+        None => false,
+    }
+}
+
+/// The container path of open file descriptor `fd`.
+pub fn fd_path(state: &State, fd: i32, out: &mut Buf) -> bool {
+    let mut link = Buf::new();
+    let mut number = [0u8; 12];
+    let digits = format_int(fd as i64, &mut number);
+    if link.push(b"/proc/self/fd/").is_err() || link.push(digits).is_err() {
+        return false;
+    }
+    let mut host = Buf::new();
+    match sys::readlinkat(
+        sys::AT_FDCWD,
+        link.c(),
+        host.spare().as_mut_ptr(),
+        crate::buf::CAPACITY,
+    ) {
+        Ok(len) => host.set_len(len),
+        Err(_) => return false,
+    }
+    to_container(state, host.as_bytes(), out)
+}
+
+pub fn format_int(mut value: i64, out: &mut [u8; 12]) -> &[u8] {
+    let negative = value < 0;
+    value = value.abs();
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 || at == 1 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        out[at] = b'-';
+    }
+    &out[at..]
+}
+
+/// Whether `path` (the container's) names this process's executable.
+pub fn is_self_exe(path: &[u8]) -> bool {
+    if path == b"/proc/self/exe" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let Some(pid) = rest.strip_suffix(b"/exe") else {
+        return false;
+    };
+    let mut number = [0u8; 12];
+    pid == format_int(i64::from(sys::getpid()), &mut number) || starts_with(pid, b"thread-self")
+}
+
+/// The environment of this process, for the exec wrappers.
+pub fn environ() -> *const *const c_char {
+    // SAFETY: reading the libc global.
+    unsafe { sys::environ }
+}

@@ -1,0 +1,309 @@
+//! Raw system calls (x86_64 Linux) and the few libc symbols libunion
+//! calls by name, all of them versioned no later than `GLIBC_2.17`.
+//!
+//! Going to the kernel directly keeps libunion's own file operations out
+//! of its own wrappers and out of newer glibc symbol versions.
+
+use core::arch::asm;
+use core::ffi::{c_char, c_int, c_void};
+
+pub const AT_FDCWD: i32 = -100;
+pub const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+pub const AT_EMPTY_PATH: i32 = 0x1000;
+pub const O_WRONLY: i32 = 1;
+pub const O_RDWR: i32 = 2;
+pub const O_CREAT: i32 = 0o100;
+pub const O_TRUNC: i32 = 0o1000;
+pub const O_APPEND: i32 = 0o2000;
+pub const O_DIRECTORY: i32 = 0o200000;
+pub const O_NOFOLLOW: i32 = 0o400000;
+pub const O_CLOEXEC: i32 = 0o2000000;
+pub const O_TMPFILE: i32 = 0o20200000;
+
+pub const ENOENT: i32 = 2;
+pub const EBADF: i32 = 9;
+pub const EACCES: i32 = 13;
+pub const ENOTDIR: i32 = 20;
+pub const EINVAL: i32 = 22;
+pub const EROFS: i32 = 30;
+pub const ERANGE: i32 = 34;
+pub const ENAMETOOLONG: i32 = 36;
+pub const ENOMEM: i32 = 12;
+pub const ENOEXEC: i32 = 8;
+pub const ELOOP: i32 = 40;
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFLNK: u32 = 0o120000;
+
+const SYS_WRITE: usize = 1;
+const SYS_CLOSE: usize = 3;
+const SYS_FSTAT: usize = 5;
+const SYS_MMAP: usize = 9;
+const SYS_PREAD64: usize = 17;
+const SYS_GETPID: usize = 39;
+const SYS_EXECVE: usize = 59;
+const SYS_CHDIR: usize = 80;
+const SYS_FCHDIR: usize = 81;
+const SYS_GETCWD: usize = 79;
+const SYS_GETDENTS64: usize = 217;
+const SYS_OPENAT: usize = 257;
+const SYS_NEWFSTATAT: usize = 262;
+const SYS_READLINKAT: usize = 267;
+const SYS_FACCESSAT: usize = 269;
+const SYS_STATX: usize = 332;
+const SYS_FACCESSAT2: usize = 439;
+
+/// A system call's result: the value, or the errno it failed with.
+pub type Sys = Result<usize, i32>;
+
+#[inline]
+fn check(ret: isize) -> Sys {
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// # Safety
+/// The arguments must be valid for system call `n`.
+#[inline]
+pub unsafe fn syscall6(n: usize, a: [usize; 6]) -> Sys {
+    let ret: isize;
+    // SAFETY: the caller vouches for the arguments; the kernel clobbers
+    // rcx and r11 only.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    check(ret)
+}
+
+macro_rules! call {
+    ($n:expr $(, $a:expr)*) => {{
+        let mut args = [0usize; 6];
+        let given = [$($a as usize),*];
+        args[..given.len()].copy_from_slice(&given);
+        // SAFETY: every caller passes pointers valid for the call.
+        unsafe { syscall6($n, args) }
+    }};
+}
+
+pub fn openat(dirfd: i32, path: *const u8, flags: i32, mode: u32) -> Sys {
+    call!(SYS_OPENAT, dirfd as isize, path, flags as isize, mode)
+}
+pub fn close(fd: i32) -> Sys {
+    call!(SYS_CLOSE, fd as isize)
+}
+pub fn pread(fd: i32, buf: *mut u8, len: usize, at: u64) -> Sys {
+    call!(SYS_PREAD64, fd as isize, buf, len, at)
+}
+pub fn write(fd: i32, buf: *const u8, len: usize) -> Sys {
+    call!(SYS_WRITE, fd as isize, buf, len)
+}
+pub fn fstat(fd: i32, buf: *mut c_void) -> Sys {
+    call!(SYS_FSTAT, fd as isize, buf)
+}
+pub fn fstatat(dirfd: i32, path: *const u8, buf: *mut c_void, flags: i32) -> Sys {
+    call!(SYS_NEWFSTATAT, dirfd as isize, path, buf, flags as isize)
+}
+pub fn statx(dirfd: i32, path: *const u8, flags: i32, mask: u32, buf: *mut c_void) -> Sys {
+    call!(SYS_STATX, dirfd as isize, path, flags as isize, mask, buf)
+}
+pub fn faccessat(dirfd: i32, path: *const u8, mode: i32, flags: i32) -> Sys {
+    if flags == 0 {
+        return call!(SYS_FACCESSAT, dirfd as isize, path, mode as isize);
+    }
+    call!(
+        SYS_FACCESSAT2,
+        dirfd as isize,
+        path,
+        mode as isize,
+        flags as isize
+    )
+}
+pub fn readlinkat(dirfd: i32, path: *const u8, buf: *mut u8, len: usize) -> Sys {
+    call!(SYS_READLINKAT, dirfd as isize, path, buf, len)
+}
+pub fn chdir(path: *const u8) -> Sys {
+    call!(SYS_CHDIR, path)
+}
+pub fn fchdir(fd: i32) -> Sys {
+    call!(SYS_FCHDIR, fd as isize)
+}
+pub fn getcwd(buf: *mut u8, len: usize) -> Sys {
+    call!(SYS_GETCWD, buf, len)
+}
+pub fn getdents64(fd: i32, buf: *mut u8, len: usize) -> Sys {
+    call!(SYS_GETDENTS64, fd as isize, buf, len)
+}
+pub fn getpid() -> i32 {
+    call!(SYS_GETPID).unwrap_or(0) as i32
+}
+pub fn execve(path: *const u8, argv: *const *const c_char, envp: *const *const c_char) -> Sys {
+    call!(SYS_EXECVE, path, argv, envp)
+}
+pub fn mmap_read(fd: i32, len: usize) -> Sys {
+    const PROT_READ: usize = 1;
+    const MAP_PRIVATE: usize = 2;
+    call!(
+        SYS_MMAP,
+        0usize,
+        len,
+        PROT_READ,
+        MAP_PRIVATE,
+        fd as isize,
+        0usize
+    )
+}
+
+/// Writes a message to standard error, whole or not at all.
+pub fn warn(parts: &[&[u8]]) {
+    for part in parts {
+        let _ = write(2, part.as_ptr(), part.len());
+    }
+}
+
+#[link(name = "c")]
+unsafe extern "C" {
+    fn __errno_location() -> *mut c_int;
+    pub fn malloc(size: usize) -> *mut c_void;
+    pub fn free(ptr: *mut c_void);
+    pub fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void;
+    pub fn unsetenv(name: *const c_char) -> c_int;
+    pub fn getenv(name: *const c_char) -> *mut c_char;
+    pub fn qsort(
+        base: *mut c_void,
+        count: usize,
+        size: usize,
+        compare: unsafe extern "C" fn(*const c_void, *const c_void) -> c_int,
+    );
+    pub static mut environ: *const *const c_char;
+}
+
+pub fn set_errno(errno: i32) {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *__errno_location() = errno }
+}
+
+pub fn errno() -> i32 {
+    // SAFETY: as above.
+    unsafe { *__errno_location() }
+}
+
+/// Turns a result into the C convention: the value, or -1 with errno set.
+pub fn c_ret(result: Sys) -> c_int {
+    match result {
+        Ok(v) => v as c_int,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+// `dlsym` pinned to its first version: glibc 2.34 moved it into libc as
+// `dlsym@GLIBC_2.34`, which older glibc lacks. The `.symver` and the
+// reference must sit in one object, hence the trampoline in assembly.
+core::arch::global_asm!(
+    ".symver lpmx_versioned_dlsym, dlsym@GLIBC_2.2.5",
+    ".globl lpmx_dlsym",
+    ".hidden lpmx_dlsym",
+    ".type lpmx_dlsym, @function",
+    "lpmx_dlsym:",
+    "    jmp lpmx_versioned_dlsym@PLT",
+);
+
+unsafe extern "C" {
+    fn lpmx_dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
+}
+
+const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
+
+/// The next definition of `name` (NUL-terminated) after libunion's.
+pub fn next(name: &[u8]) -> *mut c_void {
+    // SAFETY: name is NUL-terminated; RTLD_NEXT is valid in a shared object.
+    unsafe { lpmx_dlsym(RTLD_NEXT, name.as_ptr().cast()) }
+}
+
+/// Looks up and caches the next definition of a libc function.
+macro_rules! real {
+    ($name:literal: $ty:ty) => {{
+        static SLOT: core::sync::atomic::AtomicPtr<core::ffi::c_void> =
+            core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+        let mut f = SLOT.load(core::sync::atomic::Ordering::Relaxed);
+        if f.is_null() {
+            f = $crate::sys::next(concat!($name, "\0").as_bytes());
+            SLOT.store(f, core::sync::atomic::Ordering::Relaxed);
+        }
+        $crate::sys::as_fn::<$ty>(f)
+    }};
+}
+pub(crate) use real;
+
+pub fn mkdir(path: *const u8, mode: u32) -> Sys {
+    const SYS_MKDIR: usize = 83;
+    call!(SYS_MKDIR, path, mode)
+}
+
+pub const E2BIG: i32 = 7;
+pub const ENOSYS: i32 = 38;
+
+pub fn execveat(
+    dirfd: i32,
+    path: *const u8,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    flags: i32,
+) -> Sys {
+    const SYS_EXECVEAT: usize = 322;
+    call!(
+        SYS_EXECVEAT,
+        dirfd as isize,
+        path,
+        argv,
+        envp,
+        flags as isize
+    )
+}
+
+pub fn fcntl_clear_cloexec(fd: i32) -> Sys {
+    const SYS_FCNTL: usize = 72;
+    const F_SETFD: usize = 2;
+    call!(SYS_FCNTL, fd as isize, F_SETFD, 0usize)
+}
+
+/// A function pointer from `dlsym`: callers name the libc function's
+/// exact type, which is what makes calling it sound.
+pub fn as_fn<F: Copy>(symbol: *mut c_void) -> Option<F> {
+    const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<*mut c_void>()) };
+    // SAFETY: F is a function pointer type of the same size.
+    (!symbol.is_null()).then(|| unsafe { core::mem::transmute_copy(&symbol) })
+}
+
+pub const SYS_GETXATTR: usize = 191;
+pub const SYS_LGETXATTR: usize = 192;
+pub const SYS_LISTXATTR: usize = 194;
+pub const SYS_LLISTXATTR: usize = 195;
+
+/// getxattr-style calls (path, name, value, size); the list calls take
+/// (path, list, size), which `name` and `size` carry here.
+pub fn xattr(
+    n: usize,
+    path: *const u8,
+    name: *const c_char,
+    value: *mut c_void,
+    size: usize,
+) -> Sys {
+    if n == SYS_LISTXATTR || n == SYS_LLISTXATTR {
+        return call!(n, path, name, size);
+    }
+    call!(n, path, name, value, size)
+}

@@ -1,0 +1,99 @@
+//! The command line of `lpmx-exec`; also the source of its man page.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use lpmx_core::cli::{Failure, open_store, run};
+
+use crate::launch::{self, LaunchError, Request};
+
+const AFTER_HELP: &str = "\
+Examples:
+  lpmx-exec dev                         the image's entrypoint/cmd
+  lpmx-exec dev -- bash -l              an interactive shell
+  lpmx-exec --workdir /src dev -- make  in /src of the container
+  lpmx-exec --bind /scratch/me:/data dev -- ls /data
+
+Seen inside by default, as in other HPC container tools: the host's /dev,
+/proc, /sys, /tmp and your home directory. Turn one off with
+--no-bind /proc (or --no-bind home), all of them with --no-bind all.
+
+The environment is the image's (its config's Env), then the container's
+environment file, then --env; PATH, HOME and TERM get defaults when none
+of these sets them, USER and LOGNAME are yours. The working directory is
+--workdir, else the current one when a bind shows it inside, else the
+image's WorkingDir, else /.
+
+Exit status: the program's own (lpmx-exec replaces itself with it);
+127 when the program is not found in the container, 126 when it cannot
+run there (a static binary, which no preload library can keep inside the
+container, is refused); otherwise the lpmx exit codes of lpmx(7).";
+
+/// Run a program inside an lpmx container.
+///
+/// Runs CMD (or the image's entrypoint and cmd) in container NAME as you,
+/// without any privilege: started by the image's own dynamic loader, so
+/// it uses the image's C library, with libunion preloaded to show it the
+/// container's layers.
+#[derive(Debug, Parser)]
+#[command(name = "lpmx-exec", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The container (see lpmx-mkroot --list).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// The program and its arguments (after --).
+    #[arg(value_name = "CMD", last = true)]
+    pub command: Vec<String>,
+
+    /// The working directory, a path in the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// A host directory seen inside, HOST:CONTAINER or PATH; repeatable.
+    #[arg(long, value_name = "HOST:CONTAINER")]
+    pub bind: Vec<String>,
+
+    /// Do not show a default bind: /dev, /proc, /sys, /tmp, home, or all.
+    #[arg(long, value_name = "PATH", value_parser = ["/dev", "/proc", "/sys", "/tmp", "home", "all"])]
+    pub no_bind: Vec<String>,
+
+    /// Set an environment variable for this run; repeatable.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
+/// The clap definition, for the man page generator.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut shell_status = None;
+    let code = run("lpmx-exec", || {
+        let store = open_store()?;
+        let stack = lpmx_mkroot::read_stack(&store, &cli.name).map_err(|e| {
+            Failure::classified(e, format!("failed to open container {}", cli.name))
+        })?;
+        let request = Request {
+            command: cli.command,
+            workdir: cli.workdir,
+            binds: cli.bind,
+            no_binds: cli.no_bind,
+            env: cli.env,
+        };
+        let Err(error) = launch::exec(&stack, &request);
+        shell_status = error.shell_status();
+        Err(fail(error, &cli.name))
+    });
+    match shell_status {
+        Some(status) => ExitCode::from(status),
+        None => code,
+    }
+}
+
+fn fail(error: LaunchError, name: &str) -> Failure {
+    Failure::classified(error, format!("failed to run in container {name}"))
+}

@@ -1,0 +1,457 @@
+//! lpmx-exec and libunion: real Debian bullseye, bookworm and trixie images
+//! (and bookworm split into ten layers) taken through pull, unpack, mkroot
+//! and exec, run as an unprivileged user.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use lpmx_core::container::StackDocument;
+use lpmx_core::document::parse_document;
+use lpmx_core::oci::Platform;
+use lpmx_core::view::View;
+use lpmx_tests::env::running_as_root;
+use lpmx_tests::image::{Format, Image, RawEntry, raw_tar};
+use lpmx_tests::layers::merged_view;
+use lpmx_tests::registry::{LocalRegistry, Target};
+use lpmx_tests::rootfs::{debian_rootfs_tar, split_rootfs};
+use lpmx_tests::{Env, Run};
+
+/// A file only the host has: a container must never show it.
+const HOST_MARKER: &str = "/etc/lpmx-host-only-marker";
+
+/// A top layer exercising the view: a whiteout'd directory, an opaque
+/// directory, an absolute symlink and `#!` scripts.
+fn test_layer() -> Vec<u8> {
+    raw_tar(&[
+        RawEntry::dir("usr/"),
+        RawEntry::dir("usr/share/"),
+        RawEntry::dir("usr/share/doc/"),
+        RawEntry::file("usr/share/doc/.wh.bash", b""),
+        RawEntry::dir("etc/"),
+        RawEntry::dir("etc/apt/"),
+        RawEntry::dir("etc/apt/apt.conf.d/"),
+        RawEntry::file("etc/apt/apt.conf.d/.wh..wh..opq", b""),
+        RawEntry::file("etc/apt/apt.conf.d/only-this", b"// the only one\n"),
+        RawEntry::dir("opt/"),
+        RawEntry::symlink("opt/abs-link", "/etc/debian_version"),
+        RawEntry::dir("usr/local/"),
+        RawEntry::dir("usr/local/bin/"),
+        RawEntry::file(
+            "usr/local/bin/hello.sh",
+            b"#!/bin/sh\necho hello \"$1\" from $0\n",
+        )
+        .mode(0o755),
+        RawEntry::file(
+            "usr/local/bin/hello.pl",
+            b"#!/usr/bin/env perl\nprint \"perl script $ARGV[0]\\n\";\n",
+        )
+        .mode(0o755),
+    ])
+}
+
+/// A container of Debian `suite` (its tree in `layers` layers, plus the
+/// test layer) in a fresh store.
+struct Container {
+    env: Env,
+    name: String,
+    layer_dirs: Vec<PathBuf>,
+    _registry: LocalRegistry,
+}
+
+impl Container {
+    fn new(suite: &str, layers: usize) -> Container {
+        let tar = fs::read(debian_rootfs_tar(suite)).expect("rootfs tar");
+        let mut tars = if layers == 1 {
+            vec![tar]
+        } else {
+            split_rootfs(&tar, layers)
+        };
+        tars.push(test_layer());
+        let image = Image::build(Format::Oci, &Platform::host().to_string(), tars);
+        let registry = LocalRegistry::start();
+        registry.push_image("debian", suite, &image);
+        let env = Env::new();
+        let unpacked = env.pull_and_unpack(&format!("{}/debian:{suite}", registry.host()));
+        let layer_dirs = unpacked.layer_dirs();
+        let name = format!("{suite}-{layers}");
+        env.run_with_input("lpmx-mkroot", &[&name], &unpacked.stdout)
+            .success();
+        Container {
+            env,
+            name,
+            layer_dirs,
+            _registry: registry,
+        }
+    }
+
+    /// `lpmx-exec [options] NAME -- command...`
+    fn exec_command(&self, options: &[&str], command: &[&str]) -> Command {
+        let mut c = self.env.tool("lpmx-exec");
+        c.args(options).arg(&self.name).arg("--").args(command);
+        c
+    }
+
+    fn exec(&self, options: &[&str], command: &[&str]) -> Run {
+        Run::from(
+            self.exec_command(options, command)
+                .output()
+                .expect("run lpmx-exec"),
+        )
+    }
+
+    fn sh(&self, script: &str) -> Run {
+        self.exec(&[], &["/bin/sh", "-c", script])
+    }
+
+    fn stack(&self) -> StackDocument {
+        let path = self
+            .env
+            .store()
+            .join(format!("containers/{}/stack.json", self.name));
+        parse_document(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().collect()
+}
+
+/// Every check of issue 4 on one image.
+fn check_distribution(suite: &str, layers: usize, glibc: &str) {
+    if running_as_root() {
+        fs::write(HOST_MARKER, "host only\n").unwrap();
+    }
+    let c = Container::new(suite, layers);
+    let what = format!("{suite} in {layers} layer(s)");
+
+    let run = c.exec(&[], &["cat", "/etc/os-release"]);
+    run.success();
+    assert!(
+        run.stdout.contains(&format!("VERSION_CODENAME={suite}")),
+        "{what}: {run:#?}"
+    );
+    let run = c.exec(&[], &["ldd", "--version"]);
+    run.success();
+    assert!(
+        lines(&run.stdout)[0].ends_with(glibc),
+        "{what}: the image's glibc {glibc}: {run:#?}"
+    );
+
+    let run = c.exec(
+        &[],
+        &[
+            "bash",
+            "-c",
+            "echo b a c | tr ' ' '\\n' | sort -r | head -1; echo $((6 * 7))",
+        ],
+    );
+    run.success();
+    assert_eq!(lines(&run.stdout), ["c", "42"], "{what}");
+
+    // Listing the whole tree: ls -lR and find complete without an error
+    // and see what the layers merge to.
+    let run = c.exec(&["--no-bind", "all"], &["ls", "-lR", "/usr"]);
+    run.success();
+    assert_eq!(run.stderr, "", "{what}: ls -lR /usr");
+    let run = c.exec(&["--no-bind", "all"], &["find", "/", "-mindepth", "1"]);
+    run.success();
+    assert_eq!(run.stderr, "", "{what}: find /");
+    let seen: BTreeSet<String> = run.stdout.lines().map(|l| l[1..].to_owned()).collect();
+    let expected: BTreeSet<String> = merged_view(&c.layer_dirs).into_keys().collect();
+    let missing: Vec<_> = expected.difference(&seen).take(10).collect();
+    let extra: Vec<_> = seen.difference(&expected).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: find / differs from the merged layers: missing {missing:?}, extra {extra:?}"
+    );
+
+    // Interpreters and scripts.
+    let run = c.exec(&[], &["perl", "-e", "print qq(perl $^V ok\\n)"]);
+    run.success();
+    assert!(run.stdout.ends_with("ok\n"), "{what}: {run:#?}");
+    let run = c.exec(&[], &["hello.sh", "world"]);
+    run.success();
+    assert_eq!(
+        run.stdout, "hello world from /usr/local/bin/hello.sh\n",
+        "{what}"
+    );
+    let run = c.exec(&[], &["/usr/local/bin/hello.pl", "x"]);
+    run.success();
+    assert_eq!(run.stdout, "perl script x\n", "{what}");
+
+    let run = c.exec(&[], &["readlink", "/proc/self/exe"]);
+    run.success();
+    assert_eq!(run.stdout, "/usr/bin/readlink\n", "{what}");
+
+    // Paths resolve as lpmx_core::view says, symlinks inside the container.
+    let image_version = c.sh("cat /etc/debian_version");
+    image_version.success();
+    let run = c.sh("cat /opt/abs-link");
+    run.success();
+    assert_eq!(run.stdout, image_version.stdout, "{what}: absolute link");
+    let view = View::of_stack(&c.stack()).unwrap();
+    let probes = [
+        "/opt/abs-link",
+        "/bin/sh",
+        "/lib64/ld-linux-x86-64.so.2",
+        "/usr/bin/../lib/os-release",
+        "/bin/../lib/./os-release",
+        "/etc/alternatives/awk",
+        "/usr/local/bin/hello.sh",
+    ];
+    let mut args = vec!["readlink", "-f"];
+    args.extend(probes);
+    let run = c.exec(&[], &args);
+    run.success();
+    let answers: Vec<String> = probes
+        .iter()
+        .map(|p| view.resolve(p, true).unwrap().path)
+        .collect();
+    assert_eq!(
+        lines(&run.stdout),
+        answers,
+        "{what}: libunion and View agree"
+    );
+
+    if running_as_root() {
+        let run = c.sh(&format!("cat {HOST_MARKER}"));
+        assert_ne!(run.code, Some(0), "{what}: the host's file shows: {run:#?}");
+    }
+
+    // Whiteout and opaque directory.
+    let run = c.sh("ls /usr/share/doc | grep -c -x bash; ls /etc/apt/apt.conf.d; test -e /usr/share/doc/bash || echo gone; ls -d /usr/share/doc/dpkg");
+    assert_eq!(
+        lines(&run.stdout),
+        ["0", "only-this", "gone", "/usr/share/doc/dpkg"],
+        "{what}: {run:#?}"
+    );
+
+    // A cleared environment stays inside.
+    let run = c.exec(
+        &[],
+        &[
+            "env",
+            "-i",
+            "sh",
+            "-c",
+            "cat /etc/debian_version; ls /usr/share/doc/bash 2>&1 >/dev/null | wc -l",
+        ],
+    );
+    run.success();
+    assert_eq!(
+        lines(&run.stdout),
+        [image_version.stdout.trim(), "1"],
+        "{what}: env -i"
+    );
+
+    // A static binary (Debian's ldconfig) is refused, not run on the host.
+    let run = c.exec(&[], &["/sbin/ldconfig", "-p"]);
+    run.failure(126).stderr_has("statically linked");
+
+    if suite != "bullseye" {
+        entry_points(&c, &what);
+    }
+}
+
+/// The C program of tests/c calls each entry point inside the container.
+fn entry_points(c: &Container, what: &str) {
+    let binary = c.env.path().join("entrypoints");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/entrypoints.c");
+    let built = Command::new("gcc")
+        .args(["-O2", "-D_FORTIFY_SOURCE=2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc {}", source.display());
+    let run = c.exec(&[], &[binary.to_str().unwrap()]);
+    run.success();
+    let version = c.sh("cat /etc/debian_version").stdout.trim().to_owned();
+    let expected = [
+        ("fopen", version.as_str()),
+        ("open", &version),
+        ("openat", &version),
+        ("stat", "1"),
+        ("lstat_link", "1"),
+        ("fstatat", "1"),
+        ("statx", "1"),
+        ("access", "1"),
+        ("faccessat", "1"),
+        ("access_whiteout", "0"),
+        ("readlink", "/etc/debian_version"),
+        ("self_exe", binary.to_str().unwrap()),
+        ("realpath", "/etc/debian_version"),
+        ("canonicalize", "/usr/lib/os-release"),
+        ("chdir", "0"),
+        ("getcwd", "/usr/share"),
+        ("relative", &version),
+        ("opendir_opaque", "only-this"),
+        ("fdopendir", "only-this"),
+        ("scandir_bash", "0"),
+        ("scandir_dpkg", "1"),
+        ("glob", "/etc/apt/apt.conf.d/only-this"),
+        ("nftw", "2"),
+        ("dlopen", "1"),
+        ("execl", "3"),
+        ("execle_empty_env", "0"),
+        ("execvp", "4"),
+        ("posix_spawnp", "5"),
+        ("system", "6"),
+        ("popen", &version),
+    ];
+    let seen: Vec<(String, String)> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for (key, value) in expected {
+        let got = seen.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(got, Some(value), "{what}: {key}: {run:#?}");
+    }
+}
+
+#[test]
+fn bullseye_runs_on_its_own_glibc() {
+    check_distribution("bullseye", 1, "2.31");
+}
+
+#[test]
+fn bookworm_runs_on_its_own_glibc() {
+    check_distribution("bookworm", 1, "2.36");
+}
+
+#[test]
+fn trixie_runs_on_its_own_glibc() {
+    check_distribution("trixie", 1, "2.41");
+}
+
+#[test]
+fn bookworm_in_ten_layers_looks_the_same() {
+    check_distribution("bookworm", 10, "2.36");
+}
+
+#[test]
+fn status_signals_stdin_environment_and_binds_pass_through() {
+    let c = Container::new("bookworm", 1);
+    c.sh("exit 7").failure(7);
+    let status = c
+        .exec_command(&[], &["/bin/sh", "-c", "kill -TERM $$"])
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(15), "killed by SIGTERM");
+
+    // Ctrl-C reaches the program itself: lpmx-exec became it.
+    let mut child = c
+        .exec_command(&[], &["sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().signal(), Some(2), "SIGINT");
+
+    let mut child = c
+        .exec_command(&[], &["tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "THROUGH STDIN\n");
+
+    // Environment: the container's env file, --env, defaults.
+    let env_file = c.env.store().join(format!("containers/{}/env", c.name));
+    fs::write(&env_file, "# set by lpmx-env\nFROM_FILE=file value\n").unwrap();
+    let run = c.exec(
+        &["--env", "FROM_FLAG=flag"],
+        &["sh", "-c", "echo $FROM_FILE/$FROM_FLAG/$HOME; echo $PATH"],
+    );
+    run.success();
+    let home = c.env.home();
+    assert_eq!(
+        lines(&run.stdout),
+        [
+            format!("file value/flag/{}", home.display()).as_str(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ]
+    );
+
+    // The home directory, --bind and --workdir.
+    c.env.write_file(&home.join("notes.txt"), "in my home\n");
+    let data = c.env.path().join("data");
+    c.env.make_user_dir(&data);
+    c.env.write_file(&data.join("input.csv"), "1,2\n");
+    let bind = format!("{}:/mnt/data", data.display());
+    let run = c.exec(
+        &["--bind", &bind, "--workdir", "/mnt/data"],
+        &["sh", "-c", "pwd; cat input.csv; cat ~/notes.txt"],
+    );
+    run.success();
+    assert_eq!(lines(&run.stdout), ["/mnt/data", "1,2", "in my home"]);
+    // (The test's home lies under /tmp, a default bind too.)
+    let run = c.exec(
+        &["--no-bind", "home", "--no-bind", "/tmp"],
+        &["sh", "-c", "cat ~/notes.txt"],
+    );
+    assert_ne!(run.code, Some(0), "--no-bind home hides it: {run:#?}");
+    let run = c.exec(&["--workdir", "/etc"], &["pwd"]);
+    assert_eq!(run.stdout, "/etc\n");
+
+    // Errors name their cause.
+    c.exec(&[], &["/no/such/program"])
+        .failure(127)
+        .stderr_has("No such file");
+    c.exec(&["--workdir", "/no/such/dir"], &["true"])
+        .failure(66)
+        .stderr_has("/no/such/dir");
+    c.env
+        .run("lpmx-exec", ["nosuch", "--", "true"])
+        .failure(66)
+        .stderr_has("nosuch");
+    c.exec(&["--bind", "relative:/x"], &["true"])
+        .failure(2)
+        .stderr_has("--bind");
+}
+
+#[test]
+fn libunion_needs_nothing_newer_than_glibc_2_17() {
+    let library = lpmx_tests::env::tool_dir().join("libunion.so");
+    let output = Command::new("objdump")
+        .arg("-T")
+        .arg(&library)
+        .output()
+        .expect("objdump");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut versions = BTreeSet::new();
+    for word in text.split_whitespace() {
+        let word = word.trim_matches(|c| c == '(' || c == ')');
+        if let Some(version) = word.strip_prefix("GLIBC_") {
+            let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+            versions.insert(parts);
+        }
+    }
+    assert!(!versions.is_empty(), "no glibc versions in {text}");
+    let newest = versions.iter().max().unwrap();
+    assert!(
+        newest <= &vec![2, 17],
+        "libunion.so needs GLIBC_{newest:?}, above the 2.17 ceiling:\n{text}"
+    );
+    assert!(
+        text.contains("lpmx_exec"),
+        "lpmx-exec's entry point is exported"
+    );
+}
