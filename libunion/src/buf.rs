@@ -2,21 +2,24 @@
 //! translate a path (it may run in a `vfork` child or a signal handler).
 
 use core::ffi::c_char;
+use core::mem::MaybeUninit;
 
 /// Room for a container path (`PATH_MAX`) under a layer's root.
 pub const CAPACITY: usize = 4096 + 512;
 
+/// Only `bytes[..=len]` is initialised (the contents and a NUL): paths
+/// are translated millions of times, and clearing 4 KiB each time would
+/// cost more than the translation.
 pub struct Buf {
     len: usize,
-    bytes: [u8; CAPACITY + 1],
+    bytes: [MaybeUninit<u8>; CAPACITY + 1],
 }
 
 impl Buf {
     pub const fn new() -> Buf {
-        Buf {
-            len: 0,
-            bytes: [0; CAPACITY + 1],
-        }
+        let mut bytes = [MaybeUninit::uninit(); CAPACITY + 1];
+        bytes[0] = MaybeUninit::new(0);
+        Buf { len: 0, bytes }
     }
 
     pub fn from(bytes: &[u8]) -> Result<Buf, i32> {
@@ -26,7 +29,8 @@ impl Buf {
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        // SAFETY: the first len bytes are initialised.
+        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast(), self.len) }
     }
 
     pub fn len(&self) -> usize {
@@ -39,12 +43,12 @@ impl Buf {
 
     pub fn clear(&mut self) {
         self.len = 0;
-        self.bytes[0] = 0;
+        self.bytes[0] = MaybeUninit::new(0);
     }
 
     pub fn truncate(&mut self, len: usize) {
         self.len = len.min(self.len);
-        self.bytes[self.len] = 0;
+        self.bytes[self.len] = MaybeUninit::new(0);
     }
 
     pub fn set(&mut self, bytes: &[u8]) -> Result<(), i32> {
@@ -58,25 +62,34 @@ impl Buf {
         if end > CAPACITY {
             return Err(crate::sys::ENAMETOOLONG);
         }
-        self.bytes[self.len..end].copy_from_slice(bytes);
+        // SAFETY: end <= CAPACITY; the source and the buffer do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.bytes.as_mut_ptr().add(self.len).cast(),
+                bytes.len(),
+            )
+        };
         self.len = end;
-        self.bytes[end] = 0;
+        self.bytes[end] = MaybeUninit::new(0);
         Ok(())
     }
 
     /// The contents as a C string.
     pub fn c(&self) -> *const u8 {
-        self.bytes.as_ptr()
+        self.bytes.as_ptr().cast()
     }
 
-    /// The whole buffer, for a system call to fill; then `set_len`.
-    pub fn spare(&mut self) -> &mut [u8; CAPACITY + 1] {
-        &mut self.bytes
+    /// The whole buffer, for a system call to fill; then `set_len` with
+    /// what it wrote.
+    pub fn spare(&mut self) -> *mut u8 {
+        self.bytes.as_mut_ptr().cast()
     }
 
+    /// Declares the first `len` bytes written (by a system call).
     pub fn set_len(&mut self, len: usize) {
         self.len = len.min(CAPACITY);
-        self.bytes[self.len] = 0;
+        self.bytes[self.len] = MaybeUninit::new(0);
     }
 }
 

@@ -115,13 +115,23 @@ fn open_dir(path: *const u8) -> Result<i32, i32> {
 }
 
 /// Fills `dir` with the merged listing of canonical container dir `canon`.
-fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(), i32> {
+/// `fd_layer`: the layer whose copy of the directory `dir.fd` is, read
+/// through it rather than opened again.
+fn merge(
+    dir: &mut Dir,
+    state: &State,
+    index: Index,
+    canon: &[u8],
+    fd_layer: Option<u16>,
+) -> Result<(), i32> {
     let key = if canon == b"/" { &b""[..] } else { &canon[1..] };
     let inside = if canon == b"/" { &b""[..] } else { canon };
     let mut path = Buf::from(state.upper)?;
     path.push(inside)?;
     let mut have_dots = false;
-    if let Ok(fd) = open_dir(path.c()) {
+    let first = key.split(|&b| b == b'/').next().unwrap_or(b"");
+    let in_upper = key.is_empty() || crate::upper::may_hold(state, first);
+    if let Some(fd) = in_upper.then(|| open_dir(path.c()).ok()).flatten() {
         let read = dir.read_all(fd, |_, _| true);
         let _ = sys::close(fd);
         read?;
@@ -146,10 +156,16 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
         if layers[usize::from(layer) / 64] & (1 << (layer % 64)) == 0 {
             continue;
         }
-        path.set(index.layer_root(layer))?;
-        path.push(inside)?;
-        let Ok(fd) = open_dir(path.c()) else {
-            continue;
+        let own = fd_layer == Some(layer);
+        let fd = if own {
+            dir.fd
+        } else {
+            path.set(index.layer_root(layer))?;
+            path.push(inside)?;
+            match open_dir(path.c()) {
+                Ok(fd) => fd,
+                Err(_) => continue,
+            }
         };
         let upper_end = dir.upper_end;
         let read = dir.read_all(fd, |dir, name| {
@@ -166,7 +182,11 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
                     .lookup(child.as_bytes())
                     .is_some_and(|e| e.layer == layer)
         });
-        let _ = sys::close(fd);
+        if own {
+            let _ = sys::rewind(fd);
+        } else {
+            let _ = sys::close(fd);
+        }
         read?;
         have_dots = true;
     }
@@ -174,8 +194,8 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
 }
 
 /// A new `DIR` for the directory open as `fd`, at canonical `canon`
-/// (None: outside the container, read as it is).
-fn new_dir(fd: i32, canon: Option<&[u8]>) -> *mut Dir {
+/// (None: outside the container, read as it is), found at `place`.
+fn new_dir(fd: i32, canon: Option<&[u8]>, place: Place) -> *mut Dir {
     // SAFETY: a plain allocation, initialised below.
     let dir = unsafe { sys::malloc(core::mem::size_of::<Dir>()) }.cast::<Dir>();
     if dir.is_null() {
@@ -199,7 +219,14 @@ fn new_dir(fd: i32, canon: Option<&[u8]>) -> *mut Dir {
     let d = unsafe { &mut *dir };
     let state = state::get();
     let filled = match (canon, state.index) {
-        (Some(canon), Some(index)) if state.active => merge(d, state, index, canon),
+        (Some(canon), Some(index)) if state.active => {
+            state::remember_fd(fd, canon);
+            let fd_layer = match place {
+                Place::Lower(layer) => Some(layer),
+                _ => None,
+            };
+            merge(d, state, index, canon, fd_layer)
+        }
         _ => d.read_all(fd, |_, _| true),
     };
     if let Err(e) = filled {
@@ -239,7 +266,7 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
     // SAFETY: as the caller's.
     match unsafe { translate(dirfd, path, true, &mut canon, &mut host) } {
         Ok(None) => match sys::openat(dirfd, path.cast(), sys::O_DIRECTORY | sys::O_CLOEXEC, 0) {
-            Ok(fd) => new_dir(fd as i32, None).cast(),
+            Ok(fd) => new_dir(fd as i32, None, Place::Bind).cast(),
             Err(e) => {
                 set_errno(e);
                 core::ptr::null_mut()
@@ -251,8 +278,8 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 return core::ptr::null_mut();
             }
             match open_dir(host.c()) {
-                Ok(fd) if found.place == Place::Bind => new_dir(fd, None).cast(),
-                Ok(fd) => new_dir(fd, Some(canon.as_bytes())).cast(),
+                Ok(fd) if found.place == Place::Bind => new_dir(fd, None, found.place).cast(),
+                Ok(fd) => new_dir(fd, Some(canon.as_bytes()), found.place).cast(),
                 Err(e) => {
                     set_errno(e);
                     core::ptr::null_mut()
@@ -314,10 +341,10 @@ export! {
                 && found.place != Place::Bind
                 && found.place != Place::Missing
             {
-                return new_dir(fd, Some(resolved.as_bytes())).cast();
+                return new_dir(fd, Some(resolved.as_bytes()), found.place).cast();
             }
         }
-        new_dir(fd, None).cast()
+        new_dir(fd, None, Place::Bind).cast()
     }
     fn closedir(dir: *mut c_void) -> c_int {
         match checked(dir) {

@@ -125,7 +125,7 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
             (field(4, 4), field(16, 4))
         };
         let size = (size as usize).min(CAPACITY);
-        let read = sys::pread(fd, loader.spare().as_mut_ptr(), size, offset)?;
+        let read = sys::pread(fd, loader.spare(), size, offset)?;
         loader.set_len(read);
         let len = loader
             .as_bytes()
@@ -226,8 +226,14 @@ impl Launch {
     }
 
     /// The program's own `LD_LIBRARY_PATH` names container directories;
-    /// the loader's library path needs them in every layer.
-    fn translate_library_path(&mut self, state: &State, value: &[u8]) -> Result<(), i32> {
+    /// the loader's library path needs them in every layer (or, with
+    /// `layers` false, only in the writable one).
+    fn translate_library_path(
+        &mut self,
+        state: &State,
+        value: &[u8],
+        layers: bool,
+    ) -> Result<(), i32> {
         let Some(index) = state.index else {
             return Ok(());
         };
@@ -248,6 +254,9 @@ impl Launch {
                     };
                     if found.place == Place::Upper {
                         self.add_libpath(host.as_bytes())?;
+                    }
+                    if !layers {
+                        continue;
                     }
                     let (layers, any) = index.contents(inside.get(1..).unwrap_or(b""));
                     if !any {
@@ -341,9 +350,16 @@ impl Launch {
         }
         // SAFETY: the caller's environment.
         if let Some(value) = unsafe { env_value(envp, b"LD_LIBRARY_PATH") } {
-            self.translate_library_path(state, value)?;
+            self.translate_library_path(state, value, true)?;
         }
-        self.translate_library_path(state, state.libdirs)?;
+        if state.libs.is_empty() {
+            self.translate_library_path(state, state.libdirs, true)?;
+        } else {
+            // The image's libraries, one directory whatever the layers;
+            // the writable layer's (installed later) first.
+            self.translate_library_path(state, state.libdirs, false)?;
+            self.add_libpath(state.libs)?;
+        }
         self.build(state, argv, envp)
     }
 
@@ -475,6 +491,7 @@ impl Launch {
             (b"LPMX_BINDS=", state.binds_var),
             (b"LPMX_LIBDIRS=", state.libdirs),
             (b"LPMX_LIB=", lib),
+            (b"LPMX_LIBS=", state.libs),
         ] {
             let entry = self.add_string(&[name, value])?;
             put_env(&mut self.envp, entry)?;

@@ -27,10 +27,11 @@ pub unsafe fn translate(
     if !state.active || bytes.is_empty() {
         return Ok(None);
     }
-    if bytes[0] != b'/' && dirfd != sys::AT_FDCWD && !state::fd_path(state, dirfd, canon) {
-        return Ok(None);
-    }
-    let found = resolve_at(state, dirfd, bytes, follow, canon, host)?;
+    let found = match resolve_at(state, dirfd, bytes, follow, canon, host) {
+        // A descriptor outside the container: the kernel answers.
+        Err(sys::EBADF) => return Ok(None),
+        other => other?,
+    };
     if follow
         && found.place == Place::Bind
         && is_self_exe(canon.as_bytes())
@@ -55,7 +56,8 @@ fn make_upper_parents(path: &[u8]) -> Result<(), i32> {
         dir.push(b"/")?;
         dir.push(component)?;
         match sys::mkdir(dir.c(), 0o755) {
-            Ok(_) | Err(17) => {} // EEXIST
+            Ok(_) => crate::upper::changed(state),
+            Err(17) => {} // EEXIST
             Err(e) => return Err(e),
         }
     }
@@ -97,7 +99,18 @@ unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) -> c_i
     // SAFETY: as the caller's.
     match unsafe { open_target(dirfd, path, flags, &mut canon, &mut host) } {
         Ok(false) => c_ret(sys::openat(dirfd, path.cast(), flags, mode)),
-        Ok(true) => c_ret(sys::openat(sys::AT_FDCWD, host.c(), flags, mode)),
+        Ok(true) => {
+            let result = sys::openat(sys::AT_FDCWD, host.c(), flags, mode);
+            if let Ok(fd) = result {
+                if flags & sys::O_CREAT != 0 {
+                    crate::upper::changed(state::get());
+                }
+                if flags & sys::O_DIRECTORY != 0 {
+                    state::remember_fd(fd as i32, canon.as_bytes());
+                }
+            }
+            c_ret(result)
+        }
         Err(e) => c_ret(Err(e)),
     }
 }
@@ -175,8 +188,14 @@ unsafe fn fopen_with(
     match unsafe { open_target(sys::AT_FDCWD, path, flags, &mut canon, &mut host) } {
         // SAFETY: as above.
         Ok(false) => unsafe { real(path, mode) },
-        // SAFETY: host is a C string.
-        Ok(true) => unsafe { real(host.c().cast(), mode) },
+        Ok(true) => {
+            // SAFETY: host is a C string.
+            let stream = unsafe { real(host.c().cast(), mode) };
+            if !stream.is_null() && flags & sys::O_CREAT != 0 {
+                crate::upper::changed(state::get());
+            }
+            stream
+        }
         Err(e) => {
             set_errno(e);
             core::ptr::null_mut()
@@ -201,8 +220,14 @@ unsafe fn freopen_with(
     match unsafe { open_target(sys::AT_FDCWD, path, flags, &mut canon, &mut host) } {
         // SAFETY: as above.
         Ok(false) => unsafe { real(path, mode, stream) },
-        // SAFETY: host is a C string.
-        Ok(true) => unsafe { real(host.c().cast(), mode, stream) },
+        Ok(true) => {
+            // SAFETY: host is a C string.
+            let reopened = unsafe { real(host.c().cast(), mode, stream) };
+            if !reopened.is_null() && flags & sys::O_CREAT != 0 {
+                crate::upper::changed(state::get());
+            }
+            reopened
+        }
         Err(e) => {
             set_errno(e);
             core::ptr::null_mut()
@@ -353,7 +378,7 @@ unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: u
                 match sys::readlinkat(
                     sys::AT_FDCWD,
                     host.c(),
-                    target.spare().as_mut_ptr(),
+                    target.spare(),
                     crate::buf::CAPACITY,
                 ) {
                     Ok(len) => {

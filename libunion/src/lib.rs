@@ -16,6 +16,7 @@ mod index;
 mod resolve;
 mod state;
 mod sys;
+mod upper;
 
 use core::ffi::{c_char, c_int};
 

@@ -100,6 +100,9 @@ pub fn resolve(
     host: &mut Buf,
 ) -> Result<Found, i32> {
     let index = state.index.ok_or(sys::ENOENT)?;
+    if let Some(found) = direct(state, index, path, follow, canon, host)? {
+        return Ok(found);
+    }
     // A trailing slash asks for a directory, through a last symlink too.
     let follow = follow || path.last() == Some(&b'/');
     let mut rest = Buf::from(path)?;
@@ -139,6 +142,9 @@ pub fn resolve(
             place: Place::Missing,
             kind: 0,
         };
+        if upper_possible && canon.as_bytes()[1..].iter().all(|&b| b != b'/') {
+            upper_possible = crate::upper::may_hold(state, component);
+        }
         if upper_possible {
             host.set(state.upper)?;
             host.push(canon.as_bytes())?;
@@ -182,7 +188,7 @@ pub fn resolve(
             let len = sys::readlinkat(
                 sys::AT_FDCWD,
                 host.c(),
-                target.spare().as_mut_ptr(),
+                target.spare(),
                 crate::buf::CAPACITY,
             )?;
             target.set_len(len);
@@ -214,6 +220,55 @@ pub fn resolve(
         return resolve(state, again.as_bytes(), false, canon, host);
     }
     Ok(found)
+}
+
+/// The common case in one index lookup: a path without `..` or a trailing
+/// slash, outside the binds and the writable layer. The index holds no
+/// path below a symlink, so finding the whole path there means every
+/// directory above it is a real one. `None`: take the long way.
+fn direct(
+    state: &State,
+    index: crate::index::Index,
+    path: &[u8],
+    follow: bool,
+    canon: &mut Buf,
+    host: &mut Buf,
+) -> Result<Option<Found>, i32> {
+    if path.last() == Some(&b'/') {
+        return Ok(None);
+    }
+    canon.clear();
+    let mut at = 0;
+    let mut first = true;
+    while let Some(component) = next_component(path, &mut at) {
+        if component == b".." {
+            return Ok(None);
+        }
+        if first && crate::upper::may_hold(state, component) {
+            return Ok(None);
+        }
+        first = false;
+        canon.push(b"/")?;
+        canon.push(component)?;
+    }
+    if canon.is_empty()
+        || state.binds[..state.bind_count]
+            .iter()
+            .any(|b| is_under(canon.as_bytes(), b.container))
+    {
+        return Ok(None);
+    }
+    match index.lookup(&canon.as_bytes()[1..]) {
+        Some(entry) if !(follow && entry.kind == KIND_SYMLINK) => {
+            host.set(index.layer_root(entry.layer))?;
+            host.push(canon.as_bytes())?;
+            Ok(Some(Found {
+                place: Place::Lower(entry.layer),
+                kind: entry.kind,
+            }))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Inside a bind the host's files are seen as they are; `..` leaving the

@@ -8,6 +8,7 @@
 //! LPMX_BINDS    host paths seen inside, HOST=CONTAINER pairs joined by ':'
 //! LPMX_LIBDIRS  the image's library directories (container paths), which
 //!               the loader's --library-path names in every layer
+//! LPMX_LIBS     the image's library directory (`lpmx_core::libraries`)
 //! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
 //! LPMX_EXE      (one exec only) the program's container path
 //! LPMX_ARGV0    (one exec only) the argv[0] the program was given
@@ -41,6 +42,7 @@ pub struct State {
     pub index_var: &'static [u8],
     pub libdirs: &'static [u8],
     pub lib: &'static [u8],
+    pub libs: &'static [u8],
     pub exe: &'static [u8],
 }
 
@@ -64,6 +66,7 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     index_var: &[],
     libdirs: &[],
     lib: &[],
+    libs: &[],
     exe: &[],
 }));
 static INIT: AtomicU8 = AtomicU8::new(0);
@@ -132,6 +135,7 @@ fn init() {
     state.binds_var = var(b"LPMX_BINDS\0");
     state.libdirs = var(b"LPMX_LIBDIRS\0");
     state.lib = var(b"LPMX_LIB\0");
+    state.libs = var(b"LPMX_LIBS\0");
     state.exe = var(b"LPMX_EXE\0");
     if !state.upper.is_empty() && !state.index_var.is_empty() {
         // The arena keeps a NUL after each value.
@@ -198,7 +202,7 @@ fn with_cwd<T>(f: impl FnOnce(&mut Buf) -> T) -> T {
 fn init_cwd(state: &State) {
     let mut host = Buf::new();
     let mut container = Buf::new();
-    let known = match sys::getcwd(host.spare().as_mut_ptr(), crate::buf::CAPACITY) {
+    let known = match sys::getcwd(host.spare(), crate::buf::CAPACITY) {
         Ok(len) => {
             host.set_len(len.saturating_sub(1));
             to_container(state, host.as_bytes(), &mut container)
@@ -259,8 +263,89 @@ pub fn to_container(state: &State, host: &[u8], out: &mut Buf) -> bool {
     }
 }
 
+// Directory descriptors' container paths, remembered when libunion opened
+// them: `*at` calls relative to them (find, fts) then need one fstat to
+// check the descriptor is still that directory instead of a readlink in
+// /proc, which costs several times more.
+const FD_SLOTS: usize = 64;
+const FD_PATH: usize = 1024;
+
+struct FdSlot {
+    fd: i32,
+    dev: u64,
+    ino: u64,
+    len: usize,
+    path: [u8; FD_PATH],
+}
+
+static FD_CACHE: Cell<[FdSlot; FD_SLOTS]> = Cell(UnsafeCell::new(
+    [const {
+        FdSlot {
+            fd: -1,
+            dev: 0,
+            ino: 0,
+            len: 0,
+            path: [0; FD_PATH],
+        }
+    }; FD_SLOTS],
+));
+static FD_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn with_fd_cache<T>(f: impl FnOnce(&mut [FdSlot; FD_SLOTS]) -> T) -> T {
+    while FD_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the lock is held.
+    let result = f(unsafe { &mut *FD_CACHE.0.get() });
+    FD_LOCK.store(false, Ordering::Release);
+    result
+}
+
+fn identity(fd: i32) -> Option<(u64, u64)> {
+    let mut st = [0u64; 18];
+    sys::fstat(fd, st.as_mut_ptr().cast()).ok()?;
+    Some((st[0], st[1]))
+}
+
+/// Remembers that `fd` (just opened) is container directory `path`.
+pub fn remember_fd(fd: i32, path: &[u8]) {
+    if let Some(id) = identity(fd) {
+        remember(fd, id, path);
+    }
+}
+
+fn remember(fd: i32, (dev, ino): (u64, u64), path: &[u8]) {
+    if fd < 0 || path.len() > FD_PATH {
+        return;
+    }
+    with_fd_cache(|slots| {
+        let slot = &mut slots[fd as usize % FD_SLOTS];
+        slot.fd = fd;
+        slot.dev = dev;
+        slot.ino = ino;
+        slot.len = path.len();
+        slot.path[..path.len()].copy_from_slice(path);
+    });
+}
+
 /// The container path of open file descriptor `fd`.
 pub fn fd_path(state: &State, fd: i32, out: &mut Buf) -> bool {
+    let id = if fd >= 0 { identity(fd) } else { None };
+    if let Some((dev, ino)) = id {
+        let hit = with_fd_cache(|slots| {
+            let slot = &slots[fd as usize % FD_SLOTS];
+            slot.fd == fd
+                && slot.dev == dev
+                && slot.ino == ino
+                && out.set(&slot.path[..slot.len]).is_ok()
+        });
+        if hit {
+            return true;
+        }
+    }
     let mut link = Buf::new();
     let mut number = [0u8; 12];
     let digits = format_int(fd as i64, &mut number);
@@ -268,16 +353,15 @@ pub fn fd_path(state: &State, fd: i32, out: &mut Buf) -> bool {
         return false;
     }
     let mut host = Buf::new();
-    match sys::readlinkat(
-        sys::AT_FDCWD,
-        link.c(),
-        host.spare().as_mut_ptr(),
-        crate::buf::CAPACITY,
-    ) {
+    match sys::readlinkat(sys::AT_FDCWD, link.c(), host.spare(), crate::buf::CAPACITY) {
         Ok(len) => host.set_len(len),
         Err(_) => return false,
     }
-    to_container(state, host.as_bytes(), out)
+    let known = to_container(state, host.as_bytes(), out);
+    if let (true, Some(id)) = (known, id) {
+        remember(fd, id, out.as_bytes());
+    }
+    known
 }
 
 pub fn format_int(mut value: i64, out: &mut [u8; 12]) -> &[u8] {

@@ -307,3 +307,29 @@ pub fn xattr(
     }
     call!(n, path, name, value, size)
 }
+
+pub fn ftruncate(fd: i32, len: u64) -> Sys {
+    const SYS_FTRUNCATE: usize = 77;
+    call!(SYS_FTRUNCATE, fd as isize, len)
+}
+
+pub fn mmap_shared(fd: i32, len: usize) -> Sys {
+    const SYS_MMAP: usize = 9;
+    const PROT_READ_WRITE: usize = 3;
+    const MAP_SHARED: usize = 1;
+    call!(
+        SYS_MMAP,
+        0usize,
+        len,
+        PROT_READ_WRITE,
+        MAP_SHARED,
+        fd as isize,
+        0usize
+    )
+}
+
+/// Back to the start of a directory (or file).
+pub fn rewind(fd: i32) -> Sys {
+    const SYS_LSEEK: usize = 8;
+    call!(SYS_LSEEK, fd as isize, 0usize, 0usize)
+}

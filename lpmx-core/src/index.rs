@@ -78,18 +78,46 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IndexError + '_ {
     }
 }
 
-/// The index of the stack `diff_ids` (bottom first) in `store`, built if
-/// it is not there yet; it appears by rename, whole.
+/// The index of the stack `diff_ids` (bottom first) in `store`, and its
+/// library directory (`lpmx_core::libraries`), built if they are not there
+/// yet; each appears by rename, whole.
 pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBuf, IndexError> {
     let path = store.index_path(diff_ids);
-    if path.is_file() {
+    let farm = crate::libraries::farm_path(&path);
+    if path.is_file() && farm.is_dir() {
         return Ok(path);
     }
     let dirs: Vec<LayerDir> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();
-    let bytes = build(&dirs)?;
-    store
-        .write_atomically(&path, &bytes)
-        .map_err(io_error(&path))?;
+    let bytes = if path.is_file() {
+        fs::read(&path).map_err(io_error(&path))?
+    } else {
+        let bytes = build(&dirs)?;
+        store
+            .write_atomically(&path, &bytes)
+            .map_err(io_error(&path))?;
+        bytes
+    };
+    if !farm.is_dir() {
+        let index = Index::parse(bytes).map_err(|why| IndexError::Invalid {
+            path: path.clone(),
+            why,
+        })?;
+        let view = crate::view::View::of_layers(&dirs).map_err(|e| IndexError::Invalid {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        let temp = store.temp_path("libs");
+        let built =
+            crate::libraries::build(&index, &view, &temp).and_then(|()| fs::rename(&temp, &farm));
+        if built.is_err() {
+            let _ = fs::remove_dir_all(&temp);
+        }
+        match built {
+            // Another process built it first.
+            Err(_) if farm.is_dir() => {}
+            other => other.map_err(io_error(&farm))?,
+        }
+    }
     Ok(path)
 }
 

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod document;
 pub mod index;
 pub mod layer;
+pub mod libraries;
 pub mod oci;
 pub mod parallel;
 pub mod progress;

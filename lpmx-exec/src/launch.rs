@@ -7,19 +7,7 @@ use std::path::{Path, PathBuf};
 
 use lpmx_core::cli::{Classify, Exit};
 use lpmx_core::container::{Bind, StackDocument};
-
-/// Library directories of Debian-, Red Hat- and Alpine-style images; those
-/// an image lacks cost nothing.
-const LIBRARY_DIRS: &[&str] = &[
-    "/usr/local/lib/x86_64-linux-gnu",
-    "/usr/local/lib",
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-];
+use lpmx_core::libraries::{LIBRARY_DIRS, farm_path};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -298,11 +286,16 @@ pub fn exec(
         .map(|b| format!("{}={}", b.host.display(), b.container.display()))
         .collect::<Vec<_>>()
         .join(":");
-    let config: [(&str, OsString); 5] = [
+    // Containers of images unpacked before lpmx had library directories
+    // search each layer instead.
+    let farm = farm_path(&stack.index);
+    let farm = if farm.is_dir() { farm } else { PathBuf::new() };
+    let config: [(&str, OsString); 6] = [
         ("LPMX_UPPER", stack.upper.clone().into_os_string()),
         ("LPMX_INDEX", stack.index.clone().into_os_string()),
         ("LPMX_BINDS", binds_var.into()),
         ("LPMX_LIBDIRS", LIBRARY_DIRS.join(":").into()),
+        ("LPMX_LIBS", farm.into_os_string()),
         ("LPMX_LIB", libunion.clone().into_os_string()),
     ];
     // libunion reads its configuration from this process's environment

@@ -112,6 +112,10 @@ int main(void) {
     printf("nftw=%d\n", nftw_count);
     void *m = dlopen("/usr/lib/x86_64-linux-gnu/libm.so.6", RTLD_NOW);
     printf("dlopen=%d\n", m && dlsym(m, "cos"));
+    /* Found through the image's ld.so.conf.d, by name. */
+    void *hello = dlopen("libhello.so.1", RTLD_NOW);
+    int (*hello_fn)(void) = hello ? (int (*)(void))dlsym(hello, "lpmx_hello") : NULL;
+    printf("dlopen_by_name=%d\n", hello_fn ? hello_fn() : -1);
     fflush(stdout);
 
     pid_t pid = fork();

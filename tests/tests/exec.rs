@@ -23,9 +23,27 @@ use lpmx_tests::{Env, Run};
 /// A file only the host has: a container must never show it.
 const HOST_MARKER: &str = "/etc/lpmx-host-only-marker";
 
+/// A shared library the image's `ld.so.conf.d` makes findable by name.
+fn hello_library() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("hello.c");
+    fs::write(&source, "int lpmx_hello(void) { return 42; }\n").unwrap();
+    let library = dir.path().join("libhello.so.1");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libhello.so.1", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc -shared");
+    fs::read(library).unwrap()
+}
+
 /// A top layer exercising the view: a whiteout'd directory, an opaque
-/// directory, an absolute symlink and `#!` scripts.
+/// directory, an absolute symlink, `#!` scripts, and a library in a
+/// directory only `ld.so.conf.d` names.
 fn test_layer() -> Vec<u8> {
+    let library = hello_library();
     raw_tar(&[
         RawEntry::dir("usr/"),
         RawEntry::dir("usr/share/"),
@@ -50,6 +68,13 @@ fn test_layer() -> Vec<u8> {
             b"#!/usr/bin/env perl\nprint \"perl script $ARGV[0]\\n\";\n",
         )
         .mode(0o755),
+        RawEntry::dir("opt/lpmx-lib/"),
+        RawEntry::file("opt/lpmx-lib/libhello.so.1", &library).mode(0o755),
+        RawEntry::dir("etc/ld.so.conf.d/"),
+        RawEntry::file(
+            "etc/ld.so.conf.d/zz-lpmx-test.conf",
+            b"# a test\n/opt/lpmx-lib\n",
+        ),
     ])
 }
 
@@ -297,6 +322,7 @@ fn entry_points(c: &Container, what: &str) {
         ("glob", "/etc/apt/apt.conf.d/only-this"),
         ("nftw", "2"),
         ("dlopen", "1"),
+        ("dlopen_by_name", "42"),
         ("execl", "3"),
         ("execle_empty_env", "0"),
         ("execvp", "4"),
