@@ -115,87 +115,68 @@ fn open_dir(path: *const u8) -> Result<i32, i32> {
 }
 
 /// Fills `dir` with the merged listing of canonical container dir `canon`.
-/// `fd_layer`: the layer whose copy of the directory `dir.fd` is, read
-/// through it rather than opened again.
-fn merge(
-    dir: &mut Dir,
-    state: &State,
-    index: Index,
-    canon: &[u8],
-    fd_layer: Option<u16>,
-) -> Result<(), i32> {
+/// The `d_type` of an index kind; devices, fifos and sockets of the image
+/// are plain files in its layers, so readers are sent to stat.
+fn d_type(kind: u8) -> u8 {
+    match kind {
+        1 => 4,  // DT_DIR
+        2 => 8,  // DT_REG
+        3 => 10, // DT_LNK
+        _ => 0,  // DT_UNKNOWN
+    }
+}
+
+/// Fills `dir` with the merged listing of canonical container dir `canon`:
+/// the writable layer's entries as they are on disk, then the image's from
+/// the index (names, kinds and inodes), without a system call whatever the
+/// number of layers.
+fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(), i32> {
     let key = if canon == b"/" { &b""[..] } else { &canon[1..] };
     let inside = if canon == b"/" { &b""[..] } else { canon };
-    let mut path = Buf::from(state.upper)?;
-    path.push(inside)?;
     let mut have_dots = false;
     let first = key.split(|&b| b == b'/').next().unwrap_or(b"");
-    let in_upper = key.is_empty() || crate::upper::may_hold(state, first);
-    if let Some(fd) = in_upper.then(|| open_dir(path.c()).ok()).flatten() {
-        let read = dir.read_all(fd, |_, _| true);
-        let _ = sys::close(fd);
-        read?;
-        have_dots = true;
+    if key.is_empty() || crate::upper::may_hold(state, first) {
+        let mut path = Buf::from(state.upper)?;
+        path.push(inside)?;
+        if let Ok(fd) = open_dir(path.c()) {
+            let read = dir.read_all(fd, |_, _| true);
+            let _ = sys::close(fd);
+            read?;
+            have_dots = true;
+        }
     }
     dir.upper_end = dir.len;
-    let Some(top) = index.lookup(key) else {
+    let Some(top) = index.position(key) else {
         return Ok(());
     };
-    if top.kind != KIND_DIR {
+    if index.entry(top).kind != KIND_DIR {
         return Ok(());
     }
-    // The layers holding some of its entries, found in the index: the
-    // directory is read only in those, however many layers there are.
-    let layers = index.contributing_layers(key);
-    let mut child = Buf::from(key)?;
-    if !key.is_empty() {
-        child.push(b"/")?;
+    if !have_dots {
+        let parent = key
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(&b""[..], |i| &key[..i]);
+        let parent_ino = index
+            .position(parent)
+            .map_or(index.ino(top), |i| index.ino(i));
+        dir.push(index.ino(top), 4, b".")?;
+        dir.push(parent_ino, 4, b"..")?;
     }
-    let child_base = child.len();
-    for layer in 0..(64 * 64) as u16 {
-        if layers[usize::from(layer) / 64] & (1 << (layer % 64)) == 0 {
-            continue;
+    let upper_end = dir.upper_end;
+    let mut result = Ok(());
+    index.children(key, |name, entry, i| {
+        if result.is_err() || (upper_end > 0 && dir.names(0, upper_end).any(|n| n == name)) {
+            return;
         }
-        let own = fd_layer == Some(layer);
-        let fd = if own {
-            dir.fd
-        } else {
-            path.set(index.layer_root(layer))?;
-            path.push(inside)?;
-            match open_dir(path.c()) {
-                Ok(fd) => fd,
-                Err(_) => continue,
-            }
-        };
-        let upper_end = dir.upper_end;
-        let read = dir.read_all(fd, |dir, name| {
-            if is_dot(name) {
-                let keep = !have_dots;
-                return keep;
-            }
-            if dir.names(0, upper_end).any(|n| n == name) {
-                return false;
-            }
-            child.truncate(child_base);
-            child.push(name).is_ok()
-                && index
-                    .lookup(child.as_bytes())
-                    .is_some_and(|e| e.layer == layer)
-        });
-        if own {
-            let _ = sys::rewind(fd);
-        } else {
-            let _ = sys::close(fd);
-        }
-        read?;
-        have_dots = true;
-    }
-    Ok(())
+        result = dir.push(index.ino(i), d_type(entry.kind), name);
+    });
+    result
 }
 
 /// A new `DIR` for the directory open as `fd`, at canonical `canon`
-/// (None: outside the container, read as it is), found at `place`.
-fn new_dir(fd: i32, canon: Option<&[u8]>, place: Place) -> *mut Dir {
+/// (None: outside the container, read as it is).
+fn new_dir(fd: i32, canon: Option<&[u8]>) -> *mut Dir {
     // SAFETY: a plain allocation, initialised below.
     let dir = unsafe { sys::malloc(core::mem::size_of::<Dir>()) }.cast::<Dir>();
     if dir.is_null() {
@@ -221,11 +202,7 @@ fn new_dir(fd: i32, canon: Option<&[u8]>, place: Place) -> *mut Dir {
     let filled = match (canon, state.index) {
         (Some(canon), Some(index)) if state.active => {
             state::remember_fd(fd, canon);
-            let fd_layer = match place {
-                Place::Lower(layer) => Some(layer),
-                _ => None,
-            };
-            merge(d, state, index, canon, fd_layer)
+            merge(d, state, index, canon)
         }
         _ => d.read_all(fd, |_, _| true),
     };
@@ -266,7 +243,7 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
     // SAFETY: as the caller's.
     match unsafe { translate(dirfd, path, true, &mut canon, &mut host) } {
         Ok(None) => match sys::openat(dirfd, path.cast(), sys::O_DIRECTORY | sys::O_CLOEXEC, 0) {
-            Ok(fd) => new_dir(fd as i32, None, Place::Bind).cast(),
+            Ok(fd) => new_dir(fd as i32, None).cast(),
             Err(e) => {
                 set_errno(e);
                 core::ptr::null_mut()
@@ -278,8 +255,8 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 return core::ptr::null_mut();
             }
             match open_dir(host.c()) {
-                Ok(fd) if found.place == Place::Bind => new_dir(fd, None, found.place).cast(),
-                Ok(fd) => new_dir(fd, Some(canon.as_bytes()), found.place).cast(),
+                Ok(fd) if found.place == Place::Bind => new_dir(fd, None).cast(),
+                Ok(fd) => new_dir(fd, Some(canon.as_bytes())).cast(),
                 Err(e) => {
                     set_errno(e);
                     core::ptr::null_mut()
@@ -341,10 +318,10 @@ export! {
                 && found.place != Place::Bind
                 && found.place != Place::Missing
             {
-                return new_dir(fd, Some(resolved.as_bytes()), found.place).cast();
+                return new_dir(fd, Some(resolved.as_bytes())).cast();
             }
         }
-        new_dir(fd, None, Place::Bind).cast()
+        new_dir(fd, None).cast()
     }
     fn closedir(dir: *mut c_void) -> c_int {
         match checked(dir) {

@@ -238,6 +238,13 @@ impl Launch {
             return Ok(());
         };
         for dir in value.split(|&b| b == b':').filter(|d| !d.is_empty()) {
+            let first = dir
+                .split(|&b| b == b'/')
+                .find(|c| !c.is_empty())
+                .unwrap_or(b"");
+            if !layers && !crate::upper::may_hold(state, first) {
+                continue; // nothing of it in the writable layer
+            }
             let (mut canon, mut host) = (Buf::new(), Buf::new());
             let Ok(found) = resolve_at(state, sys::AT_FDCWD, dir, true, &mut canon, &mut host)
             else {

@@ -393,6 +393,17 @@ unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: u
                     Err(e) => c_ret(Err(e)) as isize,
                 }
             }
+            Place::Lower(_) if found.kind == crate::index::KIND_SYMLINK => {
+                match state
+                    .index
+                    .and_then(|index| index.position(&canon.as_bytes()[1..]))
+                {
+                    Some(i) => copy(state.index.map_or(&[][..], |index| index.link(i))),
+                    None => {
+                        c_ret(sys::readlinkat(sys::AT_FDCWD, host.c(), buf.cast(), size)) as isize
+                    }
+                }
+            }
             _ => c_ret(sys::readlinkat(sys::AT_FDCWD, host.c(), buf.cast(), size)) as isize,
         },
         Err(e) => c_ret(Err(e)) as isize,

@@ -5,10 +5,10 @@
 use crate::sys;
 
 const MAGIC: &[u8; 8] = b"LPMXIDX\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 40;
 const LAYER: usize = 16;
-const ENTRY: usize = 32;
+const ENTRY: usize = 56;
 
 pub const KIND_DIR: u8 = 1;
 pub const KIND_SYMLINK: u8 = 3;
@@ -97,6 +97,16 @@ impl Index {
         self.string(self.entry_at(i))
     }
 
+    /// The inode of entry `i`'s file in its layer.
+    pub fn ino(&self, i: usize) -> u64 {
+        u64_at(self.bytes, self.entry_at(i) + 32)
+    }
+
+    /// Entry `i`'s symlink target (empty for other kinds).
+    pub fn link(&self, i: usize) -> &'static [u8] {
+        self.string(self.entry_at(i) + 40)
+    }
+
     pub fn entry(&self, i: usize) -> Entry {
         let at = self.entry_at(i);
         Entry {
@@ -121,17 +131,17 @@ impl Index {
 
     /// The entry of relative path `key` (`usr/bin`; the root is empty).
     pub fn lookup(&self, key: &[u8]) -> Option<Entry> {
+        self.position(key).map(|i| self.entry(i))
+    }
+
+    /// Where relative path `key` is in the index.
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
         let i = self.lower_bound(key);
-        (i < self.count && self.path(i) == key).then(|| self.entry(i))
+        (i < self.count && self.path(i) == key).then_some(i)
     }
 
     /// The layers (a bit per layer, top first) holding directory `key` or
-    /// any of its entries: only those need reading to list it.
-    pub fn contributing_layers(&self, key: &[u8]) -> [u64; 64] {
-        self.contents(key).0
-    }
-
-    /// Contributing layers, and whether the directory has any entry.
+    /// any of its entries, and whether it has any entry.
     pub fn contents(&self, key: &[u8]) -> ([u64; 64], bool) {
         let mut any = false;
         let mut layers = [0u64; 64];
@@ -143,16 +153,16 @@ impl Index {
         if let Some(top) = self.lookup(key) {
             mark(top.layer);
         }
-        self.children(key, |_, entry| {
+        self.children(key, |_, entry, _| {
             any = true;
             mark(entry.layer)
         });
         (layers, any)
     }
 
-    /// Calls `each(name, entry)` for every child of directory `key`,
-    /// skipping the subtrees below the children.
-    pub fn children(&self, key: &[u8], mut each: impl FnMut(&[u8], Entry)) {
+    /// Calls `each(name, entry, position)` for every child of directory
+    /// `key`, skipping the subtrees below the children.
+    pub fn children(&self, key: &[u8], mut each: impl FnMut(&[u8], Entry, usize)) {
         let mut prefix = crate::buf::Buf::new();
         if !key.is_empty() && (prefix.push(key).is_err() || prefix.push(b"/").is_err()) {
             return;
@@ -178,7 +188,7 @@ impl Index {
                     i = self.lower_bound(next.as_bytes()).max(i + 1);
                 }
                 None => {
-                    each(rest, self.entry(i));
+                    each(rest, self.entry(i), i);
                     i += 1;
                 }
             }

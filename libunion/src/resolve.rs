@@ -163,8 +163,11 @@ pub fn resolve(
                 Err(_) => upper_possible = false,
             }
         }
+        let mut position = None;
         if found.place == Place::Missing {
-            if let Some(entry) = index.lookup(&canon.as_bytes()[1..]) {
+            if let Some(i) = index.position(&canon.as_bytes()[1..]) {
+                let entry = index.entry(i);
+                position = Some(i);
                 found = Found {
                     place: Place::Lower(entry.layer),
                     kind: entry.kind,
@@ -185,13 +188,19 @@ pub fn resolve(
                 return Err(sys::ELOOP);
             }
             let mut target = Buf::new();
-            let len = sys::readlinkat(
-                sys::AT_FDCWD,
-                host.c(),
-                target.spare(),
-                crate::buf::CAPACITY,
-            )?;
-            target.set_len(len);
+            match position {
+                // The layers never change: the index has the target.
+                Some(i) => target.set(index.link(i))?,
+                None => {
+                    let len = sys::readlinkat(
+                        sys::AT_FDCWD,
+                        host.c(),
+                        target.spare(),
+                        crate::buf::CAPACITY,
+                    )?;
+                    target.set_len(len);
+                }
+            }
             pop(canon);
             if target.as_bytes().first() == Some(&b'/') {
                 canon.clear();

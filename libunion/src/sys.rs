@@ -327,9 +327,3 @@ pub fn mmap_shared(fd: i32, len: usize) -> Sys {
         0usize
     )
 }
-
-/// Back to the start of a directory (or file).
-pub fn rewind(fd: i32) -> Sys {
-    const SYS_LSEEK: usize = 8;
-    call!(SYS_LSEEK, fd as isize, 0usize, 0usize)
-}

@@ -5,6 +5,8 @@
 //! containers/<name>/stack.json   StackDocument: the layers, bottom to top,
 //!                                the image config, host paths passed through
 //! containers/<name>/upper/       the container's own writable layer
+//! containers/<name>/upper.gen    a counter libunion bumps on every change
+//!                                to upper/ (its processes' caches check it)
 //! containers/<name>/env          its environment file (KEY=VALUE lines)
 //! ```
 //!

@@ -6,23 +6,32 @@
 //! read-only so a lookup in the lower layers is a binary search, with no
 //! system call, however many layers there are.
 //!
-//! Format, version 1, little-endian:
+//! Format, version 2, little-endian:
 //!
 //! ```text
 //! header   magic "LPMXIDX\0", version u32, layer count u32,
 //!          entry count u64, string table offset u64, string table length u64
 //! layers   per layer, top first: root path offset u64, length u32, 0 u32
-//! entries  per path, sorted by its bytes (32 bytes each):
+//! entries  per path, sorted by its bytes (56 bytes each):
 //!          path offset u64, path length u32, layer u16, kind u8, 0 u8,
 //!          mode u32 (st_mode: type and permission bits), uid u32, gid u32,
-//!          device u32 (major << 20 | minor, for device nodes)
-//! strings  the paths, relative without a leading `/` (the root is "")
+//!          device u32 (major << 20 | minor, for device nodes),
+//!          inode u64 (of the layer's file), symlink target offset u64,
+//!          target length u32, 0 u32
+//! strings  the paths, relative without a leading `/` (the root is ""),
+//!          and symlink targets
 //! ```
+//!
+//! With the inodes and link targets in the index, libunion lists a lower
+//! directory and follows a lower symlink without any system call. The
+//! inodes are those of the store the index was built in: a store copied
+//! file by file needs its indexes rebuilt (delete `indexes/`; lpmx-mkroot
+//! builds them again).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -30,10 +39,10 @@ use crate::document::parse_document;
 use crate::layer::{DeviceKind, LayerDir, LayerMeta};
 
 pub const MAGIC: &[u8; 8] = b"LPMXIDX\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER: usize = 40;
 const LAYER: usize = 16;
-const ENTRY: usize = 32;
+const ENTRY: usize = 56;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -57,6 +66,10 @@ pub struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub device: u32,
+    /// The inode of the layer's file.
+    pub ino: u64,
+    /// A symlink's target; empty for anything else.
+    pub link: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,11 +97,17 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IndexError + '_ {
 pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBuf, IndexError> {
     let path = store.index_path(diff_ids);
     let farm = crate::libraries::farm_path(&path);
-    if path.is_file() && farm.is_dir() {
+    let current = || {
+        let mut head = [0u8; 12];
+        fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok_and(|()| &head[..8] == MAGIC && head[8..12] == VERSION.to_le_bytes())
+    };
+    if farm.is_dir() && current() {
         return Ok(path);
     }
     let dirs: Vec<LayerDir> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();
-    let bytes = if path.is_file() {
+    let bytes = if current() {
         fs::read(&path).map_err(io_error(&path))?
     } else {
         let bytes = build(&dirs)?;
@@ -178,6 +197,14 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
                 device = (dev.major << 20) | (dev.minor & 0xfffff);
             }
             let permissions = record.and_then(|r| r.mode).unwrap_or(disk.mode() & 0o7777);
+            let link = if kind == Kind::Symlink {
+                fs::read_link(item.path())
+                    .map_err(io_error(item.path()))?
+                    .into_os_string()
+                    .into_vec()
+            } else {
+                Vec::new()
+            };
             entries.insert(
                 key.clone(),
                 Entry {
@@ -187,6 +214,8 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
                     uid: record.and_then(|r| r.uid).unwrap_or(0),
                     gid: record.and_then(|r| r.gid).unwrap_or(0),
                     device,
+                    ino: disk.ino(),
+                    link,
                 },
             );
             if kind != Kind::Dir {
@@ -262,6 +291,9 @@ fn encode(roots: &[Vec<u8>], entries: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
         for value in [entry.mode, entry.uid, entry.gid, entry.device] {
             out.extend_from_slice(&value.to_le_bytes());
         }
+        out.extend_from_slice(&entry.ino.to_le_bytes());
+        add(&entry.link, &mut out);
+        out.extend_from_slice(&0u32.to_le_bytes());
     }
     let strings_len = strings.len() as u64;
     out[strings_len_at..strings_len_at + 8].copy_from_slice(&strings_len.to_le_bytes());
@@ -364,6 +396,10 @@ impl Index {
                         uid: u32_at(20),
                         gid: u32_at(24),
                         device: u32_at(28),
+                        ino: u64::from_le_bytes(
+                            self.bytes[at + 32..at + 40].try_into().expect("8 bytes"),
+                        ),
+                        link: self.string(at + 40).to_vec(),
                     });
                 }
             }
@@ -431,6 +467,8 @@ mod tests {
         upper_meta.whiteouts.insert("gone".to_owned());
         upper_meta.opaque.insert("opq".to_owned());
         let upper = layer(base.path(), "upper", upper_meta, &["etc/a", "opq/new", "d"]);
+        std::os::unix::fs::symlink("/etc/a", upper.root().join("link")).unwrap();
+        let upper_file = upper.root().join("etc/a");
         let index = Index::parse(build(&[lower, upper]).unwrap()).unwrap();
         let paths: Vec<String> = index
             .paths()
@@ -439,7 +477,8 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "", "bin", "bin/su", "d", "dev", "dev/null", "etc", "etc/a", "opq", "opq/new"
+                "", "bin", "bin/su", "d", "dev", "dev/null", "etc", "etc/a", "link", "opq",
+                "opq/new"
             ]
         );
         assert_eq!(
@@ -453,6 +492,16 @@ mod tests {
         assert_eq!((null.kind, null.device), (Kind::Char, (1 << 20) | 3));
         assert_eq!(index.lookup(b"d").unwrap().kind, Kind::File);
         assert!(index.lookup(b"gone/x").is_none());
+        let link = index.lookup(b"link").unwrap();
+        assert_eq!(
+            (link.kind, link.link.as_slice()),
+            (Kind::Symlink, &b"/etc/a"[..])
+        );
+        assert_eq!(
+            index.lookup(b"etc/a").unwrap().ino,
+            fs::metadata(upper_file).unwrap().ino()
+        );
+        assert!(index.lookup(b"etc/a").unwrap().link.is_empty());
         assert!(Index::parse(b"garbage".to_vec()).is_err());
     }
 }

@@ -209,7 +209,8 @@ else \fB~/.local/share/lpmx\fR.
 blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
 layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
 indexes/<hex>          the index of one image's stack of layers
-containers/<name>/     containers: stack.json, upper/, env
+indexes/<hex>.libs/    that image's shared libraries, one symlink each
+containers/<name>/     containers: stack.json, upper/, upper.gen, env
 tmp/                   partial downloads; never read as content
 locks/                 lock files
 version                the store format (1)
