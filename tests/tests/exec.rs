@@ -398,6 +398,20 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "THROUGH STDIN\n");
 
+    // The terminal: script(1) gives lpmx-exec one, and the program has it.
+    let tool = c.exec_command(&[], &["sh", "-c", "test -t 0 && test -t 1 && tty"]);
+    let mut words: Vec<String> = vec![tool.get_program().to_string_lossy().into_owned()];
+    words.extend(tool.get_args().map(|a| format!("'{}'", a.to_string_lossy())));
+    let output = Command::new("script")
+        .args(["-qec", &words.join(" "), "/dev/null"])
+        .env("LPMX_HOME", c.env.store())
+        .env("HOME", c.env.home())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("/dev/pts/"), "no terminal inside: {text:?}");
+
     // Environment: the container's env file, --env, defaults.
     let env_file = c.env.store().join(format!("containers/{}/env", c.name));
     fs::write(&env_file, "# set by lpmx-env\nFROM_FILE=file value\n").unwrap();
