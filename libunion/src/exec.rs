@@ -20,9 +20,80 @@ use crate::sys::{self, real, set_errno};
 const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Nested `#!` interpreters followed (Linux allows 4 too).
 const MAX_SCRIPTS: usize = 4;
-const SLOTS: usize = 4096;
-const LIBPATH: usize = 32 * 1024;
-const STRINGS: usize = 16 * 1024;
+/// Pointers kept on the stack; longer lists (`find -exec ... +`) go to a
+/// mapping. The stack part stays small: a forked child that execs writes
+/// every stack page it touches, and each costs a copy.
+const SLOTS: usize = 256;
+const LIBPATH: usize = 8 * 1024;
+const STRINGS: usize = 12 * 1024;
+
+/// A null-terminated array of C strings being built.
+pub struct PtrList {
+    inline: [*const c_char; SLOTS],
+    mapped: *mut *const c_char,
+    capacity: usize,
+    len: usize,
+}
+
+impl PtrList {
+    fn push(&mut self, value: *const c_char) -> Result<(), i32> {
+        if self.len + 1 >= self.capacity.max(SLOTS) {
+            self.grow()?;
+        }
+        let at = self.as_mut_ptr();
+        // SAFETY: len + 1 is within the current storage.
+        unsafe {
+            *at.add(self.len) = value;
+            *at.add(self.len + 1) = core::ptr::null();
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    fn grow(&mut self) -> Result<(), i32> {
+        let capacity = (self.capacity.max(SLOTS) * 4).max(1024);
+        let bytes = capacity * core::mem::size_of::<*const c_char>();
+        let mapped = sys::mmap_anonymous(bytes)? as *mut *const c_char;
+        // SAFETY: the new mapping holds capacity pointers, the old storage len + 1.
+        unsafe { core::ptr::copy_nonoverlapping(self.as_mut_ptr(), mapped, self.len + 1) };
+        self.release();
+        self.mapped = mapped;
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut *const c_char {
+        if self.mapped.is_null() {
+            self.inline.as_mut_ptr()
+        } else {
+            self.mapped
+        }
+    }
+
+    pub fn as_ptr(&self) -> *const *const c_char {
+        if self.mapped.is_null() {
+            self.inline.as_ptr()
+        } else {
+            self.mapped
+        }
+    }
+
+    fn release(&mut self) {
+        if !self.mapped.is_null() {
+            let _ = sys::munmap(
+                self.mapped.cast(),
+                self.capacity * core::mem::size_of::<*const c_char>(),
+            );
+            self.mapped = core::ptr::null_mut();
+        }
+    }
+}
+
+impl Drop for PtrList {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
 
 /// Everything an exec needs, built on the stack: an exec may run in a
 /// `vfork` child, where allocating is not allowed.
@@ -32,16 +103,17 @@ pub struct Launch {
     program_canon: Buf,
     /// The program's path as found: the `PATH` entry joined, or as given.
     found_as: Buf,
-    /// Arguments the `#!` lines add before the caller's, in order.
-    prefix: [Buf; 2 * MAX_SCRIPTS],
+    /// Arguments the `#!` lines add before the caller's, in order (in
+    /// `strings`).
+    prefix: [*const c_char; 2 * MAX_SCRIPTS],
     prefix_count: usize,
     argv0: Buf,
     libpath: [u8; LIBPATH],
     libpath_len: usize,
     strings: [u8; STRINGS],
     strings_len: usize,
-    pub argv: [*const c_char; SLOTS],
-    pub envp: [*const c_char; SLOTS],
+    pub argv: PtrList,
+    pub envp: PtrList,
 }
 
 #[expect(
@@ -374,6 +446,7 @@ impl Launch {
         if self.prefix_count == self.prefix.len() {
             return Err(sys::ELOOP);
         }
+        let arg = self.add_string(&[arg.as_bytes()])?;
         for i in (0..self.prefix_count).rev() {
             self.prefix.swap(i, i + 1);
         }
@@ -437,22 +510,13 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
-        let mut n = 0;
-        let mut put = |list: &mut [*const c_char; SLOTS], value: *const c_char| {
-            if n + 1 >= SLOTS {
-                return Err(sys::E2BIG);
-            }
-            list[n] = value;
-            n += 1;
-            Ok(())
-        };
-        put(&mut self.argv, self.loader.c().cast())?;
-        put(&mut self.argv, c"--inhibit-cache".as_ptr())?;
-        put(&mut self.argv, c"--library-path".as_ptr())?;
-        put(&mut self.argv, self.libpath.as_ptr().cast())?;
-        put(&mut self.argv, self.program.c().cast())?;
+        self.argv.push(self.loader.c().cast())?;
+        self.argv.push(c"--inhibit-cache".as_ptr())?;
+        self.argv.push(c"--library-path".as_ptr())?;
+        self.argv.push(self.libpath.as_ptr().cast())?;
+        self.argv.push(self.program.c().cast())?;
         for i in 0..self.prefix_count {
-            put(&mut self.argv, self.prefix[i].c().cast())?;
+            self.argv.push(self.prefix[i])?;
         }
         if !argv.is_null() {
             // SAFETY: null-terminated; the first is argv[0], replaced.
@@ -460,22 +524,12 @@ impl Launch {
                 if !(*argv).is_null() {
                     let mut at = 1;
                     while !(*argv.add(at)).is_null() {
-                        put(&mut self.argv, *argv.add(at))?;
+                        self.argv.push(*argv.add(at))?;
                         at += 1;
                     }
                 }
             }
         }
-        self.argv[n] = core::ptr::null();
-        n = 0;
-        let mut put_env = |list: &mut [*const c_char; SLOTS], value: *const c_char| {
-            if n + 1 >= SLOTS {
-                return Err(sys::E2BIG);
-            }
-            list[n] = value;
-            n += 1;
-            Ok(())
-        };
         if !envp.is_null() {
             let mut at = 0;
             // SAFETY: null-terminated array of C strings.
@@ -483,7 +537,7 @@ impl Launch {
                 while !(*envp.add(at)).is_null() {
                     let entry = *envp.add(at);
                     if !is_ours(cstr(entry)) {
-                        put_env(&mut self.envp, entry)?;
+                        self.envp.push(entry)?;
                     }
                     at += 1;
                 }
@@ -491,7 +545,7 @@ impl Launch {
         }
         let lib = state.lib;
         let preload = self.add_string(&[b"LD_PRELOAD=", lib])?;
-        put_env(&mut self.envp, preload)?;
+        self.envp.push(preload)?;
         for (name, value) in [
             (&b"LPMX_UPPER="[..], state.upper),
             (b"LPMX_INDEX=", state.index_var),
@@ -501,15 +555,14 @@ impl Launch {
             (b"LPMX_LIBS=", state.libs),
         ] {
             let entry = self.add_string(&[name, value])?;
-            put_env(&mut self.envp, entry)?;
+            self.envp.push(entry)?;
         }
         let canon = Buf::from(self.program_canon.as_bytes())?;
         let exe = self.add_string(&[b"LPMX_EXE=", canon.as_bytes()])?;
-        put_env(&mut self.envp, exe)?;
+        self.envp.push(exe)?;
         let argv0 = Buf::from(self.argv0.as_bytes())?;
         let argv0 = self.add_string(&[b"LPMX_ARGV0=", argv0.as_bytes()])?;
-        put_env(&mut self.envp, argv0)?;
-        self.envp[n] = core::ptr::null();
+        self.envp.push(argv0)?;
         Ok(())
     }
 }
@@ -527,10 +580,15 @@ macro_rules! launch {
             core::ptr::addr_of_mut!((*p).program_canon).write(Buf::new());
             core::ptr::addr_of_mut!((*p).found_as).write(Buf::new());
             core::ptr::addr_of_mut!((*p).argv0).write(Buf::new());
-            for i in 0..2 * MAX_SCRIPTS {
-                core::ptr::addr_of_mut!((*p).prefix[i]).write(Buf::new());
-            }
             core::ptr::addr_of_mut!((*p).prefix_count).write(0);
+            for list in [
+                core::ptr::addr_of_mut!((*p).argv),
+                core::ptr::addr_of_mut!((*p).envp),
+            ] {
+                core::ptr::addr_of_mut!((*list).mapped).write(core::ptr::null_mut());
+                core::ptr::addr_of_mut!((*list).capacity).write(0);
+                core::ptr::addr_of_mut!((*list).len).write(0);
+            }
             core::ptr::addr_of_mut!((*p).libpath_len).write(0);
             core::ptr::addr_of_mut!((*p).strings_len).write(0);
             (*p).libpath[0] = 0;

@@ -253,7 +253,6 @@ pub fn mkdir(path: *const u8, mode: u32) -> Sys {
     call!(SYS_MKDIR, path, mode)
 }
 
-pub const E2BIG: i32 = 7;
 pub const ENOSYS: i32 = 38;
 
 pub fn execveat(
@@ -326,4 +325,24 @@ pub fn mmap_shared(fd: i32, len: usize) -> Sys {
         fd as isize,
         0usize
     )
+}
+
+pub fn mmap_anonymous(len: usize) -> Sys {
+    const SYS_MMAP: usize = 9;
+    const PROT_READ_WRITE: usize = 3;
+    const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
+    call!(
+        SYS_MMAP,
+        0usize,
+        len,
+        PROT_READ_WRITE,
+        MAP_PRIVATE_ANONYMOUS,
+        -1isize,
+        0usize
+    )
+}
+
+pub fn munmap(addr: *mut c_void, len: usize) -> Sys {
+    const SYS_MUNMAP: usize = 11;
+    call!(SYS_MUNMAP, addr, len)
 }

@@ -398,10 +398,18 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "THROUGH STDIN\n");
 
+    // Long argument lists (find -exec ... +, xargs) and environments.
+    let run = c.sh("set -- $(seq 5000); for i in $(seq 600); do export V$i=$i; done; /bin/echo \"$@\" | wc -w; env | grep -c '^V'");
+    run.success();
+    assert_eq!(lines(&run.stdout), ["5000", "600"], "{run:#?}");
+
     // The terminal: script(1) gives lpmx-exec one, and the program has it.
     let tool = c.exec_command(&[], &["sh", "-c", "test -t 0 && test -t 1 && tty"]);
     let mut words: Vec<String> = vec![tool.get_program().to_string_lossy().into_owned()];
-    words.extend(tool.get_args().map(|a| format!("'{}'", a.to_string_lossy())));
+    words.extend(
+        tool.get_args()
+            .map(|a| format!("'{}'", a.to_string_lossy())),
+    );
     let output = Command::new("script")
         .args(["-qec", &words.join(" "), "/dev/null"])
         .env("LPMX_HOME", c.env.store())
