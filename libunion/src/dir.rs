@@ -149,6 +149,15 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
     let Some(top) = index.position(key) else {
         return Ok(());
     };
+    if crate::upper::hides_below(state, key) {
+        // Deleted and made again, or below a deleted directory: the
+        // writable layer's entries only.
+        if !have_dots {
+            dir.push(index.ino(top), 4, b".")?;
+            dir.push(index.ino(top), 4, b"..")?;
+        }
+        return Ok(());
+    }
     if index.entry(top).kind != KIND_DIR {
         return Ok(());
     }
@@ -165,8 +174,17 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
     }
     let upper_end = dir.upper_end;
     let mut result = Ok(());
+    let mut child = Buf::from(key)?;
+    if !key.is_empty() {
+        child.push(b"/")?;
+    }
+    let base = child.len();
     index.children(key, |name, entry, i| {
         if result.is_err() || (upper_end > 0 && dir.names(0, upper_end).any(|n| n == name)) {
+            return;
+        }
+        child.truncate(base);
+        if child.push(name).is_err() || crate::upper::hides(state, child.as_bytes()) {
             return;
         }
         result = dir.push(index.ino(i), d_type(entry.kind), name);
@@ -675,4 +693,12 @@ export! {
     fn ftw(dir: *const c_char, f: FtwFn, _fds: c_int) -> c_int { walk(dir, Visit::Ftw(f), 0) }
     #[safe]
     fn ftw64(dir: *const c_char, f: FtwFn, _fds: c_int) -> c_int { walk(dir, Visit::Ftw(f), 0) }
+}
+
+/// Whether libunion's `DIR` lists nothing but `.` and `..`.
+pub fn is_empty(dir: *mut c_void) -> bool {
+    let Some(d) = checked(dir) else {
+        return false;
+    };
+    !d.names(0, d.len).any(|name| !is_dot(name))
 }

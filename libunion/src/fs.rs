@@ -43,27 +43,6 @@ pub unsafe fn translate(
     Ok(Some(found))
 }
 
-/// Makes the upper layer hold the directories above canonical `path`, so a
-/// new file can be created there.
-fn make_upper_parents(path: &[u8]) -> Result<(), i32> {
-    let state = state::get();
-    let mut dir = Buf::from(state.upper)?;
-    let parent_end = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
-    for component in path[..parent_end]
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty())
-    {
-        dir.push(b"/")?;
-        dir.push(component)?;
-        match sys::mkdir(dir.c(), 0o755) {
-            Ok(_) => crate::upper::changed(state),
-            Err(17) => {} // EEXIST
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 fn writes(flags: i32) -> bool {
     flags & (sys::O_WRONLY | sys::O_RDWR | sys::O_TRUNC) != 0
         || flags & sys::O_TMPFILE == sys::O_TMPFILE
@@ -86,15 +65,21 @@ unsafe fn open_target(
         return Ok(false);
     };
     match found.place {
-        // Copying up to the writable layer comes with the write side.
-        Place::Lower(_) if writes(flags) => Err(sys::EROFS),
+        Place::Lower(_) if writes(flags) => {
+            *host = crate::write::copy_up(state::get(), canon.as_bytes(), host)?;
+            Ok(true)
+        }
         Place::Missing if flags & sys::O_CREAT == 0 => Err(sys::ENOENT),
-        Place::Missing => make_upper_parents(canon.as_bytes()).map(|()| true),
+        Place::Missing => crate::write::make_upper_parents(canon.as_bytes()).map(|()| true),
         _ => Ok(true),
     }
 }
 
-unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) -> c_int {
+/// open(2) through the stack.
+///
+/// # Safety
+/// `path` is null or a C string.
+pub unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) -> c_int {
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: as the caller's.
     match unsafe { open_target(dirfd, path, flags, &mut canon, &mut host) } {

@@ -17,6 +17,7 @@ mod resolve;
 mod state;
 mod sys;
 mod upper;
+mod write;
 
 use core::ffi::{c_char, c_int};
 

@@ -165,7 +165,9 @@ pub fn resolve(
         }
         let mut position = None;
         if found.place == Place::Missing {
-            if let Some(i) = index.position(&canon.as_bytes()[1..]) {
+            let key = &canon.as_bytes()[1..];
+            let visible = || !crate::upper::hides(state, key);
+            if let Some(i) = index.position(key).filter(|_| visible()) {
                 let entry = index.entry(i);
                 position = Some(i);
                 found = Found {
@@ -268,7 +270,10 @@ fn direct(
         return Ok(None);
     }
     match index.lookup(&canon.as_bytes()[1..]) {
-        Some(entry) if !(follow && entry.kind == KIND_SYMLINK) => {
+        Some(entry)
+            if !(follow && entry.kind == KIND_SYMLINK
+                || crate::upper::hides(state, &canon.as_bytes()[1..])) =>
+        {
             host.set(index.layer_root(entry.layer))?;
             host.push(canon.as_bytes())?;
             Ok(Some(Found {

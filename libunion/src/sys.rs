@@ -13,6 +13,7 @@ pub const AT_EMPTY_PATH: i32 = 0x1000;
 pub const O_WRONLY: i32 = 1;
 pub const O_RDWR: i32 = 2;
 pub const O_CREAT: i32 = 0o100;
+pub const O_EXCL: i32 = 0o200;
 pub const O_TRUNC: i32 = 0o1000;
 pub const O_APPEND: i32 = 0o2000;
 pub const O_DIRECTORY: i32 = 0o200000;
@@ -345,4 +346,117 @@ pub fn mmap_anonymous(len: usize) -> Sys {
 pub fn munmap(addr: *mut c_void, len: usize) -> Sys {
     const SYS_MUNMAP: usize = 11;
     call!(SYS_MUNMAP, addr, len)
+}
+
+pub const EIO: i32 = 5;
+
+pub fn flock(fd: i32, exclusive: bool) -> Sys {
+    const SYS_FLOCK: usize = 73;
+    call!(
+        SYS_FLOCK,
+        fd as isize,
+        if exclusive { 2usize } else { 1usize }
+    )
+}
+
+pub fn rename(from: *const u8, to: *const u8) -> Sys {
+    const SYS_RENAME: usize = 82;
+    call!(SYS_RENAME, from, to)
+}
+
+pub const EEXIST: i32 = 17;
+pub const EXDEV: i32 = 18;
+pub const EISDIR: i32 = 21;
+pub const ENOTEMPTY: i32 = 39;
+pub const SEEK_DATA: usize = 3;
+pub const SEEK_HOLE: usize = 4;
+
+pub fn unlink(path: *const u8) -> Sys {
+    call!(87usize, path)
+}
+pub fn unlinkat(dirfd: i32, path: *const u8, flags: i32) -> Sys {
+    call!(263usize, dirfd as isize, path, flags as isize)
+}
+pub fn mkdirat(dirfd: i32, path: *const u8, mode: u32) -> Sys {
+    call!(258usize, dirfd as isize, path, mode)
+}
+pub fn symlink(target: *const u8, path: *const u8) -> Sys {
+    call!(88usize, target, path)
+}
+pub fn symlinkat(target: *const u8, dirfd: i32, path: *const u8) -> Sys {
+    call!(266usize, target, dirfd as isize, path)
+}
+pub fn mknodat(dirfd: i32, path: *const u8, mode: u32, device: u64) -> Sys {
+    call!(259usize, dirfd as isize, path, mode, device)
+}
+pub fn linkat(olddir: i32, old: *const u8, newdir: i32, new: *const u8, flags: i32) -> Sys {
+    call!(
+        265usize,
+        olddir as isize,
+        old,
+        newdir as isize,
+        new,
+        flags as isize
+    )
+}
+pub fn renameat2(olddir: i32, old: *const u8, newdir: i32, new: *const u8, flags: u32) -> Sys {
+    call!(316usize, olddir as isize, old, newdir as isize, new, flags)
+}
+pub fn truncate(path: *const u8, length: i64) -> Sys {
+    call!(76usize, path, length)
+}
+pub fn fchmodat(dirfd: i32, path: *const u8, mode: u32) -> Sys {
+    call!(268usize, dirfd as isize, path, mode)
+}
+pub fn fchmod(fd: i32, mode: u32) -> Sys {
+    call!(91usize, fd as isize, mode)
+}
+pub fn utimensat(dirfd: i32, path: *const u8, times: *const c_void, flags: i32) -> Sys {
+    call!(280usize, dirfd as isize, path, times, flags as isize)
+}
+/// Sets an open file's atime and mtime (two timespecs, as u64 pairs).
+pub fn futimens(fd: i32, times: &[u64; 4]) -> Sys {
+    call!(280usize, fd as isize, 0usize, times.as_ptr(), 0usize)
+}
+pub fn seek(fd: i32, offset: u64, whence: usize) -> Sys {
+    call!(8usize, fd as isize, offset, whence)
+}
+pub fn pwrite(fd: i32, buf: *const u8, len: usize, at: u64) -> Sys {
+    call!(18usize, fd as isize, buf, len, at)
+}
+pub fn copy_file_range(from: i32, from_at: &mut i64, to: i32, to_at: &mut i64, len: usize) -> Sys {
+    call!(
+        326usize,
+        from as isize,
+        from_at as *mut i64,
+        to as isize,
+        to_at as *mut i64,
+        len,
+        0usize
+    )
+}
+pub fn getrandom(buf: &mut [u8]) -> Sys {
+    call!(318usize, buf.as_mut_ptr(), buf.len(), 0usize)
+}
+
+pub const SYS_SETXATTR: usize = 188;
+pub const SYS_LSETXATTR: usize = 189;
+pub const SYS_REMOVEXATTR: usize = 197;
+pub const SYS_LREMOVEXATTR: usize = 198;
+
+pub fn fchownat(dirfd: i32, path: *const u8, uid: u32, gid: u32, flags: i32) -> Sys {
+    call!(260usize, dirfd as isize, path, uid, gid, flags as isize)
+}
+pub fn setxattr(
+    n: usize,
+    path: *const u8,
+    name: *const c_char,
+    value: *const c_void,
+    size: usize,
+    flags: i32,
+) -> Sys {
+    call!(n, path, name, value, size, flags as isize)
+}
+pub fn removexattr(n: usize, path: *const u8, name: *const c_char) -> Sys {
+    call!(n, path, name)
 }

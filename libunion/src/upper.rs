@@ -1,7 +1,11 @@
 //! What the top of the writable layer holds, cached per process: most
 //! lookups then cost no system call at all for the writable layer.
 //!
-//! The cache is the list of names in the writable layer's root directory.
+//! The cache is the list of names in the writable layer's root directory,
+//! and the writable layer's whiteouts: `upper.whiteouts` beside `upper/`,
+//! one line per path the container deleted from the image (`W usr/bin/x`)
+//! or replaced by a new directory (`O etc/apt`), the format
+//! `lpmx_core::container::Whiteouts` reads.
 //! It stays valid while the container's change counter (`upper.gen` beside
 //! `upper/`, a `u64` every process of the container maps shared) stays the
 //! same: libunion bumps it after every change to the writable layer, so a
@@ -22,6 +26,17 @@ struct Cache {
     len: usize,
     /// The root's names, each followed by a NUL.
     names: [u8; NAMES],
+    /// The whiteouts file as read, and its lines sorted by path.
+    text: *mut u8,
+    lines: *mut Line,
+    count: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Line {
+    start: usize,
+    len: usize,
+    opaque: bool,
 }
 
 struct Cell(UnsafeCell<Cache>);
@@ -33,6 +48,9 @@ static CACHE: Cell = Cell(UnsafeCell::new(Cache {
     valid: false,
     len: 0,
     names: [0; NAMES],
+    text: core::ptr::null_mut(),
+    lines: core::ptr::null_mut(),
+    count: 0,
 }));
 static LOCK: AtomicBool = AtomicBool::new(false);
 static COUNTER: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
@@ -110,10 +128,7 @@ pub fn may_hold(state: &State, name: &[u8]) -> bool {
     };
     let now = counter.load(Ordering::Acquire);
     locked(|cache| {
-        if !cache.valid || cache.generation != now {
-            cache.valid = read_root(state, cache);
-            cache.generation = now;
-        }
+        refresh(state, cache, now);
         if !cache.valid {
             return true;
         }
@@ -121,6 +136,247 @@ pub fn may_hold(state: &State, name: &[u8]) -> bool {
             .split(|&b| b == 0)
             .any(|n| n == name)
     })
+}
+
+fn refresh(state: &State, cache: &mut Cache, now: u64) {
+    if cache.valid && cache.generation == now {
+        return;
+    }
+    cache.valid = read_root(state, cache) && read_whiteouts(state, cache);
+    cache.generation = now;
+}
+
+/// Reads `upper.whiteouts` into the cache; false when it cannot be read
+/// (nothing is cached then, and every lookup checks the disk).
+fn read_whiteouts(state: &State, cache: &mut Cache) -> bool {
+    // SAFETY: malloc'd blocks of an earlier read, or null.
+    unsafe {
+        sys::free(cache.text.cast());
+        sys::free(cache.lines.cast());
+    }
+    cache.text = core::ptr::null_mut();
+    cache.lines = core::ptr::null_mut();
+    cache.count = 0;
+    let Some((text, len)) = read_file(&whiteouts_path(state)) else {
+        return false;
+    };
+    cache.text = text;
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: text holds len bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(text, len) };
+    let count = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+    // SAFETY: a plain allocation.
+    let lines = unsafe { sys::malloc(count * core::mem::size_of::<Line>()) }.cast::<Line>();
+    if lines.is_null() {
+        return false;
+    }
+    let mut n = 0;
+    let mut start = 0;
+    for line in bytes.split(|&b| b == b'\n') {
+        let here = start;
+        start += line.len() + 1;
+        let (opaque, path) = match line {
+            [b'W', b' ', path @ ..] => (false, path),
+            [b'O', b' ', path @ ..] => (true, path),
+            _ => continue,
+        };
+        // SAFETY: n < count.
+        unsafe {
+            lines.add(n).write(Line {
+                start: here + 2,
+                len: path.len(),
+                opaque,
+            })
+        };
+        n += 1;
+    }
+    cache.lines = lines;
+    cache.count = n;
+    sort_lines(cache);
+    true
+}
+
+/// Sorts the lines by path, for binary search; insertion sort, as whiteout
+/// lists are short and mostly written in order.
+fn sort_lines(cache: &mut Cache) {
+    let text = cache.text;
+    let path = |line: &Line| {
+        // SAFETY: within the text read.
+        unsafe { core::slice::from_raw_parts(text.add(line.start), line.len) }
+    };
+    // SAFETY: count lines were written.
+    let lines = unsafe { core::slice::from_raw_parts_mut(cache.lines, cache.count) };
+    for i in 1..lines.len() {
+        let mut j = i;
+        while j > 0 && path(&lines[j - 1]) > path(&lines[j]) {
+            lines.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+/// What the whiteouts say of `key`: None, or Some(opaque).
+fn whiteout_of(cache: &Cache, key: &[u8]) -> Option<bool> {
+    if cache.count == 0 {
+        return None;
+    }
+    // SAFETY: count lines over the text read.
+    let lines = unsafe { core::slice::from_raw_parts(cache.lines, cache.count) };
+    let path = |line: &Line| {
+        // SAFETY: within the text read.
+        unsafe { core::slice::from_raw_parts(cache.text.add(line.start), line.len) }
+    };
+    let (mut low, mut high) = (0, lines.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        match path(&lines[middle]).cmp(key) {
+            core::cmp::Ordering::Less => low = middle + 1,
+            core::cmp::Ordering::Greater => high = middle,
+            core::cmp::Ordering::Equal => return Some(lines[middle].opaque),
+        }
+    }
+    None
+}
+
+fn whiteouts<T>(state: &State, none: T, f: impl FnOnce(&Cache) -> T) -> T {
+    let Some(counter) = counter(state) else {
+        return none;
+    };
+    let now = counter.load(Ordering::Acquire);
+    locked(|cache| {
+        refresh(state, cache, now);
+        if cache.count == 0 { none } else { f(cache) }
+    })
+}
+
+/// Whether a directory above `key` was deleted or replaced.
+fn above(cache: &Cache, key: &[u8]) -> bool {
+    key.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'/')
+        .any(|(i, _)| whiteout_of(cache, &key[..i]).is_some())
+}
+
+/// Whether the container deleted image path `key` (`usr/bin/x`): a
+/// whiteout on it or above it, or an opaque directory above it.
+pub fn hides(state: &State, key: &[u8]) -> bool {
+    whiteouts(state, false, |cache| {
+        above(cache, key) || whiteout_of(cache, key) == Some(false)
+    })
+}
+
+/// Whether none of the image's entries below directory `key` show.
+pub fn hides_below(state: &State, key: &[u8]) -> bool {
+    !key.is_empty()
+        && whiteouts(state, false, |cache| {
+            above(cache, key) || whiteout_of(cache, key).is_some()
+        })
+}
+
+pub fn whiteouts_path(state: &State) -> Buf {
+    let mut path = Buf::from(state.upper).unwrap_or_else(|_| Buf::new());
+    let _ = path.push(b".whiteouts");
+    path
+}
+
+/// A whole small file, malloc'd (with its length); a missing file is empty.
+fn read_file(path: &Buf) -> Option<(*mut u8, usize)> {
+    let fd = match sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0) {
+        Ok(fd) => fd as i32,
+        // SAFETY: a plain allocation.
+        Err(sys::ENOENT) => return Some((unsafe { sys::malloc(1) }.cast(), 0)),
+        Err(_) => return None,
+    };
+    let mut st = [0u64; 18];
+    let size = sys::fstat(fd, st.as_mut_ptr().cast()).map(|_| st[6] as usize);
+    let result = size.ok().and_then(|size| {
+        // SAFETY: a plain allocation.
+        let buf = unsafe { sys::malloc(size + 1) }.cast::<u8>();
+        if buf.is_null() {
+            return None;
+        }
+        let mut got = 0;
+        while got < size {
+            // SAFETY: buf holds size bytes.
+            let at = unsafe { buf.add(got) };
+            match sys::pread(fd, at, size - got, got as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        Some((buf, got))
+    });
+    let _ = sys::close(fd);
+    result
+}
+
+/// Records (kind `W` or `O`) or, with None, forgets the whiteout of `key`,
+/// under the container's lock, and tells every process.
+pub fn set_whiteout(state: &State, key: &[u8], kind: Option<u8>) -> Result<(), i32> {
+    let mut lock_path = Buf::from(state.upper)?;
+    lock_path.push(b".gen")?;
+    let lock = sys::openat(
+        sys::AT_FDCWD,
+        lock_path.c(),
+        sys::O_RDWR | sys::O_CREAT | sys::O_CLOEXEC,
+        0o644,
+    )? as i32;
+    let _ = sys::flock(lock, true);
+    let result = rewrite_whiteouts(state, key, kind);
+    let _ = sys::close(lock);
+    changed(state);
+    result
+}
+
+/// Whether `key` has a whiteout line of its own.
+pub fn has_whiteout(state: &State, key: &[u8]) -> bool {
+    whiteouts(state, false, |cache| whiteout_of(cache, key).is_some())
+}
+
+fn rewrite_whiteouts(state: &State, key: &[u8], kind: Option<u8>) -> Result<(), i32> {
+    let path = whiteouts_path(state);
+    let (text, len) = read_file(&path).ok_or(sys::EIO)?;
+    // SAFETY: text holds len bytes.
+    let old = unsafe { core::slice::from_raw_parts(text, len) };
+    let mut temp = Buf::from(path.as_bytes())?;
+    temp.push(b".new")?;
+    let fd = sys::openat(
+        sys::AT_FDCWD,
+        temp.c(),
+        sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC,
+        0o644,
+    );
+    let result = fd.and_then(|fd| {
+        let fd = fd as i32;
+        let mut written = Ok(());
+        for line in old.split(|&b| b == b'\n').filter(|l| l.len() > 2) {
+            if &line[2..] != key {
+                written = written.and(write_all(fd, line)).and(write_all(fd, b"\n"));
+            }
+        }
+        if let Some(kind) = kind {
+            written = written
+                .and(write_all(fd, &[kind, b' ']))
+                .and(write_all(fd, key))
+                .and(write_all(fd, b"\n"));
+        }
+        let _ = sys::close(fd);
+        written?;
+        sys::rename(temp.c(), path.c()).map(|_| ())
+    });
+    // SAFETY: from read_file.
+    unsafe { sys::free(text.cast()) };
+    result
+}
+
+fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), i32> {
+    while !bytes.is_empty() {
+        let n = sys::write(fd, bytes.as_ptr(), bytes.len())?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
 
 fn read_root(state: &State, cache: &mut Cache) -> bool {

@@ -7,6 +7,11 @@
 //! containers/<name>/upper/       the container's own writable layer
 //! containers/<name>/upper.gen    a counter libunion bumps on every change
 //!                                to upper/ (its processes' caches check it)
+//! containers/<name>/upper.whiteouts  what the container deleted from the
+//!                                image: `W path` (a path and all below it)
+//!                                and `O path` (a directory made again:
+//!                                the image's entries below it are hidden),
+//!                                one per line, paths relative to `/`
 //! containers/<name>/env          its environment file (KEY=VALUE lines)
 //! ```
 //!
@@ -81,6 +86,43 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
         Ok(())
     } else {
         Err(NameError(name.to_owned()))
+    }
+}
+
+/// The writable layer's whiteouts, as libunion records them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Whiteouts {
+    /// Deleted: the path and everything below it.
+    pub deleted: Vec<String>,
+    /// Made again as new directories: the image's entries below are hidden.
+    pub opaque: Vec<String>,
+}
+
+impl Whiteouts {
+    /// The whiteouts file of writable layer `upper` (`upper.whiteouts`).
+    pub fn path(upper: &Path) -> PathBuf {
+        let mut path = upper.as_os_str().to_owned();
+        path.push(".whiteouts");
+        PathBuf::from(path)
+    }
+
+    /// Reads the whiteouts of writable layer `upper`; none if the file is
+    /// missing.
+    pub fn read(upper: &Path) -> std::io::Result<Whiteouts> {
+        let text = match std::fs::read_to_string(Whiteouts::path(upper)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut whiteouts = Whiteouts::default();
+        for line in text.lines() {
+            if let Some(path) = line.strip_prefix("W ") {
+                whiteouts.deleted.push(path.to_owned());
+            } else if let Some(path) = line.strip_prefix("O ") {
+                whiteouts.opaque.push(path.to_owned());
+            }
+        }
+        Ok(whiteouts)
     }
 }
 

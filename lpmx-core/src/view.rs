@@ -64,10 +64,15 @@ pub struct Resolved {
 impl View {
     /// The view of a container: its upper layer over the image's layers.
     pub fn of_stack(stack: &StackDocument) -> Result<View, ViewError> {
+        let recorded =
+            crate::container::Whiteouts::read(&stack.upper).map_err(|source| ViewError::Io {
+                path: crate::container::Whiteouts::path(&stack.upper),
+                source,
+            })?;
         let mut layers = vec![Layer {
             root: stack.upper.clone(),
-            whiteouts: HashSet::new(),
-            opaque: HashSet::new(),
+            whiteouts: recorded.deleted.into_iter().collect(),
+            opaque: recorded.opaque.into_iter().collect(),
         }];
         for unpacked in stack.layers.iter().rev() {
             layers.push(Layer::read(&LayerDir::new(&unpacked.path))?);

@@ -199,8 +199,12 @@ container by a preload library: it is refused (exit 126) rather than run
 against the host's files. Programs that make system calls directly
 (Go binaries, for instance) see the host's files.
 .PP
-The writable layer receives new files; changing a file of the image's
-layers fails with EROFS (copying it up comes with a later release).
+Every change lands in the container's writable layer: a file of the image
+is copied up (bytes, holes, mode, times) before its first change; deleting
+or renaming away an image path records a whiteout in
+containers/NAME/upper.whiteouts; renaming a directory of the image fails
+with EXDEV, as on overlayfs, and mv copies instead. The image's layers are
+never written.
 .SH THE STORE
 All tools share one store: \fB$LPMX_HOME\fR, else \fB$XDG_DATA_HOME/lpmx\fR,
 else \fB~/.local/share/lpmx\fR.
@@ -210,7 +214,8 @@ blobs/sha256/<hex>     compressed blobs, manifests and configs, by digest
 layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
 indexes/<hex>          the index of one image's stack of layers
 indexes/<hex>.libs/    that image's shared libraries, one symlink each
-containers/<name>/     containers: stack.json, upper/, upper.gen, env
+containers/<name>/     containers: stack.json, upper/, upper.gen,
+                       upper.whiteouts, env
 tmp/                   partial downloads; never read as content
 locks/                 lock files
 version                the store format (1)
