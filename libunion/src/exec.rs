@@ -25,7 +25,7 @@ const MAX_SCRIPTS: usize = 4;
 /// every stack page it touches, and each costs a copy.
 const SLOTS: usize = 256;
 const LIBPATH: usize = 8 * 1024;
-const STRINGS: usize = 12 * 1024;
+const STRINGS: usize = 32 * 1024;
 
 /// A null-terminated array of C strings being built.
 pub struct PtrList {
@@ -275,6 +275,16 @@ impl Launch {
         self.strings[self.strings_len] = 0;
         self.strings_len += 1;
         Ok(self.strings[start..].as_ptr().cast())
+    }
+
+    /// Appends bytes to the string area without a NUL (see `add_string`).
+    fn add_raw(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        if self.strings_len + bytes.len() > STRINGS {
+            return Err(sys::E2BIG);
+        }
+        self.strings[self.strings_len..self.strings_len + bytes.len()].copy_from_slice(bytes);
+        self.strings_len += bytes.len();
+        Ok(())
     }
 
     fn add_libpath(&mut self, bytes: &[u8]) -> Result<(), i32> {
@@ -530,19 +540,50 @@ impl Launch {
                 }
             }
         }
+        // The container's environment file wins over what was inherited,
+        // and variables it no longer sets (but set before) are dropped.
+        let file = EnvText::map(state.env_file);
+        let managed = |key: &[u8]| {
+            file.keys().any(|k| k == key) || state.env_keys.split(|&b| b == b':').any(|k| k == key)
+        };
         if !envp.is_null() {
             let mut at = 0;
             // SAFETY: null-terminated array of C strings.
             unsafe {
                 while !(*envp.add(at)).is_null() {
                     let entry = *envp.add(at);
-                    if !is_ours(cstr(entry)) {
+                    let bytes = cstr(entry);
+                    let key = bytes.split(|&b| b == b'=').next().unwrap_or(b"");
+                    if !is_ours(bytes) && !managed(key) {
                         self.envp.push(entry)?;
                     }
                     at += 1;
                 }
             }
         }
+        for (i, (key, line)) in file.entries().enumerate() {
+            // A key set twice: the last line wins, as in lpmx-env.
+            if file.entries().skip(i + 1).any(|(k, _)| k == key) {
+                continue;
+            }
+            let entry = self.add_string(&[line])?;
+            self.envp.push(entry)?;
+        }
+        let keys_start = self.strings_len;
+        self.add_raw(b"LPMX_ENV_KEYS=")?;
+        let mut first = true;
+        for (key, _) in file.entries() {
+            if !first {
+                self.add_raw(b":")?;
+            }
+            first = false;
+            self.add_raw(key)?;
+        }
+        self.add_raw(b"\0")?;
+        self.envp.push(self.strings[keys_start..].as_ptr().cast())?;
+        let env_file = self.add_string(&[b"LPMX_ENV_FILE=", state.env_file])?;
+        self.envp.push(env_file)?;
+        drop(file);
         let lib = state.lib;
         let preload = self.add_string(&[b"LD_PRELOAD=", lib])?;
         self.envp.push(preload)?;
@@ -988,5 +1029,71 @@ export! {
             }
         }
         status
+    }
+}
+
+/// The container's environment file, mapped for one exec (no allocation:
+/// an exec may run in a `vfork` child).
+struct EnvText {
+    bytes: &'static [u8],
+}
+
+impl EnvText {
+    fn map(path: &[u8]) -> EnvText {
+        let empty = EnvText { bytes: &[] };
+        let Ok(path) = Buf::from(path) else {
+            return empty;
+        };
+        if path.is_empty() {
+            return empty;
+        }
+        let Ok(fd) = sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0) else {
+            return empty;
+        };
+        let fd = fd as i32;
+        let mut st = [0u64; 18];
+        let size = sys::fstat(fd, st.as_mut_ptr().cast())
+            .map(|_| st[6] as usize)
+            .unwrap_or(0);
+        let mapped = if size > 0 {
+            sys::mmap_read(fd, size).ok()
+        } else {
+            None
+        };
+        let _ = sys::close(fd);
+        match mapped {
+            // SAFETY: a private read-only mapping of size bytes, unmapped on drop.
+            Some(addr) => EnvText {
+                bytes: unsafe { core::slice::from_raw_parts(addr as *const u8, size) },
+            },
+            None => empty,
+        }
+    }
+
+    /// `(key, whole line)` of each `KEY=VALUE` line, as `EnvFile` reads them.
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.bytes.split(|&b| b == b'\n').filter_map(|line| {
+            let trimmed = line
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .map(|i| &line[i..])?;
+            if trimmed.starts_with(b"#") || line.contains(&0) {
+                return None;
+            }
+            let eq = line.iter().position(|&b| b == b'=')?;
+            (eq > 0).then(|| (&line[..eq], line))
+        })
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries().map(|(key, _)| key)
+    }
+}
+
+impl Drop for EnvText {
+    fn drop(&mut self) {
+        if !self.bytes.is_empty() {
+            let _ = sys::munmap(self.bytes.as_ptr().cast_mut().cast(), self.bytes.len());
+        }
     }
 }

@@ -10,6 +10,8 @@
 //!               the loader's --library-path names in every layer
 //! LPMX_LIBS     the image's library directory (`lpmx_core::libraries`)
 //! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
+//! LPMX_ENV_FILE the container's environment file, applied at every exec
+//! LPMX_ENV_KEYS the variables it set at the last exec (':'-joined)
 //! LPMX_EXE      (one exec only) the program's container path
 //! LPMX_ARGV0    (one exec only) the argv[0] the program was given
 //! ```
@@ -42,6 +44,8 @@ pub struct State {
     pub index_var: &'static [u8],
     pub libdirs: &'static [u8],
     pub lib: &'static [u8],
+    pub env_file: &'static [u8],
+    pub env_keys: &'static [u8],
     pub libs: &'static [u8],
     pub exe: &'static [u8],
 }
@@ -66,6 +70,8 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     index_var: &[],
     libdirs: &[],
     lib: &[],
+    env_file: &[],
+    env_keys: &[],
     libs: &[],
     exe: &[],
 }));
@@ -135,6 +141,8 @@ fn init() {
     state.binds_var = var(b"LPMX_BINDS\0");
     state.libdirs = var(b"LPMX_LIBDIRS\0");
     state.lib = var(b"LPMX_LIB\0");
+    state.env_file = var(b"LPMX_ENV_FILE\0");
+    state.env_keys = var(b"LPMX_ENV_KEYS\0");
     state.libs = var(b"LPMX_LIBS\0");
     state.exe = var(b"LPMX_EXE\0");
     if !state.upper.is_empty() && !state.index_var.is_empty() {

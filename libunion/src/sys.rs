@@ -460,3 +460,5 @@ pub fn setxattr(
 pub fn removexattr(n: usize, path: *const u8, name: *const c_char) -> Sys {
     call!(n, path, name)
 }
+
+pub const E2BIG: i32 = 7;

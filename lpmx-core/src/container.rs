@@ -126,6 +126,104 @@ impl Whiteouts {
     }
 }
 
+/// A container's environment file (`containers/<name>/env`): `KEY=VALUE`
+/// lines, applied to every program started in the container, on top of
+/// the environment it inherits (see lpmx-env(1)). Blank lines and lines
+/// starting with `#` are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvFile {
+    /// In file order; a key appears once.
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvError {
+    #[error("invalid variable name {0:?}: it must be non-empty, without '=', NUL or newline")]
+    Key(String),
+    #[error("invalid value for {0}: it must not contain a NUL or newline")]
+    Value(String),
+    #[error("expected KEY=VALUE, got {0:?}")]
+    Assignment(String),
+}
+
+/// Checks a variable name.
+pub fn check_env_key(key: &str) -> Result<(), EnvError> {
+    if key.is_empty() || key.contains(['=', '\0', '\n']) {
+        return Err(EnvError::Key(key.to_owned()));
+    }
+    Ok(())
+}
+
+/// Splits and checks `KEY=VALUE`.
+pub fn parse_assignment(text: &str) -> Result<(String, String), EnvError> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| EnvError::Assignment(text.to_owned()))?;
+    check_env_key(key)?;
+    if value.contains(['\0', '\n']) {
+        return Err(EnvError::Value(key.to_owned()));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+impl EnvFile {
+    pub fn parse(text: &str) -> EnvFile {
+        let mut file = EnvFile::default();
+        for line in text.lines() {
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            if let Ok((key, value)) = parse_assignment(line) {
+                file.set(&key, &value);
+            }
+        }
+        file
+    }
+
+    pub fn render(&self) -> String {
+        self.vars
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.vars.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.to_owned(),
+            None => self.vars.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// Whether `key` was there.
+    pub fn unset(&mut self, key: &str) -> bool {
+        let before = self.vars.len();
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.len() != before
+    }
+}
+
+/// `lpmx-env NAME list --json`: a container's environment file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvDocument {
+    pub kind: String,
+    pub version: u32,
+    pub name: String,
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Document for EnvDocument {
+    const KIND: &'static str = "lpmx.env";
+    const VERSION: u32 = 1;
+    const PRODUCER: &'static str = "lpmx-env";
+}
+
 /// The stack file of the container directory `dir`.
 pub fn stack_path(dir: &Path) -> PathBuf {
     dir.join(STACK_FILE)
@@ -134,6 +232,25 @@ pub fn stack_path(dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_files_keep_order_and_refuse_bad_assignments() {
+        let mut file = EnvFile::parse("# comment\nA=1\n\nB=x=y\nA=2\n");
+        assert_eq!(
+            file.vars,
+            [("A".into(), "2".into()), ("B".into(), "x=y".into())]
+        );
+        file.set("C", "");
+        assert!(file.unset("B"));
+        assert!(!file.unset("B"));
+        assert_eq!(file.render(), "A=2\nC=\n");
+        assert!(parse_assignment("NOEQUALS").is_err());
+        assert!(parse_assignment("=v").is_err());
+        assert_eq!(
+            parse_assignment("K=a b").unwrap(),
+            ("K".into(), "a b".into())
+        );
+    }
 
     #[test]
     fn names_are_single_safe_components() {

@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use lpmx_core::cli::{Classify, Exit};
-use lpmx_core::container::{Bind, StackDocument};
+use lpmx_core::container::{Bind, EnvFile, StackDocument};
 use lpmx_core::libraries::{LIBRARY_DIRS, farm_path};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -167,14 +167,8 @@ pub fn environment(
     }
     match std::fs::read_to_string(&stack.env_file) {
         Ok(text) => {
-            for line in text.lines() {
-                let line = line.trim_start();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                if let Some((key, value)) = line.split_once('=') {
-                    set(key, value);
-                }
+            for (key, value) in EnvFile::parse(&text).vars {
+                set(&key, &value);
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -290,7 +284,8 @@ pub fn exec(
     // search each layer instead.
     let farm = farm_path(&stack.index);
     let farm = if farm.is_dir() { farm } else { PathBuf::new() };
-    let config: [(&str, OsString); 6] = [
+    let config: [(&str, OsString); 7] = [
+        ("LPMX_ENV_FILE", stack.env_file.clone().into_os_string()),
         ("LPMX_UPPER", stack.upper.clone().into_os_string()),
         ("LPMX_INDEX", stack.index.clone().into_os_string()),
         ("LPMX_BINDS", binds_var.into()),

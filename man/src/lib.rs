@@ -18,6 +18,7 @@ pub fn pages() -> Vec<(PathBuf, String)> {
         lpmx_unpack::cli::command(),
         lpmx_mkroot::cli::command(),
         lpmx_exec::cli::command(),
+        lpmx_env::cli::command(),
     ] {
         let name = command.get_name().to_owned();
         let mut roff = Vec::new();
@@ -186,6 +187,11 @@ layers, an empty writable layer and an environment file; \-\-list and
 runs a program inside a container as the invoking user: started by the
 image's own dynamic loader (so on the image's C library), with libunion
 preloaded.
+.TP
+.B lpmx\-env NAME set|unset|list
+changes a container's environment file, applied by libunion at every exec
+inside the container: programs started afterwards see the change, even
+those started by a shell that was already running.
 .SH RUNNING PROGRAMS
 libunion.so, an LD_PRELOAD library, shows each process its container:
 every path resolves through the writable layer, then the image's layers
@@ -356,12 +362,14 @@ where registry credentials are read (see lpmx\-pull(1)).
 .B LPMX_LIBUNION
 libunion.so for lpmx\-exec, when it is not next to it or in ../lib/lpmx/.
 .TP
-.B LPMX_UPPER, LPMX_INDEX, LPMX_BINDS, LPMX_LIBDIRS, LPMX_LIB
+.B LPMX_UPPER, LPMX_INDEX, LPMX_BINDS, LPMX_LIBDIRS, LPMX_LIBS, LPMX_LIB, LPMX_ENV_FILE, LPMX_ENV_KEYS
 set by lpmx\-exec for libunion in the container's processes: the writable
 layer, the layers' index, the binds (HOST=CONTAINER pairs joined by ':'),
-the image's library directories and libunion's own path.
+the image's library directories, its library directory in the store,
+libunion's own path, the container's environment file and the variables
+it set at the last exec.
 .SH SEE ALSO
-lpmx\-pull(1), lpmx\-unpack(1), lpmx\-mkroot(1), lpmx\-exec(1)
+lpmx\-pull(1), lpmx\-unpack(1), lpmx\-mkroot(1), lpmx\-exec(1), lpmx\-env(1)
 "#,
         version = env!("CARGO_PKG_VERSION"),
         example = roff_literal(&example_image_document()),
