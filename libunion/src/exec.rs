@@ -583,6 +583,14 @@ impl Launch {
         self.envp.push(self.strings[keys_start..].as_ptr().cast())?;
         let env_file = self.add_string(&[b"LPMX_ENV_FILE=", state.env_file])?;
         self.envp.push(env_file)?;
+        if state.root {
+            let root = self.add_string(&[b"LPMX_ROOT=1"])?;
+            self.envp.push(root)?;
+            let mut ids = Buf::new();
+            crate::root::ids_var(&mut ids)?;
+            let ids = self.add_string(&[ids.as_bytes()])?;
+            self.envp.push(ids)?;
+        }
         drop(file);
         let lib = state.lib;
         let preload = self.add_string(&[b"LD_PRELOAD=", lib])?;

@@ -241,17 +241,29 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
     let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
     // SAFETY: as the caller's.
     match unsafe { translate(dirfd, path, follow, &mut canon, &mut host) } {
-        Ok(None) => c_ret(sys::fstatat(dirfd, path.cast(), buf, flags)),
-        Ok(Some(found)) => match found.place {
-            Place::Missing => c_ret(Err(sys::ENOENT)),
-            Place::Bind => c_ret(sys::fstatat(sys::AT_FDCWD, host.c(), buf, flags)),
-            _ => c_ret(sys::fstatat(
-                sys::AT_FDCWD,
-                host.c(),
-                buf,
-                flags | sys::AT_SYMLINK_NOFOLLOW,
-            )),
-        },
+        Ok(None) => {
+            let result = sys::fstatat(dirfd, path.cast(), buf, flags);
+            if result.is_ok() && crate::root::active() {
+                crate::root::adjust_stat(buf, None);
+            }
+            c_ret(result)
+        }
+        Ok(Some(found)) => {
+            let result = match found.place {
+                Place::Missing => Err(sys::ENOENT),
+                Place::Bind => sys::fstatat(sys::AT_FDCWD, host.c(), buf, flags),
+                _ => sys::fstatat(
+                    sys::AT_FDCWD,
+                    host.c(),
+                    buf,
+                    flags | sys::AT_SYMLINK_NOFOLLOW,
+                ),
+            };
+            if result.is_ok() {
+                crate::root::adjust_found(buf, found.place, canon.as_bytes());
+            }
+            c_ret(result)
+        }
         Err(e) => c_ret(Err(e)),
     }
 }
@@ -298,12 +310,24 @@ export! {
         let (mut canon, mut host) = (Buf::new(), Buf::new());
         let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
         match translate(dirfd, path, follow, &mut canon, &mut host) {
-            Ok(None) => c_ret(sys::statx(dirfd, path.cast(), flags, mask, buf)),
-            Ok(Some(found)) => match found.place {
-                Place::Missing => c_ret(Err(sys::ENOENT)),
-                Place::Bind => c_ret(sys::statx(sys::AT_FDCWD, host.c(), flags, mask, buf)),
-                _ => c_ret(sys::statx(sys::AT_FDCWD, host.c(), flags | sys::AT_SYMLINK_NOFOLLOW, mask, buf)),
-            },
+            Ok(None) => {
+                let result = sys::statx(dirfd, path.cast(), flags, mask, buf);
+                if result.is_ok() && crate::root::active() {
+                    crate::root::adjust_statx(buf, Place::Bind, b"");
+                }
+                c_ret(result)
+            }
+            Ok(Some(found)) => {
+                let result = match found.place {
+                    Place::Missing => Err(sys::ENOENT),
+                    Place::Bind => sys::statx(sys::AT_FDCWD, host.c(), flags, mask, buf),
+                    _ => sys::statx(sys::AT_FDCWD, host.c(), flags | sys::AT_SYMLINK_NOFOLLOW, mask, buf),
+                };
+                if result.is_ok() && crate::root::active() {
+                    crate::root::adjust_statx(buf, found.place, canon.as_bytes());
+                }
+                c_ret(result)
+            }
             Err(e) => c_ret(Err(e)),
         }
     }

@@ -22,6 +22,14 @@ pub struct Index {
 }
 
 #[derive(Clone, Copy)]
+pub struct FullEntry {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub device: u32,
+}
+
+#[derive(Clone, Copy)]
 pub struct Entry {
     pub layer: u16,
     pub kind: u8,
@@ -105,6 +113,18 @@ impl Index {
     /// Entry `i`'s symlink target (empty for other kinds).
     pub fn link(&self, i: usize) -> &'static [u8] {
         self.string(self.entry_at(i) + 40)
+    }
+
+    /// Entry `i` with what the image records: mode (type and permissions),
+    /// owner, group, device (major << 20 | minor).
+    pub fn full_entry(&self, i: usize) -> FullEntry {
+        let at = self.entry_at(i);
+        FullEntry {
+            mode: u32_at(self.bytes, at + 16),
+            uid: u32_at(self.bytes, at + 20),
+            gid: u32_at(self.bytes, at + 24),
+            device: u32_at(self.bytes, at + 28),
+        }
     }
 
     pub fn entry(&self, i: usize) -> Entry {

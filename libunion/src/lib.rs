@@ -14,6 +14,7 @@ mod exec;
 mod fs;
 mod index;
 mod resolve;
+mod root;
 mod state;
 mod sys;
 mod upper;

@@ -10,6 +10,7 @@
 //!               the loader's --library-path names in every layer
 //! LPMX_LIBS     the image's library directory (`lpmx_core::libraries`)
 //! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
+//! LPMX_ROOT     1 for fake root (`root.rs`); LPMX_IDS its ids
 //! LPMX_ENV_FILE the container's environment file, applied at every exec
 //! LPMX_ENV_KEYS the variables it set at the last exec (':'-joined)
 //! LPMX_EXE      (one exec only) the program's container path
@@ -44,6 +45,8 @@ pub struct State {
     pub index_var: &'static [u8],
     pub libdirs: &'static [u8],
     pub lib: &'static [u8],
+    /// Fake root (`LPMX_ROOT=1`, lpmx-exec --root).
+    pub root: bool,
     pub env_file: &'static [u8],
     pub env_keys: &'static [u8],
     pub libs: &'static [u8],
@@ -70,6 +73,7 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     index_var: &[],
     libdirs: &[],
     lib: &[],
+    root: false,
     env_file: &[],
     env_keys: &[],
     libs: &[],
@@ -141,6 +145,7 @@ fn init() {
     state.binds_var = var(b"LPMX_BINDS\0");
     state.libdirs = var(b"LPMX_LIBDIRS\0");
     state.lib = var(b"LPMX_LIB\0");
+    state.root = var(b"LPMX_ROOT\0") == b"1";
     state.env_file = var(b"LPMX_ENV_FILE\0");
     state.env_keys = var(b"LPMX_ENV_KEYS\0");
     state.libs = var(b"LPMX_LIBS\0");

@@ -462,3 +462,30 @@ pub fn removexattr(n: usize, path: *const u8, name: *const c_char) -> Sys {
 }
 
 pub const E2BIG: i32 = 7;
+
+pub const EPERM: i32 = 1;
+
+pub fn getuid_raw() -> u32 {
+    call!(102usize).unwrap_or(0) as u32
+}
+pub fn getgid_raw() -> u32 {
+    call!(104usize).unwrap_or(0) as u32
+}
+pub fn geteuid_raw() -> u32 {
+    call!(107usize).unwrap_or(0) as u32
+}
+pub fn getegid_raw() -> u32 {
+    call!(108usize).unwrap_or(0) as u32
+}
+pub fn getresuid_raw(r: *mut u32, e: *mut u32, s: *mut u32) -> Sys {
+    call!(118usize, r, e, s)
+}
+pub fn getresgid_raw(r: *mut u32, e: *mut u32, s: *mut u32) -> Sys {
+    call!(120usize, r, e, s)
+}
+pub fn getgroups_raw(size: i32, list: *mut u32) -> Sys {
+    call!(115usize, size as isize, list)
+}
+pub fn fchown(fd: i32, uid: u32, gid: u32) -> Sys {
+    call!(93usize, fd as isize, uid, gid)
+}

@@ -113,6 +113,7 @@ pub fn copy_up(state: &State, canon: &[u8], lower: &Buf) -> Result<Buf, i32> {
         },
         _ => copy_file(lower, &target, &st)?,
     }
+    crate::root::inherit(&target, canon);
     upper::changed(state);
     Ok(target)
 }
@@ -302,19 +303,21 @@ export! {
 // succeeds); the writable layer's copy is what changes.
 export! {
     fn chown(path: *const c_char, uid: u32, gid: u32) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| sys::fchownat(sys::AT_FDCWD, host.c(), uid, gid, 0), sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, 0))
+        change!(sys::AT_FDCWD, path, true, |host| owner_change(&host, true, uid, gid), sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, 0))
     }
     fn lchown(path: *const c_char, uid: u32, gid: u32) -> c_int {
         let nofollow = sys::AT_SYMLINK_NOFOLLOW;
-        change!(sys::AT_FDCWD, path, false, |host| sys::fchownat(sys::AT_FDCWD, host.c(), uid, gid, nofollow), sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, nofollow))
+        change!(sys::AT_FDCWD, path, false, |host| owner_change(&host, false, uid, gid), sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, nofollow))
     }
     fn fchownat(dirfd: c_int, path: *const c_char, uid: u32, gid: u32, flags: c_int) -> c_int {
         if cstr(path).is_empty() {
+            if crate::root::active() {
+                return c_ret(crate::root::chown_fd(dirfd, uid, gid).map(|()| 0));
+            }
             return c_ret(sys::fchownat(dirfd, path.cast(), uid, gid, flags));
         }
         let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
-        let nofollow = flags & sys::AT_SYMLINK_NOFOLLOW;
-        change!(dirfd, path, follow, |host| sys::fchownat(sys::AT_FDCWD, host.c(), uid, gid, nofollow), sys::fchownat(dirfd, path.cast(), uid, gid, flags))
+        change!(dirfd, path, follow, |host| owner_change(&host, follow, uid, gid), sys::fchownat(dirfd, path.cast(), uid, gid, flags))
     }
     fn setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: usize, flags: c_int) -> c_int {
         change!(sys::AT_FDCWD, path, true, |host| sys::setxattr(sys::SYS_SETXATTR, host.c(), name, value, size, flags), sys::setxattr(sys::SYS_SETXATTR, path.cast(), name, value, size, flags))
@@ -328,6 +331,16 @@ export! {
     fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int {
         change!(sys::AT_FDCWD, path, false, |host| sys::removexattr(sys::SYS_LREMOVEXATTR, host.c(), name), sys::removexattr(sys::SYS_LREMOVEXATTR, path.cast(), name))
     }
+}
+
+/// chown of the writable layer's `host`: recorded under fake root, done by
+/// the kernel otherwise.
+fn owner_change(host: &Buf, follow: bool, uid: u32, gid: u32) -> sys::Sys {
+    if crate::root::active() {
+        return crate::root::chown_host(host, follow, uid, gid).map(|()| 0);
+    }
+    let flags = if follow { 0 } else { sys::AT_SYMLINK_NOFOLLOW };
+    sys::fchownat(sys::AT_FDCWD, host.c(), uid, gid, flags)
 }
 
 /// `struct timeval[2]` as `struct timespec[2]`.
@@ -377,7 +390,17 @@ unsafe fn mknod_at(dirfd: i32, path: *const c_char, mode: u32, device: u64) -> c
     // SAFETY: the caller's C path.
     match unsafe { for_create(dirfd, path, &mut canon) } {
         Ok(Some(host)) => {
-            let result = sys::mknodat(sys::AT_FDCWD, host.c(), mode, device);
+            let kind = mode & sys::S_IFMT;
+            let device_node = kind == 0o020000 || kind == 0o060000;
+            let result = if device_node && crate::root::active() {
+                // A device node as root would make it: a placeholder file
+                // whose type and number are recorded.
+                sys::mknodat(sys::AT_FDCWD, host.c(), 0o100000 | (mode & 0o7777), 0).and_then(|r| {
+                    crate::root::record(host.c(), false, 0, 0, mode, device).map(|()| r)
+                })
+            } else {
+                sys::mknodat(sys::AT_FDCWD, host.c(), mode, device)
+            };
             if result.is_ok() {
                 created(state::get(), canon.as_bytes(), false);
             }
@@ -457,6 +480,7 @@ unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
         _ if !directory && is_dir => Err(sys::EISDIR),
         _ if directory && !merged_empty(&canon) => Err(sys::ENOTEMPTY),
         Place::Upper => {
+            crate::root::forget(host.c());
             let removed = if directory {
                 remove_upper_dir(&host)
             } else {
@@ -569,6 +593,7 @@ unsafe fn rename_at(
         return c_ret(Err(e));
     }
     // Replacing an image entry: the upper copy shadows it.
+    crate::root::forget(target.c());
     let result = sys::rename(old_host.c(), target.c());
     if result.is_ok() {
         created(state, new_canon.as_bytes(), from_dir);

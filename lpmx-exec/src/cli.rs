@@ -62,6 +62,12 @@ pub struct Cli {
     /// Set an environment variable for this run; repeatable.
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+
+    /// Fake root, for package managers: the program sees itself as root;
+    /// owners it sets and device nodes it makes are recorded in the
+    /// container, not done, and later runs see them.
+    #[arg(long)]
+    pub root: bool,
 }
 
 /// The clap definition, for the man page generator.
@@ -83,6 +89,7 @@ pub fn main() -> ExitCode {
             binds: cli.bind,
             no_binds: cli.no_bind,
             env: cli.env,
+            root: cli.root,
         };
         let Err(error) = launch::exec(&stack, &request);
         shell_status = error.shell_status();

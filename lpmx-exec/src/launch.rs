@@ -90,6 +90,7 @@ pub struct Request {
     pub binds: Vec<String>,
     pub no_binds: Vec<String>,
     pub env: Vec<String>,
+    pub root: bool,
 }
 
 /// `HOST:CONTAINER` or `PATH`.
@@ -284,7 +285,8 @@ pub fn exec(
     // search each layer instead.
     let farm = farm_path(&stack.index);
     let farm = if farm.is_dir() { farm } else { PathBuf::new() };
-    let config: [(&str, OsString); 7] = [
+    let config: [(&str, OsString); 8] = [
+        ("LPMX_ROOT", if request.root { "1" } else { "" }.into()),
         ("LPMX_ENV_FILE", stack.env_file.clone().into_os_string()),
         ("LPMX_UPPER", stack.upper.clone().into_os_string()),
         ("LPMX_INDEX", stack.index.clone().into_os_string()),

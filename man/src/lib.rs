@@ -211,6 +211,13 @@ or renaming away an image path records a whiteout in
 containers/NAME/upper.whiteouts; renaming a directory of the image fails
 with EXDEV, as on overlayfs, and mv copies instead. The image's layers are
 never written.
+.PP
+With \fBlpmx\-exec \-\-root\fR, programs see themselves as root (fake
+root, for package managers): the set*id family changes remembered ids by
+the kernel's rules; chown and device nodes are recorded in
+containers/NAME/upper.owners (by inode) instead of done, and every later
+run reports them; the image's files report the owners and modes the
+image records. Without \-\-root programs see the real ids.
 .SH THE STORE
 All tools share one store: \fB$LPMX_HOME\fR, else \fB$XDG_DATA_HOME/lpmx\fR,
 else \fB~/.local/share/lpmx\fR.
@@ -221,7 +228,7 @@ layers/<diffid\-hex>/   unpacked layers: root/ and meta.json
 indexes/<hex>          the index of one image's stack of layers
 indexes/<hex>.libs/    that image's shared libraries, one symlink each
 containers/<name>/     containers: stack.json, upper/, upper.gen,
-                       upper.whiteouts, env
+                       upper.whiteouts, upper.owners, env
 tmp/                   partial downloads; never read as content
 locks/                 lock files
 version                the store format (1)

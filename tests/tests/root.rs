@@ -1,0 +1,112 @@
+//! Fake root (`lpmx-exec --root`): package managers install into a
+//! container, as an unprivileged user, and what they recorded persists.
+
+use std::fs;
+
+use lpmx_core::oci::Platform;
+use lpmx_tests::env::{TEST_UID, running_as_root};
+use lpmx_tests::image::{Format, Image};
+use lpmx_tests::registry::{LocalRegistry, Target};
+use lpmx_tests::rootfs::debian_rootfs_tar;
+use lpmx_tests::{Env, Run};
+
+fn bookworm(env: &Env, name: &str) -> LocalRegistry {
+    let tar = fs::read(debian_rootfs_tar("bookworm")).expect("rootfs tar");
+    let image = Image::build(Format::Oci, &Platform::host().to_string(), vec![tar]);
+    let registry = LocalRegistry::start();
+    registry.push_image("debian", "bookworm", &image);
+    let unpacked = env.pull_and_unpack(&format!("{}/debian:bookworm", registry.host()));
+    env.run_with_input("lpmx-mkroot", &[name], &unpacked.stdout)
+        .success();
+    registry
+}
+
+fn sh(env: &Env, root: bool, script: &str) -> Run {
+    let mut args = vec![];
+    if root {
+        args.push("--root");
+    }
+    args.extend(["c", "--", "/bin/sh", "-c", script]);
+    env.run("lpmx-exec", args)
+}
+
+#[test]
+fn fake_root_reports_root_and_records_owners_and_devices() {
+    let env = Env::new();
+    let _registry = bookworm(&env, "c");
+    let run = sh(
+        &env,
+        true,
+        "id -u; id -g; stat -c '%U:%G %A' /etc/shadow /usr/bin/passwd",
+    );
+    run.success();
+    assert_eq!(
+        run.stdout, "0\n0\nroot:shadow -rw-r-----\nroot:root -rwsr-xr-x\n",
+        "what the image records"
+    );
+    if running_as_root() {
+        let run = sh(&env, false, "id -u");
+        assert_eq!(
+            run.stdout,
+            format!("{TEST_UID}\n"),
+            "without --root, the real ids"
+        );
+    }
+    sh(&env, true, "echo x > /root/owned && chown 123:456 /root/owned && mknod /root/null c 1 3 && mkdir /root/d && chown 7:8 /root/d").success();
+    // A later run sees what root did.
+    let run = sh(
+        &env,
+        true,
+        "stat -c '%u:%g %F' /root/owned /root/d; stat -c '%F %t,%T' /root/null",
+    );
+    run.success();
+    assert_eq!(
+        run.stdout,
+        "123:456 regular file\n7:8 directory\ncharacter special file 1,3\n"
+    );
+    // The set*id rules: root may become anyone, and then not root again.
+    let run = sh(
+        &env,
+        true,
+        "perl -MPOSIX -e 'POSIX::setgid(100); POSIX::setuid(100); print \"$< $>\\n\"; $> = 0; print $> == 0 ? \"root again\\n\" : \"still $>\\n\"'; su -s /bin/sh -c 'id -un' nobody",
+    );
+    run.success();
+    assert_eq!(run.stdout, "100 100\nstill 100\nnobody\n");
+}
+
+#[test]
+fn apt_get_installs_packages_that_later_runs_use() {
+    let env = Env::new();
+    let _registry = bookworm(&env, "c");
+    let run = sh(
+        &env,
+        true,
+        "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q hello tree",
+    );
+    run.success();
+    let run = sh(
+        &env,
+        false,
+        "hello; tree --version | head -c 9; echo; dpkg -l hello tree | grep -c '^ii'",
+    );
+    run.success();
+    assert_eq!(run.stdout, "Hello, world!\ntree v2.1\n2\n", "{run:#?}");
+    // Owners as dpkg and apt set them.
+    let run = sh(
+        &env,
+        true,
+        "stat -c '%U:%G' /usr/bin/hello /var/cache/apt/archives/partial",
+    );
+    run.success();
+    assert_eq!(run.stdout, "root:root\n_apt:root\n", "{run:#?}");
+
+    // dpkg -i of a local package built in the container.
+    let script = "set -e; mkdir -p /root/pkg/DEBIAN /root/pkg/usr/local/bin; \
+        printf 'Package: lpmx-demo\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: lpmx <lpmx@example.invalid>\\nDescription: demo\\n' > /root/pkg/DEBIAN/control; \
+        printf '#!/bin/sh\\necho demo works\\n' > /root/pkg/usr/local/bin/lpmx-demo; chmod 755 /root/pkg/usr/local/bin/lpmx-demo; \
+        dpkg-deb --root-owner-group --build /root/pkg /root/demo.deb >/dev/null; dpkg -i /root/demo.deb >/dev/null";
+    sh(&env, true, script).success();
+    let run = sh(&env, false, "lpmx-demo; dpkg -l lpmx-demo | grep -c '^ii'");
+    run.success();
+    assert_eq!(run.stdout, "demo works\n1\n");
+}
