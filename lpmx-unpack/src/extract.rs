@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -368,17 +368,35 @@ impl Extractor {
     }
 }
 
-/// Copies a file's data with big writes (io::copy writes 8 KiB at a time).
+/// Copies a file's data with big writes (io::copy writes 8 KiB at a time),
+/// leaving holes where whole blocks are zeros: a file of gigabytes of
+/// zeros (a disk image, a sparse file in the tar) takes no space.
 fn copy_data(reader: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    const BLOCK: usize = 64 * 1024;
+    let mut length = 0u64;
+    let mut hole_at_end = false;
     loop {
         let n = match reader.read(buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        file.write_all(&buf[..n])?;
+        for block in buf[..n].chunks(BLOCK) {
+            if block.len() == BLOCK && block.iter().all(|&b| b == 0) {
+                file.seek(io::SeekFrom::Current(BLOCK as i64))?;
+                hole_at_end = true;
+            } else {
+                file.write_all(block)?;
+                hole_at_end = false;
+            }
+            length += block.len() as u64;
+        }
     }
+    if hole_at_end {
+        file.set_len(length)?;
+    }
+    Ok(())
 }
 
 /// The umask, read from /proc (Linux 4.7+) since umask(2) cannot be read

@@ -59,15 +59,29 @@ impl Image {
         layer_tars: Vec<Vec<u8>>,
         level: flate2::Compression,
     ) -> Image {
+        let layers = layer_tars
+            .iter()
+            .map(|tar| (gzip_at(tar, level), Digest::of(tar)))
+            .collect();
+        Image::from_gzip_layers(format, platform, layers)
+    }
+
+    /// An image from gzip'd layers and their diff_ids (the digests of the
+    /// uncompressed tars), bottom first.
+    pub fn from_gzip_layers(
+        format: Format,
+        platform: &str,
+        gzip_layers: Vec<(Vec<u8>, Digest)>,
+    ) -> Image {
         let platform: Platform = platform.parse().expect("platform");
-        let diff_ids: Vec<Digest> = layer_tars.iter().map(|t| Digest::of(t)).collect();
         let layer_type = match format {
             Format::Docker => media::DOCKER_LAYER_GZIP,
             Format::Oci => media::OCI_LAYER_GZIP,
         };
-        let layers: Vec<Blob> = layer_tars
-            .iter()
-            .map(|tar| Blob::new(layer_type, gzip_at(tar, level)))
+        let diff_ids: Vec<Digest> = gzip_layers.iter().map(|(_, d)| d.clone()).collect();
+        let layers: Vec<Blob> = gzip_layers
+            .into_iter()
+            .map(|(gz, _)| Blob::new(layer_type, gz))
             .collect();
         let mut config = json!({
             "architecture": platform.architecture,
@@ -332,4 +346,39 @@ pub fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
     }
     out.extend_from_slice(&[0; 1024]);
     out
+}
+
+/// A gzip'd layer holding one file `name`: `head`, `zeros` zero bytes,
+/// `tail`, streamed so that a file of gigabytes never sits in memory.
+/// Returns the blob and the layer's diff_id.
+pub fn zeros_layer(name: &str, head: &[u8], zeros: u64, tail: &[u8]) -> (Vec<u8>, Digest) {
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut hasher = lpmx_core::digest::Hasher::default();
+    let mut put = |bytes: &[u8]| {
+        gzip.write_all(bytes).expect("gzip");
+        hasher.update(bytes);
+    };
+    let size = head.len() as u64 + zeros + tail.len() as u64;
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name).expect("name");
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(1_700_000_000);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    put(header.as_bytes());
+    put(head);
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        put(&chunk[..n]);
+        left -= n as u64;
+    }
+    put(tail);
+    let padding = (512 - (size % 512) as usize) % 512;
+    put(&vec![0u8; padding + 1024]);
+    let digest = hasher.finish();
+    (gzip.finish().expect("gzip"), digest)
 }

@@ -233,3 +233,61 @@ fn containers_of_one_image_do_not_see_each_others_changes() {
         "a layer of the image changed"
     );
 }
+
+#[test]
+fn copy_up_keeps_holes_and_gigabytes_of_zeros() {
+    const ZEROS: u64 = 2 << 30;
+    let head: Vec<u8> = b"HEAD".repeat(1024);
+    let tail: Vec<u8> = b"TAIL".repeat(1024);
+    let rootfs = fs::read(debian_rootfs_tar("bookworm")).expect("rootfs tar");
+    let layers = vec![
+        (
+            lpmx_tests::image::gzip(&rootfs),
+            lpmx_core::Digest::of(&rootfs),
+        ),
+        lpmx_tests::image::zeros_layer("srv/big.bin", &head, ZEROS, &tail),
+    ];
+    let image = Image::from_gzip_layers(Format::Oci, &Platform::host().to_string(), layers);
+    let registry = LocalRegistry::start();
+    registry.push_image("debian", "big", &image);
+    let env = Env::new();
+    let unpacked = env.pull_and_unpack(&format!("{}/debian:big", registry.host()));
+    env.run_with_input("lpmx-mkroot", &["c"], &unpacked.stdout)
+        .success();
+    let allocated = |path: &Path| fs::metadata(path).unwrap().blocks() * 512;
+    let lower = unpacked.layer_dirs()[1].join("root/srv/big.bin");
+    assert!(
+        allocated(&lower) < 64 << 20,
+        "lpmx-unpack wrote the zeros out"
+    );
+
+    let mut exec = env.tool("lpmx-exec");
+    exec.args(["c", "--", "/bin/sh", "-c"]).arg(format!(
+        "printf x >> /srv/big.bin && stat -c %s /srv/big.bin && head -c 4096 /srv/big.bin | md5sum && \
+         tail -c +4097 /srv/big.bin | head -c {ZEROS} | cmp -n {ZEROS} - /dev/zero && echo zeros && \
+         tail -c 4097 /srv/big.bin | md5sum"
+    ));
+    let run = Run::from(exec.output().unwrap());
+    run.success();
+    let md5 = |bytes: &[u8]| {
+        let mut c = Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), bytes).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let mut last = tail.clone();
+    last.push(b'x');
+    let expected = format!(
+        "{}\n{}zeros\n{}",
+        head.len() as u64 + ZEROS + tail.len() as u64 + 1,
+        md5(&head),
+        md5(&last)
+    );
+    assert_eq!(run.stdout, expected, "{run:#?}");
+    let copy = env.store().join("containers/c/upper/srv/big.bin");
+    assert!(allocated(&copy) < 64 << 20, "copy-up filled the holes");
+    assert!(allocated(&lower) < 64 << 20);
+}
