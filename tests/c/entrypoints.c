@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <errno.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -116,6 +118,12 @@ int main(void) {
     void *hello = dlopen("libhello.so.1", RTLD_NOW);
     int (*hello_fn)(void) = hello ? (int (*)(void))dlsym(hello, "lpmx_hello") : NULL;
     printf("dlopen_by_name=%d\n", hello_fn ? hello_fn() : -1);
+    /* Write side: an extended attribute on an image file (copied up). */
+    char value[8] = "";
+    if (setxattr("/etc/debian_version", "user.lpmx", "v1", 2, 0) == 0)
+        printf("xattr=%.*s\n", (int)getxattr("/etc/debian_version", "user.lpmx", value, sizeof value), value);
+    else
+        printf("xattr=%s\n", errno == ENOTSUP ? "unsupported" : "failed");
     fflush(stdout);
 
     pid_t pid = fork();

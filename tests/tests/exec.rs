@@ -336,6 +336,14 @@ fn entry_points(c: &Container, what: &str) {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    let xattr = seen
+        .iter()
+        .find(|(k, _)| k == "xattr")
+        .map(|(_, v)| v.as_str());
+    assert!(
+        matches!(xattr, Some("v1") | Some("unsupported")),
+        "{what}: setxattr on a copied-up file: {xattr:?}"
+    );
     for (key, value) in expected {
         let got = seen.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         assert_eq!(got, Some(value), "{what}: {key}: {run:#?}");
