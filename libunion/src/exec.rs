@@ -253,7 +253,25 @@ unsafe fn env_value<'a>(envp: *const *const c_char, name: &[u8]) -> Option<&'a [
 
 /// Variables libunion sets on every exec; the caller's copies are dropped.
 fn is_ours(entry: &[u8]) -> bool {
-    starts_with(entry, b"LD_PRELOAD=") || starts_with(entry, b"LPMX_")
+    const OURS: &[&[u8]] = &[
+        b"LD_PRELOAD",
+        b"LPMX_UPPER",
+        b"LPMX_INDEX",
+        b"LPMX_BINDS",
+        b"LPMX_LIBDIRS",
+        b"LPMX_LIBS",
+        b"LPMX_LIB",
+        b"LPMX_EXE",
+        b"LPMX_ARGV0",
+        b"LPMX_ENV_FILE",
+        b"LPMX_ENV_KEYS",
+        b"LPMX_ROOT",
+        b"LPMX_IDS",
+        b"LPMX_HOST_PROGRAMS",
+        b"LPMX_TOOLS",
+    ];
+    OURS.iter()
+        .any(|name| starts_with(entry, name) && entry.get(name.len()) == Some(&b'='))
 }
 
 fn executable(host: &Buf) -> Result<(), i32> {
@@ -379,6 +397,10 @@ impl Launch {
         let state = state::get();
         // SAFETY: the caller's environment.
         let env_path = unsafe { env_value(envp, b"PATH") }.unwrap_or(DEFAULT_PATH);
+        if self.host_program(state, path, search, env_path)? {
+            // SAFETY: the caller's arrays.
+            return unsafe { self.build_host(argv, envp) };
+        }
         self.find(state, path, search, env_path)?;
         // SAFETY: argv is null or null-terminated.
         let first = if argv.is_null() {
@@ -450,6 +472,89 @@ impl Launch {
             self.add_libpath(state.libs)?;
         }
         self.build(state, argv, envp)
+    }
+
+    /// Whether `path` is a host program (one the container's
+    /// `host-programs` names, or an lpmx tool): then `loader` is its host
+    /// path, to be run as it is.
+    fn host_program(
+        &mut self,
+        state: &State,
+        path: &[u8],
+        search: bool,
+        env_path: &[u8],
+    ) -> Result<bool, i32> {
+        let programs = EnvText::map(state.host_programs);
+        let lookup = |candidate: &[u8]| {
+            programs
+                .entries()
+                .find(|(container, _)| *container == candidate)
+                .map(|(container, line)| &line[container.len() + 1..])
+        };
+        if path.contains(&b'/') {
+            let mut full = Buf::new();
+            if path.first() != Some(&b'/') {
+                state::cwd(&mut full)?;
+                full.push(b"/")?;
+            }
+            full.push(path)?;
+            if !state.tools.is_empty() && crate::buf::is_under(full.as_bytes(), state.tools) {
+                self.loader = full;
+                return Ok(true);
+            }
+            if let Some(host) = lookup(full.as_bytes()) {
+                self.loader.set(host)?;
+                return Ok(true);
+            }
+        } else if search {
+            for dir in env_path.split(|&b| b == b':').filter(|d| !d.is_empty()) {
+                let mut candidate = Buf::from(dir)?;
+                candidate.push(b"/")?;
+                candidate.push(path)?;
+                if let Some(host) = lookup(candidate.as_bytes()) {
+                    self.loader.set(host)?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// A host program's argv (as given) and environment (without
+    /// libunion's variables): a host process, its children too.
+    ///
+    /// # Safety
+    /// As `prepare`'s.
+    unsafe fn build_host(
+        &mut self,
+        argv: *const *const c_char,
+        envp: *const *const c_char,
+    ) -> Result<(), i32> {
+        for (list, source, filter) in [(&mut self.argv, argv, false), (&mut self.envp, envp, true)]
+        {
+            if source.is_null() {
+                continue;
+            }
+            let mut at = 0;
+            // SAFETY: null-terminated arrays of C strings.
+            unsafe {
+                while !(*source.add(at)).is_null() {
+                    let entry = *source.add(at);
+                    if !(filter && is_ours(cstr(entry))) {
+                        list.push(entry)?;
+                    }
+                    at += 1;
+                }
+            }
+        }
+        if self.argv.len == 0 {
+            self.argv.push(self.loader.c().cast())?;
+        }
+        if self.envp.len == 0 {
+            // An empty environment is still a null-terminated array.
+            self.envp.push(core::ptr::null())?;
+        }
+        Ok(())
     }
 
     fn insert_prefix(&mut self, arg: Buf) -> Result<(), i32> {
@@ -601,6 +706,8 @@ impl Launch {
             (b"LPMX_BINDS=", state.binds_var),
             (b"LPMX_LIBDIRS=", state.libdirs),
             (b"LPMX_LIB=", lib),
+            (b"LPMX_HOST_PROGRAMS=", state.host_programs),
+            (b"LPMX_TOOLS=", state.tools),
             (b"LPMX_LIBS=", state.libs),
         ] {
             let entry = self.add_string(&[name, value])?;

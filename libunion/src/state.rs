@@ -10,6 +10,8 @@
 //!               the loader's --library-path names in every layer
 //! LPMX_LIBS     the image's library directory (`lpmx_core::libraries`)
 //! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
+//! LPMX_HOST_PROGRAMS  the container's host programs (CONTAINER=HOST lines)
+//! LPMX_TOOLS    the lpmx tools' directory: run there as host programs
 //! LPMX_ROOT     1 for fake root (`root.rs`); LPMX_IDS its ids
 //! LPMX_ENV_FILE the container's environment file, applied at every exec
 //! LPMX_ENV_KEYS the variables it set at the last exec (':'-joined)
@@ -45,6 +47,10 @@ pub struct State {
     pub index_var: &'static [u8],
     pub libdirs: &'static [u8],
     pub lib: &'static [u8],
+    /// The container's host programs file, and the lpmx tools' directory
+    /// (both run as host programs).
+    pub host_programs: &'static [u8],
+    pub tools: &'static [u8],
     /// Fake root (`LPMX_ROOT=1`, lpmx-exec --root).
     pub root: bool,
     pub env_file: &'static [u8],
@@ -73,6 +79,8 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     index_var: &[],
     libdirs: &[],
     lib: &[],
+    host_programs: &[],
+    tools: &[],
     root: false,
     env_file: &[],
     env_keys: &[],
@@ -145,6 +153,8 @@ fn init() {
     state.binds_var = var(b"LPMX_BINDS\0");
     state.libdirs = var(b"LPMX_LIBDIRS\0");
     state.lib = var(b"LPMX_LIB\0");
+    state.host_programs = var(b"LPMX_HOST_PROGRAMS\0");
+    state.tools = trim_slash(var(b"LPMX_TOOLS\0"));
     state.root = var(b"LPMX_ROOT\0") == b"1";
     state.env_file = var(b"LPMX_ENV_FILE\0");
     state.env_keys = var(b"LPMX_ENV_KEYS\0");

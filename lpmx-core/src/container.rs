@@ -13,6 +13,7 @@
 //!                                the image's entries below it are hidden),
 //!                                one per line, paths relative to `/`
 //! containers/<name>/env          its environment file (KEY=VALUE lines)
+//! containers/<name>/host-programs  container paths run as host programs
 //! ```
 //!
 //! Creating one copies nothing from the layers, whatever the image's size.
@@ -144,6 +145,10 @@ pub enum EnvError {
     Value(String),
     #[error("expected KEY=VALUE, got {0:?}")]
     Assignment(String),
+    #[error(
+        "invalid host program {0:?}: expected an absolute HOST path or HOST:CONTAINER, without '=' or ':' inside"
+    )]
+    Program(String),
 }
 
 /// Checks a variable name.
@@ -206,6 +211,56 @@ impl EnvFile {
         let before = self.vars.len();
         self.vars.retain(|(k, _)| k != key);
         self.vars.len() != before
+    }
+}
+
+/// The host programs of a container (`containers/<name>/host-programs`):
+/// container paths whose exec runs a host program instead, with the host's
+/// view of the files, as a host process. One `CONTAINER=HOST` line each,
+/// both absolute, neither containing `=`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostPrograms {
+    pub programs: Vec<(PathBuf, PathBuf)>,
+}
+
+pub const HOST_PROGRAMS_FILE: &str = "host-programs";
+
+impl HostPrograms {
+    pub fn parse(text: &str) -> HostPrograms {
+        let programs = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .filter(|(c, h)| c.starts_with('/') && h.starts_with('/'))
+            .map(|(c, h)| (PathBuf::from(c), PathBuf::from(h)))
+            .collect();
+        HostPrograms { programs }
+    }
+
+    pub fn render(&self) -> String {
+        self.programs
+            .iter()
+            .map(|(c, h)| format!("{}={}\n", c.display(), h.display()))
+            .collect()
+    }
+
+    /// Adds `HOST` or `HOST:CONTAINER` (the same path inside by default).
+    pub fn add(&mut self, spec: &str) -> Result<(), EnvError> {
+        let (host, container) = spec.split_once(':').unwrap_or((spec, spec));
+        let valid = |p: &str| p.starts_with('/') && !p.contains(['=', '\n', '\0', ':']);
+        if !valid(host) || !valid(container) {
+            return Err(EnvError::Program(spec.to_owned()));
+        }
+        self.remove(Path::new(container));
+        self.programs
+            .push((PathBuf::from(container), PathBuf::from(host)));
+        Ok(())
+    }
+
+    /// Whether `container` was there.
+    pub fn remove(&mut self, container: &Path) -> bool {
+        let before = self.programs.len();
+        self.programs.retain(|(c, _)| c != container);
+        before != self.programs.len()
     }
 }
 

@@ -9,7 +9,7 @@ use lpmx_core::cli::{Failure, open_store, run};
 use lpmx_core::container::{EnvDocument, check_env_key, parse_assignment};
 use lpmx_core::document::{Document, write_document};
 
-use crate::{EnvEditError, edit, read};
+use crate::{EnvEditError, edit, edit_host_programs, read, read_host_programs, write_wrapper};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -18,6 +18,8 @@ Examples:
   lpmx-env dev list
   lpmx-env dev list --json
   printf 'A=1\\nB=2\\n' | lpmx-env dev set        # KEY=VALUE lines on stdin
+  lpmx-env dev host add /usr/bin/sbatch          # run the host's sbatch
+  lpmx-env dev expose python3 --as dev-python    # ~/.local/bin/dev-python
 
 A change takes effect for every program started in the container
 afterwards, including programs started by a shell that was already running
@@ -59,6 +61,42 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Host programs: container paths whose exec runs the host's program
+    /// (sbatch, qsub, ssh...) as a host process.
+    Host {
+        #[command(subcommand)]
+        action: HostAction,
+    },
+    /// Write a host command running PROGRAM in this container (arguments,
+    /// stdin, stdout and exit status passed through), callable from the
+    /// host and from inside other containers.
+    Expose {
+        /// The program (a name on the container's PATH, or a path).
+        #[arg(value_name = "PROGRAM")]
+        program: String,
+        /// The command's name (default: PROGRAM's file name).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// Where to write it (default $LPMX_BIN, else ~/.local/bin).
+        #[arg(long, value_name = "DIR")]
+        bin: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostAction {
+    /// Add HOST (seen at the same path inside) or HOST:CONTAINER.
+    Add {
+        #[arg(value_name = "HOST[:CONTAINER]", required = true)]
+        specs: Vec<String>,
+    },
+    /// Remove the host programs at these container paths.
+    Remove {
+        #[arg(value_name = "CONTAINER", required = true)]
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Print CONTAINER=HOST lines.
+    List,
 }
 
 /// The clap definition, for the man page generator.
@@ -130,6 +168,57 @@ pub fn main() -> ExitCode {
                     Ok(())
                 })
                 .map_err(failed)?;
+            }
+            Action::Host { action } => match action {
+                HostAction::Add { specs } => {
+                    edit_host_programs(&store, &stack, |programs| {
+                        for spec in &specs {
+                            programs.add(spec)?;
+                        }
+                        Ok(())
+                    })
+                    .map_err(failed)?;
+                }
+                HostAction::Remove { paths } => {
+                    edit_host_programs(&store, &stack, |programs| {
+                        for path in &paths {
+                            programs.remove(path);
+                        }
+                        Ok(())
+                    })
+                    .map_err(failed)?;
+                }
+                HostAction::List => {
+                    let programs = read_host_programs(&stack).map_err(failed)?;
+                    std::io::stdout()
+                        .lock()
+                        .write_all(programs.render().as_bytes())?;
+                }
+            },
+            Action::Expose { program, name, bin } => {
+                let name = name.unwrap_or_else(|| {
+                    std::path::Path::new(&program)
+                        .file_name()
+                        .map_or(program.clone(), |n| n.to_string_lossy().into_owned())
+                });
+                if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                    return Err(Failure::usage(format!("invalid command name {name:?}")));
+                }
+                let bin = bin
+                    .or_else(|| std::env::var_os("LPMX_BIN").map(Into::into))
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .map(|h| std::path::Path::new(&h).join(".local/bin"))
+                    })
+                    .ok_or_else(|| {
+                        Failure::usage("no --bin, $LPMX_BIN or $HOME to write the command to")
+                    })?;
+                let exe = std::env::current_exe()?;
+                let lpmx_exec = exe.with_file_name("lpmx-exec");
+                let path =
+                    write_wrapper(&bin, &name, &cli.name, &program, store.root(), &lpmx_exec)
+                        .map_err(failed)?;
+                writeln!(std::io::stdout().lock(), "{}", path.display())?;
             }
             Action::List { json } => {
                 let file = read(&stack).map_err(failed)?;

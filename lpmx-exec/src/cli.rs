@@ -83,6 +83,12 @@ pub fn main() -> ExitCode {
         let stack = lpmx_mkroot::read_stack(&store, &cli.name).map_err(|e| {
             Failure::classified(e, format!("failed to open container {}", cli.name))
         })?;
+        // Stores made by an older lpmx have an index of an older format
+        // (or none): build the current one, once.
+        let diff_ids: Vec<_> = stack.layers.iter().map(|l| l.diff_id.clone()).collect();
+        lpmx_core::index::ensure(&store, &diff_ids).map_err(|e| {
+            Failure::from(anyhow::Error::new(e).context("failed to index the image's layers"))
+        })?;
         let request = Request {
             command: cli.command,
             workdir: cli.workdir,

@@ -136,6 +136,21 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
         }
     }
     all.extend(stack.binds.iter().cloned());
+    // Host programs are seen at their container paths (a shell's own PATH
+    // search finds them); libunion runs them as host processes.
+    let programs = stack
+        .env_file
+        .parent()
+        .map(|dir| dir.join(lpmx_core::container::HOST_PROGRAMS_FILE))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|text| lpmx_core::container::HostPrograms::parse(&text))
+        .unwrap_or_default();
+    all.extend(
+        programs
+            .programs
+            .into_iter()
+            .map(|(container, host)| Bind { host, container }),
+    );
     for spec in &request.binds {
         all.push(parse_bind(spec)?);
     }
@@ -285,7 +300,19 @@ pub fn exec(
     // search each layer instead.
     let farm = farm_path(&stack.index);
     let farm = if farm.is_dir() { farm } else { PathBuf::new() };
-    let config: [(&str, OsString); 8] = [
+    let tools = std::env::current_exe()
+        .ok()
+        .and_then(|exe| std::fs::canonicalize(exe).ok())
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let host_programs = stack
+        .env_file
+        .parent()
+        .map(|dir| dir.join(lpmx_core::container::HOST_PROGRAMS_FILE))
+        .unwrap_or_default();
+    let config: [(&str, OsString); 10] = [
+        ("LPMX_HOST_PROGRAMS", host_programs.into_os_string()),
+        ("LPMX_TOOLS", tools.into_os_string()),
         ("LPMX_ROOT", if request.root { "1" } else { "" }.into()),
         ("LPMX_ENV_FILE", stack.env_file.clone().into_os_string()),
         ("LPMX_UPPER", stack.upper.clone().into_os_string()),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, CommandFactory, Parser};
 
 use lpmx_core::cli::{Failure, open_store, run};
-use lpmx_core::container::Bind;
+use lpmx_core::container::{Bind, HostPrograms};
 use lpmx_core::document::{LayersDocument, read_document, write_document};
 
 use crate::{create, list, remove};
@@ -43,6 +43,12 @@ pub struct Cli {
     /// single path for the same place; repeatable.
     #[arg(long, value_name = "HOST:CONTAINER")]
     pub bind: Vec<String>,
+
+    /// A host program run as such when the container execs its path
+    /// (sbatch, qsub, ssh...): HOST or HOST:CONTAINER; repeatable. Later:
+    /// lpmx-env NAME host add.
+    #[arg(long, value_name = "HOST[:CONTAINER]")]
+    pub host_program: Vec<String>,
 
     /// List the containers: name, image and layer count.
     #[arg(short, long)]
@@ -124,9 +130,15 @@ pub fn main() -> ExitCode {
             .iter()
             .map(|b| parse_bind(b))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut host_programs = HostPrograms::default();
+        for spec in &cli.host_program {
+            host_programs
+                .add(spec)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+        }
         let layers = read_document::<LayersDocument>(std::io::stdin().lock())
             .map_err(|e| Failure::classified(e, "failed to read the layers document"))?;
-        let stack = create(&store, name, &layers, binds)
+        let stack = create(&store, name, &layers, binds, &host_programs)
             .map_err(|e| Failure::classified(e, format!("failed to create container {name}")))?;
         write_document(&stack, std::io::stdout().lock())?;
         Ok(())

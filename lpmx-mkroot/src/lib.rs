@@ -13,7 +13,8 @@ use std::time::SystemTime;
 
 use lpmx_core::cli::{Classify, Exit};
 use lpmx_core::container::{
-    Bind, ENV_FILE, NameError, STACK_FILE, StackDocument, UPPER_DIR, check_name,
+    Bind, ENV_FILE, HOST_PROGRAMS_FILE, HostPrograms, NameError, STACK_FILE, StackDocument,
+    UPPER_DIR, check_name,
 };
 use lpmx_core::document::{
     Document, DocumentError, LayersDocument, parse_document, write_document,
@@ -70,6 +71,7 @@ pub fn create(
     name: &str,
     layers: &LayersDocument,
     binds: Vec<Bind>,
+    host_programs: &HostPrograms,
 ) -> Result<StackDocument, MkrootError> {
     check_name(name)?;
     for layer in &layers.layers {
@@ -117,6 +119,7 @@ pub fn create(
     let result = (|| {
         fs::create_dir_all(temp.join(UPPER_DIR)).map_err(io(&temp))?;
         fs::write(temp.join(ENV_FILE), "").map_err(io(&temp))?;
+        fs::write(temp.join(HOST_PROGRAMS_FILE), host_programs.render()).map_err(io(&temp))?;
         let mut text = Vec::new();
         write_document(&stack, &mut text).map_err(io(&temp))?;
         fs::write(temp.join(STACK_FILE), text).map_err(io(&temp))?;

@@ -54,14 +54,14 @@ fn containers_share_layers_and_are_listed_and_removed() {
         stacked, expected,
         "the stack names the shared layers, bottom first"
     );
-    // Nothing copied: a stack file, an env file, an empty upper; the layers'
-    // index is the image's, shared.
+    // Nothing copied: a stack file, an env file, a (here empty) host
+    // programs file, an empty upper; the layers' index is the image's, shared.
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     entries.sort();
-    assert_eq!(entries, ["env", "stack.json", "upper"]);
+    assert_eq!(entries, ["env", "host-programs", "stack.json", "upper"]);
     assert_eq!(fs::read_dir(dir.join("upper")).unwrap().count(), 0);
     let on_disk: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("stack.json")).unwrap()).unwrap();
