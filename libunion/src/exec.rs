@@ -122,6 +122,7 @@ pub struct Launch {
 )]
 enum Program {
     Dynamic,
+    Static,
     Script {
         interpreter: Buf,
         argument: Option<Buf>,
@@ -207,12 +208,17 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
         loader.truncate(len);
         return Ok(Program::Dynamic);
     }
-    sys::warn(&[
-        b"lpmx: ",
-        path.as_bytes(),
-        b" is statically linked: libunion cannot keep it inside the container, so lpmx does not run it\n",
-    ]);
-    Err(sys::EACCES)
+    let _ = path;
+    Ok(Program::Static)
+}
+
+/// ldconfig (static in Debian and others) only maintains
+/// `/etc/ld.so.cache`, which programs in a container never read: the
+/// loader runs with `--inhibit-cache`. Package scripts call it after every
+/// library install, so it succeeds without doing anything.
+fn is_ldconfig(canon: &[u8]) -> bool {
+    let name = canon.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    name == b"ldconfig" || name == b"ldconfig.real"
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -418,6 +424,18 @@ impl Launch {
         loop {
             let mut loader = Buf::new();
             match inspect(&self.program, &mut loader)? {
+                Program::Static if is_ldconfig(self.program_canon.as_bytes()) => {
+                    self.find(state, b"/bin/true", false, DEFAULT_PATH)?;
+                    continue;
+                }
+                Program::Static => {
+                    sys::warn(&[
+                        b"lpmx: ",
+                        self.program_canon.as_bytes(),
+                        b" is statically linked: libunion cannot keep it inside the container, so lpmx does not run it\n",
+                    ]);
+                    return Err(sys::EACCES);
+                }
                 Program::Dynamic => {
                     let (mut canon, mut host) = (Buf::new(), Buf::new());
                     let found = resolve_at(
@@ -458,6 +476,10 @@ impl Launch {
                     self.find(state, interpreter.as_bytes(), false, DEFAULT_PATH)?;
                 }
             }
+        }
+        if !state.gpu_libs.is_empty() {
+            // The host's driver, before any stub an image may carry.
+            self.add_libpath(state.gpu_libs)?;
         }
         // SAFETY: the caller's environment.
         if let Some(value) = unsafe { env_value(envp, b"LD_LIBRARY_PATH") } {
@@ -504,6 +526,14 @@ impl Launch {
             }
             if let Some(host) = lookup(full.as_bytes()) {
                 self.loader.set(host)?;
+                return Ok(true);
+            }
+            if state
+                .host_exec
+                .split(|&b| b == b':')
+                .any(|p| p == full.as_bytes())
+            {
+                self.loader = full;
                 return Ok(true);
             }
         } else if search {
@@ -708,6 +738,8 @@ impl Launch {
             (b"LPMX_LIB=", lib),
             (b"LPMX_HOST_PROGRAMS=", state.host_programs),
             (b"LPMX_TOOLS=", state.tools),
+            (b"LPMX_GPU_LIBS=", state.gpu_libs),
+            (b"LPMX_HOST_EXEC=", state.host_exec),
             (b"LPMX_LIBS=", state.libs),
         ] {
             let entry = self.add_string(&[name, value])?;

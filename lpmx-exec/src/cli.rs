@@ -68,6 +68,12 @@ pub struct Cli {
     /// container, not done, and later runs see them.
     #[arg(long)]
     pub root: bool,
+
+    /// Make the host's NVIDIA GPU usable: its driver libraries first in the
+    /// library path, its tools (nvidia-smi) run from the host; honours
+    /// NVIDIA_VISIBLE_DEVICES.
+    #[arg(long)]
+    pub gpu: bool,
 }
 
 /// The clap definition, for the man page generator.
@@ -96,8 +102,9 @@ pub fn main() -> ExitCode {
             no_binds: cli.no_bind,
             env: cli.env,
             root: cli.root,
+            gpu: cli.gpu,
         };
-        let Err(error) = launch::exec(&stack, &request);
+        let Err(error) = launch::exec(store.root(), &stack, &request);
         shell_status = error.shell_status();
         Err(fail(error, &cli.name))
     });

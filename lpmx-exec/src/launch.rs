@@ -50,6 +50,12 @@ pub enum LaunchError {
     },
     #[error("{0} contains a NUL byte")]
     Nul(String),
+    #[error("cannot make the GPU library directory in {path}: {source}")]
+    Gpu {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Classify for LaunchError {
@@ -59,9 +65,10 @@ impl Classify for LaunchError {
             | LaunchError::BadEnv(_)
             | LaunchError::NoCommand
             | LaunchError::Nul(_) => Exit::Usage,
-            LaunchError::EnvFile { .. } | LaunchError::NoLibunion(_) | LaunchError::Load { .. } => {
-                Exit::IoErr
-            }
+            LaunchError::EnvFile { .. }
+            | LaunchError::NoLibunion(_)
+            | LaunchError::Load { .. }
+            | LaunchError::Gpu { .. } => Exit::IoErr,
             LaunchError::Workdir { .. } => Exit::NoInput,
             LaunchError::Exec { .. } => Exit::Failure,
         }
@@ -91,6 +98,7 @@ pub struct Request {
     pub no_binds: Vec<String>,
     pub env: Vec<String>,
     pub root: bool,
+    pub gpu: bool,
 }
 
 /// `HOST:CONTAINER` or `PATH`.
@@ -282,11 +290,34 @@ pub fn workdir(stack: &StackDocument, request: &Request, binds: &[Bind]) -> Stri
 
 /// Runs the request in the container of `stack`; returns only on failure.
 pub fn exec(
+    store_root: &Path,
     stack: &StackDocument,
     request: &Request,
 ) -> Result<std::convert::Infallible, LaunchError> {
-    let binds = binds(stack, request)?;
-    let env = environment(stack, request)?;
+    let mut binds = binds(stack, request)?;
+    let mut env = environment(stack, request)?;
+    let mut gpu_libs = PathBuf::new();
+    let mut host_exec = Vec::new();
+    if request.gpu && !crate::gpu::disabled() {
+        let libraries = crate::gpu::find_libraries();
+        gpu_libs =
+            crate::gpu::library_dir(store_root, &libraries).map_err(|source| LaunchError::Gpu {
+                path: store_root.join("gpu"),
+                source,
+            })?;
+        for program in crate::gpu::find_programs() {
+            binds.push(Bind {
+                host: program.clone(),
+                container: program.clone(),
+            });
+            host_exec.push(program.display().to_string());
+        }
+        if let Some(devices) = crate::gpu::visible_devices()
+            && !env.iter().any(|(k, _)| k == "CUDA_VISIBLE_DEVICES")
+        {
+            env.push(("CUDA_VISIBLE_DEVICES".to_owned(), devices));
+        }
+    }
     let command = command(stack, request)?;
     let workdir = workdir(stack, request, &binds);
     let libunion = find_libunion()?;
@@ -310,7 +341,9 @@ pub fn exec(
         .parent()
         .map(|dir| dir.join(lpmx_core::container::HOST_PROGRAMS_FILE))
         .unwrap_or_default();
-    let config: [(&str, OsString); 10] = [
+    let config: [(&str, OsString); 12] = [
+        ("LPMX_GPU_LIBS", gpu_libs.into_os_string()),
+        ("LPMX_HOST_EXEC", host_exec.join(":").into()),
         ("LPMX_HOST_PROGRAMS", host_programs.into_os_string()),
         ("LPMX_TOOLS", tools.into_os_string()),
         ("LPMX_ROOT", if request.root { "1" } else { "" }.into()),

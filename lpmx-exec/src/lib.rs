@@ -9,4 +9,5 @@
 
 pub mod cli;
 pub mod elf;
+pub mod gpu;
 pub mod launch;

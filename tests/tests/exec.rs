@@ -273,13 +273,33 @@ fn check_distribution(suite: &str, layers: usize, glibc: &str) {
         "{what}: env -i"
     );
 
-    // A static binary (Debian's ldconfig) is refused, not run on the host.
-    let run = c.exec(&[], &["/sbin/ldconfig", "-p"]);
+    // A static binary is refused, not run against the host's files;
+    // ldconfig (static in Debian) only keeps a cache the container never
+    // reads, so package scripts calling it succeed.
+    let run = c.exec(&[], &[static_binary(&c.env).to_str().unwrap()]);
     run.failure(126).stderr_has("statically linked");
+    c.exec(&[], &["/sbin/ldconfig"]).success();
 
     if suite != "bullseye" {
         entry_points(&c, &what);
     }
+}
+
+/// A statically linked program, built with the host's gcc where the
+/// container sees it (under /tmp).
+fn static_binary(env: &Env) -> PathBuf {
+    let dir = env.path();
+    let source = dir.join("static.c");
+    fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let binary = dir.join("static-program");
+    let built = Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc -static");
+    binary
 }
 
 /// The C program of tests/c calls each entry point inside the container.
