@@ -1194,6 +1194,11 @@ impl EnvText {
         if path.is_empty() {
             return empty;
         }
+        // Usually empty: one stat, then nothing more.
+        let mut st = [0u64; 18];
+        if sys::fstatat(sys::AT_FDCWD, path.c(), st.as_mut_ptr().cast(), 0).map_or(true, |_| st[6] == 0) {
+            return empty;
+        }
         let Ok(fd) = sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0) else {
             return empty;
         };
