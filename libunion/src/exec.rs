@@ -987,7 +987,6 @@ export! {
 }
 
 unsafe extern "C" {
-    fn fork() -> c_int;
     fn _exit(status: c_int) -> !;
     fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
     fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
@@ -1196,7 +1195,9 @@ impl EnvText {
         }
         // Usually empty: one stat, then nothing more.
         let mut st = [0u64; 18];
-        if sys::fstatat(sys::AT_FDCWD, path.c(), st.as_mut_ptr().cast(), 0).map_or(true, |_| st[6] == 0) {
+        if sys::fstatat(sys::AT_FDCWD, path.c(), st.as_mut_ptr().cast(), 0)
+            .map_or(true, |_| st[6] == 0)
+        {
             return empty;
         }
         let Ok(fd) = sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0) else {
@@ -1246,6 +1247,18 @@ impl Drop for EnvText {
     fn drop(&mut self) {
         if !self.bytes.is_empty() {
             let _ = sys::munmap(self.bytes.as_ptr().cast_mut().cast(), self.bytes.len());
+        }
+    }
+}
+
+type ForkFn = unsafe extern "C" fn() -> c_int;
+
+export! {
+    fn fork() -> c_int {
+        crate::upper::warm(state::get());
+        match real!("fork": ForkFn) {
+            Some(real) => real(),
+            None => sys::c_ret(Err(sys::ENOSYS)),
         }
     }
 }

@@ -435,3 +435,17 @@ pub fn changed(state: &State) {
         counter.fetch_add(1, Ordering::AcqRel);
     }
 }
+
+/// Reads the cache now, if it is stale: called before `fork`, so that a
+/// child (a shell's command, about to exec) finds it ready instead of
+/// reading the writable layer again.
+pub fn warm(state: &State) {
+    if !state.active {
+        return;
+    }
+    let Some(counter) = counter(state) else {
+        return;
+    };
+    let now = counter.load(Ordering::Acquire);
+    locked(|cache| refresh(state, cache, now));
+}
