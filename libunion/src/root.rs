@@ -246,6 +246,9 @@ struct Owners {
     capacity: usize,
     /// How much of the log has been read.
     read: u64,
+    /// The container's change counter when it was read: every record
+    /// bumps it, so an unchanged counter means nothing new to read.
+    generation: Option<u64>,
 }
 
 struct Cell(UnsafeCell<Owners>);
@@ -257,6 +260,7 @@ static OWNERS: Cell = Cell(UnsafeCell::new(Owners {
     count: 0,
     capacity: 0,
     read: 0,
+    generation: None,
 }));
 static LOCK: AtomicBool = AtomicBool::new(false);
 
@@ -338,6 +342,11 @@ impl Owners {
 
     /// Reads what the log gained since the last time.
     fn refresh(&mut self, state: &State) {
+        let now = crate::upper::generation(state);
+        if now.is_some() && now == self.generation {
+            return;
+        }
+        self.generation = now;
         let Ok(path) = log_path(state) else {
             return;
         };
@@ -459,6 +468,7 @@ fn record_ino(state: &State, ino: u64, uid: u32, gid: u32, mode: u32, rdev: u64)
     field(u64::from(mode), false);
     field(rdev, true);
     append(state, line.as_bytes());
+    crate::upper::changed(state);
 }
 
 /// The current owner of an open file, for `fchown`'s "unchanged" (-1).
@@ -633,6 +643,7 @@ pub fn forget(host: *const u8) {
         let _ = line.push(state::format_int(st[1] as i64, &mut digits));
         let _ = line.push(b" -\n");
         append(state, line.as_bytes());
+        crate::upper::changed(state);
     }
 }
 

@@ -449,3 +449,8 @@ pub fn warm(state: &State) {
     let now = counter.load(Ordering::Acquire);
     locked(|cache| refresh(state, cache, now));
 }
+
+/// The container's change counter now (None: not shared, check always).
+pub fn generation(state: &State) -> Option<u64> {
+    counter(state).map(|c| c.load(Ordering::Acquire))
+}
