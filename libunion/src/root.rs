@@ -67,12 +67,25 @@ pub fn ids_var(out: &mut Buf) -> Result<(), i32> {
     Ok(())
 }
 
+// The real ids never change under fake root (set*id is emulated).
+static REAL_IDS: [AtomicU32; 2] = [AtomicU32::new(u32::MAX), AtomicU32::new(u32::MAX)];
+
+fn real_id(slot: usize, get: fn() -> u32) -> u32 {
+    let id = REAL_IDS[slot].load(Ordering::Relaxed);
+    if id != u32::MAX {
+        return id;
+    }
+    let id = get();
+    REAL_IDS[slot].store(id, Ordering::Relaxed);
+    id
+}
+
 fn real_uid() -> u32 {
-    sys::getuid_raw()
+    real_id(0, sys::getuid_raw)
 }
 
 fn real_gid() -> u32 {
-    sys::getgid_raw()
+    real_id(1, sys::getgid_raw)
 }
 
 /// Sets ids `at..at + 3` (real, effective, saved) by the kernel's rules

@@ -61,6 +61,13 @@ pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
     };
     let mut dir = Buf::from(state.upper)?;
     let parent_end = canon.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    // Usually the parent is there already: one stat instead of a mkdir per
+    // level.
+    dir.push(&canon[..parent_end])?;
+    if Stat::of(dir.c()).is_ok_and(|st| st.mode() & sys::S_IFMT == sys::S_IFDIR) {
+        return Ok(());
+    }
+    dir.set(state.upper)?;
     let mut made = false;
     for component in canon[..parent_end]
         .split(|&b| b == b'/')
