@@ -88,7 +88,7 @@ pub unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) ->
             let result = sys::openat(sys::AT_FDCWD, host.c(), flags, mode);
             if let Ok(fd) = result {
                 if flags & sys::O_CREAT != 0 {
-                    crate::upper::changed(state::get());
+                    crate::upper::changed_at(state::get(), canon.as_bytes());
                 }
                 if flags & sys::O_DIRECTORY != 0 {
                     state::remember_fd(fd as i32, canon.as_bytes());
@@ -177,7 +177,7 @@ unsafe fn fopen_with(
             // SAFETY: host is a C string.
             let stream = unsafe { real(host.c().cast(), mode) };
             if !stream.is_null() && flags & sys::O_CREAT != 0 {
-                crate::upper::changed(state::get());
+                crate::upper::changed_at(state::get(), canon.as_bytes());
             }
             stream
         }
@@ -209,7 +209,7 @@ unsafe fn freopen_with(
             // SAFETY: host is a C string.
             let reopened = unsafe { real(host.c().cast(), mode, stream) };
             if !reopened.is_null() && flags & sys::O_CREAT != 0 {
-                crate::upper::changed(state::get());
+                crate::upper::changed_at(state::get(), canon.as_bytes());
             }
             reopened
         }

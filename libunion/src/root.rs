@@ -481,7 +481,7 @@ fn record_ino(state: &State, ino: u64, uid: u32, gid: u32, mode: u32, rdev: u64)
     field(u64::from(mode), false);
     field(rdev, true);
     append(state, line.as_bytes());
-    crate::upper::changed(state);
+    crate::upper::owners_changed(state);
 }
 
 /// The current owner of an open file, for `fchown`'s "unchanged" (-1).
@@ -656,7 +656,7 @@ pub fn forget(host: *const u8) {
         let _ = line.push(state::format_int(st[1] as i64, &mut digits));
         let _ = line.push(b" -\n");
         append(state, line.as_bytes());
-        crate::upper::changed(state);
+        crate::upper::owners_changed(state);
     }
 }
 

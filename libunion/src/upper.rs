@@ -22,6 +22,7 @@ const NAMES: usize = 16 * 1024;
 
 struct Cache {
     generation: u64,
+    whiteouts_generation: u64,
     valid: bool,
     len: usize,
     /// The root's names, each followed by a NUL.
@@ -45,6 +46,7 @@ unsafe impl Sync for Cell {}
 
 static CACHE: Cell = Cell(UnsafeCell::new(Cache {
     generation: 0,
+    whiteouts_generation: 0,
     valid: false,
     len: 0,
     names: [0; NAMES],
@@ -53,12 +55,18 @@ static CACHE: Cell = Cell(UnsafeCell::new(Cache {
     count: 0,
 }));
 static LOCK: AtomicBool = AtomicBool::new(false);
-static COUNTER: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
+/// The container's change counters (`upper.gen`, mapped shared): for the
+/// root's names, the whiteouts and the owners log. A writer bumps only the
+/// one it changed, so most writes invalidate nothing.
+static COUNTER: AtomicPtr<[AtomicU64; 3]> = AtomicPtr::new(core::ptr::null_mut());
+const ROOT: usize = 0;
+const WHITEOUTS: usize = 1;
+const OWNERS: usize = 2;
 static COUNTER_STATE: AtomicU8 = AtomicU8::new(0);
 
 /// The shared change counter, mapped on first use; None if it cannot be
 /// (then nothing is cached).
-fn counter(state: &State) -> Option<&'static AtomicU64> {
+fn counter(state: &State) -> Option<&'static [AtomicU64; 3]> {
     match COUNTER_STATE.load(Ordering::Acquire) {
         2 => {
             // SAFETY: a mapping that is never unmapped.
@@ -85,7 +93,7 @@ fn counter(state: &State) -> Option<&'static AtomicU64> {
     mapped.and_then(|p| unsafe { p.as_ref() })
 }
 
-fn map_counter(state: &State) -> Option<*mut AtomicU64> {
+fn map_counter(state: &State) -> Option<*mut [AtomicU64; 3]> {
     let mut path = Buf::from(state.upper).ok()?;
     path.push(b".gen").ok()?;
     let fd = sys::openat(
@@ -97,14 +105,14 @@ fn map_counter(state: &State) -> Option<*mut AtomicU64> {
     .ok()? as i32;
     let mut st = [0u64; 18];
     let sized = sys::fstat(fd, st.as_mut_ptr().cast()).is_ok()
-        && (st[6] >= 8 || sys::ftruncate(fd, 8).is_ok());
+        && (st[6] >= 24 || sys::ftruncate(fd, 24).is_ok());
     let mapped = if sized {
-        sys::mmap_shared(fd, 8).ok()
+        sys::mmap_shared(fd, 24).ok()
     } else {
         None
     };
     let _ = sys::close(fd);
-    mapped.map(|p| p as *mut AtomicU64)
+    mapped.map(|p| p as *mut [AtomicU64; 3])
 }
 
 fn locked<T>(f: impl FnOnce(&mut Cache) -> T) -> T {
@@ -126,7 +134,10 @@ pub fn may_hold(state: &State, name: &[u8]) -> bool {
     let Some(counter) = counter(state) else {
         return true;
     };
-    let now = counter.load(Ordering::Acquire);
+    let now = (
+        counter[ROOT].load(Ordering::Acquire),
+        counter[WHITEOUTS].load(Ordering::Acquire),
+    );
     locked(|cache| {
         refresh(state, cache, now);
         if !cache.valid {
@@ -138,12 +149,23 @@ pub fn may_hold(state: &State, name: &[u8]) -> bool {
     })
 }
 
-fn refresh(state: &State, cache: &mut Cache, now: u64) {
-    if cache.valid && cache.generation == now {
+fn refresh(state: &State, cache: &mut Cache, (root, whiteouts): (u64, u64)) {
+    if cache.valid && cache.generation == root && cache.whiteouts_generation == whiteouts {
         return;
     }
-    cache.valid = read_root(state, cache) && read_whiteouts(state, cache);
-    cache.generation = now;
+    let root_ok = if cache.valid && cache.generation == root {
+        true
+    } else {
+        read_root(state, cache)
+    };
+    let whiteouts_ok = if cache.valid && cache.whiteouts_generation == whiteouts {
+        true
+    } else {
+        read_whiteouts(state, cache)
+    };
+    cache.valid = root_ok && whiteouts_ok;
+    cache.generation = root;
+    cache.whiteouts_generation = whiteouts;
 }
 
 /// Reads `upper.whiteouts` into the cache; false when it cannot be read
@@ -244,7 +266,10 @@ fn whiteouts<T>(state: &State, none: T, f: impl FnOnce(&Cache) -> T) -> T {
     let Some(counter) = counter(state) else {
         return none;
     };
-    let now = counter.load(Ordering::Acquire);
+    let now = (
+        counter[ROOT].load(Ordering::Acquire),
+        counter[WHITEOUTS].load(Ordering::Acquire),
+    );
     locked(|cache| {
         refresh(state, cache, now);
         if cache.count == 0 { none } else { f(cache) }
@@ -326,7 +351,7 @@ pub fn set_whiteout(state: &State, key: &[u8], kind: Option<u8>) -> Result<(), i
     let _ = sys::flock(lock, true);
     let result = rewrite_whiteouts(state, key, kind);
     let _ = sys::close(lock);
-    changed(state);
+    bump(state, WHITEOUTS);
     result
 }
 
@@ -429,11 +454,30 @@ fn read_root(state: &State, cache: &mut Cache) -> bool {
     complete
 }
 
-/// Tells every process of the container that the writable layer changed.
-pub fn changed(state: &State) {
+fn bump(state: &State, which: usize) {
     if let Some(counter) = counter(state) {
-        counter.fetch_add(1, Ordering::AcqRel);
+        counter[which].fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// Tells every process of the container that the writable layer's root
+/// changed (a name appeared or went).
+pub fn changed(state: &State) {
+    bump(state, ROOT);
+}
+
+/// After creating or removing canonical `canon` in the writable layer:
+/// only a top-level name changes what the processes cache.
+pub fn changed_at(state: &State, canon: &[u8]) {
+    let top_level = canon.len() > 1 && !canon[1..].contains(&b'/');
+    if top_level {
+        changed(state);
+    }
+}
+
+/// After an append to the owners log.
+pub fn owners_changed(state: &State) {
+    bump(state, OWNERS);
 }
 
 /// Reads the cache now, if it is stale: called before `fork`, so that a
@@ -446,11 +490,14 @@ pub fn warm(state: &State) {
     let Some(counter) = counter(state) else {
         return;
     };
-    let now = counter.load(Ordering::Acquire);
+    let now = (
+        counter[ROOT].load(Ordering::Acquire),
+        counter[WHITEOUTS].load(Ordering::Acquire),
+    );
     locked(|cache| refresh(state, cache, now));
 }
 
-/// The container's change counter now (None: not shared, check always).
+/// The owners log's change counter now (None: not shared, check always).
 pub fn generation(state: &State) -> Option<u64> {
-    counter(state).map(|c| c.load(Ordering::Acquire))
+    counter(state).map(|c| c[OWNERS].load(Ordering::Acquire))
 }

@@ -85,7 +85,8 @@ pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
             }
         }
         match sys::mkdir(dir.c(), mode) {
-            Ok(_) => made = true,
+            // Only a new top-level directory changes the processes' caches.
+            Ok(_) => made |= dir.len() == state.upper.len() + 1 + component.len(),
             Err(17) => {} // EEXIST
             Err(e) => return Err(e),
         }
@@ -121,7 +122,7 @@ pub fn copy_up(state: &State, canon: &[u8], lower: &Buf) -> Result<Buf, i32> {
         _ => copy_file(lower, &target, &st)?,
     }
     crate::root::inherit(&target, canon);
-    upper::changed(state);
+    upper::changed_at(state, canon);
     Ok(target)
 }
 
@@ -251,7 +252,7 @@ fn created(state: &State, canon: &[u8], dir: bool) {
         };
         let _ = upper::set_whiteout(state, key, kind);
     } else {
-        upper::changed(state);
+        upper::changed_at(state, canon);
     }
 }
 
@@ -514,7 +515,7 @@ fn whiteout_if_in_image(state: &State, canon: &Buf) -> Result<(), i32> {
     if in_image(state, canon.as_bytes()) {
         upper::set_whiteout(state, image_key(canon.as_bytes()), Some(b'W'))
     } else {
-        upper::changed(state);
+        upper::changed_at(state, canon.as_bytes());
         Ok(())
     }
 }
