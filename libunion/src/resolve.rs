@@ -145,7 +145,15 @@ pub fn resolve(
         if upper_possible && canon.as_bytes()[1..].iter().all(|&b| b != b'/') {
             upper_possible = crate::upper::may_hold(state, component);
         }
-        if upper_possible {
+        if upper_possible && !is_last && crate::upper::known_dir(state, canon.as_bytes()) {
+            // A directory the writable layer surely has: no lstat.
+            host.set(state.upper)?;
+            host.push(canon.as_bytes())?;
+            found = Found {
+                place: Place::Upper,
+                kind: KIND_DIR,
+            };
+        } else if upper_possible {
             host.set(state.upper)?;
             host.push(canon.as_bytes())?;
             match sys::fstatat(
@@ -158,6 +166,9 @@ pub fn resolve(
                     found = Found {
                         place: Place::Upper,
                         kind: kind_of((stat[3] & 0xffff_ffff) as u32),
+                    };
+                    if found.kind == KIND_DIR {
+                        crate::upper::remember_dir(state, canon.as_bytes());
                     }
                 }
                 Err(_) => upper_possible = false,

@@ -58,15 +58,17 @@ static LOCK: AtomicBool = AtomicBool::new(false);
 /// The container's change counters (`upper.gen`, mapped shared): for the
 /// root's names, the whiteouts and the owners log. A writer bumps only the
 /// one it changed, so most writes invalidate nothing.
-static COUNTER: AtomicPtr<[AtomicU64; 3]> = AtomicPtr::new(core::ptr::null_mut());
+static COUNTER: AtomicPtr<[AtomicU64; 4]> = AtomicPtr::new(core::ptr::null_mut());
 const ROOT: usize = 0;
 const WHITEOUTS: usize = 1;
 const OWNERS: usize = 2;
+/// Bumped when a directory of the writable layer goes (rmdir, rename).
+const DIRS: usize = 3;
 static COUNTER_STATE: AtomicU8 = AtomicU8::new(0);
 
 /// The shared change counter, mapped on first use; None if it cannot be
 /// (then nothing is cached).
-fn counter(state: &State) -> Option<&'static [AtomicU64; 3]> {
+fn counter(state: &State) -> Option<&'static [AtomicU64; 4]> {
     match COUNTER_STATE.load(Ordering::Acquire) {
         2 => {
             // SAFETY: a mapping that is never unmapped.
@@ -93,7 +95,7 @@ fn counter(state: &State) -> Option<&'static [AtomicU64; 3]> {
     mapped.and_then(|p| unsafe { p.as_ref() })
 }
 
-fn map_counter(state: &State) -> Option<*mut [AtomicU64; 3]> {
+fn map_counter(state: &State) -> Option<*mut [AtomicU64; 4]> {
     let mut path = Buf::from(state.upper).ok()?;
     path.push(b".gen").ok()?;
     let fd = sys::openat(
@@ -105,14 +107,14 @@ fn map_counter(state: &State) -> Option<*mut [AtomicU64; 3]> {
     .ok()? as i32;
     let mut st = [0u64; 18];
     let sized = sys::fstat(fd, st.as_mut_ptr().cast()).is_ok()
-        && (st[6] >= 24 || sys::ftruncate(fd, 24).is_ok());
+        && (st[6] >= 32 || sys::ftruncate(fd, 32).is_ok());
     let mapped = if sized {
-        sys::mmap_shared(fd, 24).ok()
+        sys::mmap_shared(fd, 32).ok()
     } else {
         None
     };
     let _ = sys::close(fd);
-    mapped.map(|p| p as *mut [AtomicU64; 3])
+    mapped.map(|p| p as *mut [AtomicU64; 4])
 }
 
 fn locked<T>(f: impl FnOnce(&mut Cache) -> T) -> T {
@@ -500,4 +502,67 @@ pub fn warm(state: &State) {
 /// The owners log's change counter now (None: not shared, check always).
 pub fn generation(state: &State) -> Option<u64> {
     counter(state).map(|c| c[OWNERS].load(Ordering::Acquire))
+}
+
+/// After a directory of the writable layer was removed or renamed.
+pub fn dirs_changed(state: &State) {
+    bump(state, DIRS);
+}
+
+// Directories known to exist in the writable layer (real directories, not
+// symlinks), by two 64-bit hashes of their container path: looking a path
+// up then costs no lstat for the directories above it. Directories only
+// go away through rmdir and rename, which bump DIRS and clear this.
+const KNOWN: usize = 4096;
+static KNOWN_DIRS: [AtomicU64; 2 * KNOWN] = [const { AtomicU64::new(0) }; 2 * KNOWN];
+static KNOWN_GENERATION: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn hashes(path: &[u8]) -> (u64, u64) {
+    // FNV-1a and a second, differently seeded pass: a false match needs
+    // both to collide.
+    let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
+    for &byte in path {
+        a = (a ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3 ^ 0x9e37_79b9);
+    }
+    (a | 1, b)
+}
+
+fn known_current(state: &State) -> bool {
+    let Some(counter) = counter(state) else {
+        return false;
+    };
+    let now = counter[DIRS].load(Ordering::Acquire);
+    if KNOWN_GENERATION.load(Ordering::Acquire) != now {
+        for slot in &KNOWN_DIRS {
+            slot.store(0, Ordering::Relaxed);
+        }
+        KNOWN_GENERATION.store(now, Ordering::Release);
+    }
+    true
+}
+
+/// Whether canonical `path` is known to be a directory of the writable layer.
+pub fn known_dir(state: &State, path: &[u8]) -> bool {
+    if !known_current(state) {
+        return false;
+    }
+    let (a, b) = hashes(path);
+    let slot = (a as usize) % KNOWN;
+    KNOWN_DIRS[2 * slot].load(Ordering::Relaxed) == a
+        && KNOWN_DIRS[2 * slot + 1].load(Ordering::Relaxed) == b
+}
+
+/// Remembers that canonical `path` is a directory of the writable layer.
+pub fn remember_dir(state: &State, path: &[u8]) {
+    if !known_current(state) {
+        return;
+    }
+    let (a, b) = hashes(path);
+    let slot = (a as usize) % KNOWN;
+    // Both halves are written; a reader racing with a writer of another
+    // path sees a mismatch and falls back to lstat.
+    KNOWN_DIRS[2 * slot].store(0, Ordering::Relaxed);
+    KNOWN_DIRS[2 * slot + 1].store(b, Ordering::Relaxed);
+    KNOWN_DIRS[2 * slot].store(a, Ordering::Release);
 }

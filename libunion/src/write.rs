@@ -508,7 +508,9 @@ unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
 /// Removes an upper directory that shows nothing (the merged view is
 /// empty, so nothing in it is visible).
 fn remove_upper_dir(host: &Buf) -> Result<(), i32> {
-    sys::unlinkat(sys::AT_FDCWD, host.c(), 0x200).map(|_| ())
+    let result = sys::unlinkat(sys::AT_FDCWD, host.c(), 0x200).map(|_| ());
+    crate::upper::dirs_changed(state::get());
+    result
 }
 
 fn whiteout_if_in_image(state: &State, canon: &Buf) -> Result<(), i32> {
@@ -603,6 +605,9 @@ unsafe fn rename_at(
     // Replacing an image entry: the upper copy shadows it.
     crate::root::forget(target.c());
     let result = sys::rename(old_host.c(), target.c());
+    if from_dir || to.kind == KIND_DIR {
+        crate::upper::dirs_changed(state);
+    }
     if result.is_ok() {
         created(state, new_canon.as_bytes(), from_dir);
         let _ = whiteout_if_in_image(state, &old_canon);
