@@ -304,7 +304,8 @@ const FD_SLOTS: usize = 64;
 const FD_PATH: usize = 1024;
 
 struct FdSlot {
-    fd: i32,
+    /// The descriptor plus one: an all-zero (empty) table lives in .bss.
+    fd_plus_one: i32,
     dev: u64,
     ino: u64,
     len: usize,
@@ -314,7 +315,7 @@ struct FdSlot {
 static FD_CACHE: Cell<[FdSlot; FD_SLOTS]> = Cell(UnsafeCell::new(
     [const {
         FdSlot {
-            fd: -1,
+            fd_plus_one: 0,
             dev: 0,
             ino: 0,
             len: 0,
@@ -356,7 +357,7 @@ fn remember(fd: i32, (dev, ino): (u64, u64), path: &[u8]) {
     }
     with_fd_cache(|slots| {
         let slot = &mut slots[fd as usize % FD_SLOTS];
-        slot.fd = fd;
+        slot.fd_plus_one = fd + 1;
         slot.dev = dev;
         slot.ino = ino;
         slot.len = path.len();
@@ -370,7 +371,7 @@ pub fn fd_path(state: &State, fd: i32, out: &mut Buf) -> bool {
     if let Some((dev, ino)) = id {
         let hit = with_fd_cache(|slots| {
             let slot = &slots[fd as usize % FD_SLOTS];
-            slot.fd == fd
+            slot.fd_plus_one == fd + 1
                 && slot.dev == dev
                 && slot.ino == ino
                 && out.set(&slot.path[..slot.len]).is_ok()

@@ -533,9 +533,14 @@ fn known_current(state: &State) -> bool {
         return false;
     };
     let now = counter[DIRS].load(Ordering::Acquire);
-    if KNOWN_GENERATION.load(Ordering::Acquire) != now {
-        for slot in &KNOWN_DIRS {
-            slot.store(0, Ordering::Relaxed);
+    let known = KNOWN_GENERATION.load(Ordering::Acquire);
+    if known != now {
+        // The table starts empty: clearing it (16 pages) is only needed
+        // once something was remembered under an older counter.
+        if known != u64::MAX {
+            for slot in &KNOWN_DIRS {
+                slot.store(0, Ordering::Relaxed);
+            }
         }
         KNOWN_GENERATION.store(now, Ordering::Release);
     }
