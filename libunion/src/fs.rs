@@ -244,7 +244,12 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
         Ok(None) => {
             let result = sys::fstatat(dirfd, path.cast(), buf, flags);
             if result.is_ok() && crate::root::active() {
-                crate::root::adjust_stat(buf, None);
+                // SAFETY: as the caller's.
+                if unsafe { cstr(path) }.is_empty() && flags & sys::AT_EMPTY_PATH != 0 {
+                    crate::root::adjust_fd_stat(dirfd, buf);
+                } else {
+                    crate::root::adjust_stat(buf, None);
+                }
             }
             c_ret(result)
         }

@@ -618,6 +618,32 @@ pub fn adjust_statx(buf: *mut c_void, place: Place, canon: &[u8]) {
     }
 }
 
+/// The container path of `fd` when it is a file of the image's layers (not
+/// of the writable layer): its record is then the image's.
+fn image_path_of(fd: i32) -> Option<Buf> {
+    let state = state::get();
+    let mut canon = Buf::new();
+    if !state::fd_path(state, fd, &mut canon) {
+        return None;
+    }
+    let mut resolved = Buf::new();
+    let mut host = Buf::new();
+    let found =
+        crate::resolve::resolve(state, canon.as_bytes(), false, &mut resolved, &mut host).ok()?;
+    matches!(found.place, Place::Lower(_)).then_some(resolved)
+}
+
+/// Fixes the `struct stat` of descriptor `fd` (fake root).
+pub fn adjust_fd_stat(fd: i32, buf: *mut c_void) {
+    let image = image_path_of(fd);
+    adjust_stat(
+        buf,
+        image
+            .as_ref()
+            .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")),
+    );
+}
+
 /// A file of the image copied up keeps the owner the image records.
 pub fn inherit(host: &Buf, canon: &[u8]) {
     let state = state::get();
@@ -688,7 +714,7 @@ export! {
     fn fstat(fd: c_int, buf: *mut c_void) -> c_int {
         let result = sys::fstat(fd, buf);
         if result.is_ok() && active() {
-            adjust_stat(buf, None);
+            adjust_fd_stat(fd, buf);
         }
         c_ret(result)
     }
