@@ -506,7 +506,7 @@ impl Launch {
         search: bool,
         env_path: &[u8],
     ) -> Result<bool, i32> {
-        let programs = EnvText::map(state.host_programs);
+        let programs = MappedLines::map(state.host_programs);
         let lookup = |candidate: &[u8]| {
             programs
                 .entries()
@@ -677,7 +677,7 @@ impl Launch {
         }
         // The container's environment file wins over what was inherited,
         // and variables it no longer sets (but set before) are dropped.
-        let file = EnvText::map(state.env_file);
+        let file = MappedLines::map(state.env_file);
         let managed = |key: &[u8]| {
             file.keys().any(|k| k == key) || state.env_keys.split(|&b| b == b':').any(|k| k == key)
         };
@@ -1180,13 +1180,13 @@ export! {
 
 /// The container's environment file, mapped for one exec (no allocation:
 /// an exec may run in a `vfork` child).
-struct EnvText {
+struct MappedLines {
     bytes: &'static [u8],
 }
 
-impl EnvText {
-    fn map(path: &[u8]) -> EnvText {
-        let empty = EnvText { bytes: &[] };
+impl MappedLines {
+    fn map(path: &[u8]) -> MappedLines {
+        let empty = MappedLines { bytes: &[] };
         let Ok(path) = Buf::from(path) else {
             return empty;
         };
@@ -1216,7 +1216,7 @@ impl EnvText {
         let _ = sys::close(fd);
         match mapped {
             // SAFETY: a private read-only mapping of size bytes, unmapped on drop.
-            Some(addr) => EnvText {
+            Some(addr) => MappedLines {
                 bytes: unsafe { core::slice::from_raw_parts(addr as *const u8, size) },
             },
             None => empty,
@@ -1243,7 +1243,7 @@ impl EnvText {
     }
 }
 
-impl Drop for EnvText {
+impl Drop for MappedLines {
     fn drop(&mut self) {
         if !self.bytes.is_empty() {
             let _ = sys::munmap(self.bytes.as_ptr().cast_mut().cast(), self.bytes.len());

@@ -157,25 +157,23 @@ fn fopen_flags(mode: &[u8]) -> i32 {
 type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_void;
 type FreopenFn = unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void) -> *mut c_void;
 
-unsafe fn fopen_with(
-    real: Option<FopenFn>,
+/// fopen(3) and freopen(3): `open` is the real one, given the path to use.
+///
+/// # Safety
+/// `path` and `mode` are C strings (or a null path, for freopen).
+unsafe fn stream_open(
     path: *const c_char,
     mode: *const c_char,
+    open: impl FnOnce(*const c_char) -> *mut c_void,
 ) -> *mut c_void {
-    let Some(real) = real else {
-        set_errno(sys::ENOMEM);
-        return core::ptr::null_mut();
-    };
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: the caller passes C strings.
     let flags = fopen_flags(unsafe { cstr(mode) });
     // SAFETY: as above.
     match unsafe { open_target(sys::AT_FDCWD, path, flags, &mut canon, &mut host) } {
-        // SAFETY: as above.
-        Ok(false) => unsafe { real(path, mode) },
+        Ok(false) => open(path),
         Ok(true) => {
-            // SAFETY: host is a C string.
-            let stream = unsafe { real(host.c().cast(), mode) };
+            let stream = open(host.c().cast());
             if !stream.is_null() && flags & sys::O_CREAT != 0 {
                 crate::upper::changed_at(state::get(), canon.as_bytes());
             }
@@ -188,50 +186,27 @@ unsafe fn fopen_with(
     }
 }
 
-unsafe fn freopen_with(
-    real: Option<FreopenFn>,
-    path: *const c_char,
-    mode: *const c_char,
-    stream: *mut c_void,
-) -> *mut c_void {
-    let Some(real) = real else {
-        set_errno(sys::ENOMEM);
-        return core::ptr::null_mut();
-    };
-    let (mut canon, mut host) = (Buf::new(), Buf::new());
-    // SAFETY: the caller passes C strings.
-    let flags = fopen_flags(unsafe { cstr(mode) });
-    // SAFETY: as above.
-    match unsafe { open_target(sys::AT_FDCWD, path, flags, &mut canon, &mut host) } {
-        // SAFETY: as above.
-        Ok(false) => unsafe { real(path, mode, stream) },
-        Ok(true) => {
-            // SAFETY: host is a C string.
-            let reopened = unsafe { real(host.c().cast(), mode, stream) };
-            if !reopened.is_null() && flags & sys::O_CREAT != 0 {
-                crate::upper::changed_at(state::get(), canon.as_bytes());
-            }
-            reopened
-        }
-        Err(e) => {
-            set_errno(e);
-            core::ptr::null_mut()
-        }
-    }
+fn missing<T>() -> *mut T {
+    set_errno(sys::ENOMEM);
+    core::ptr::null_mut()
 }
 
 export! {
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut c_void {
-        fopen_with(real!("fopen": FopenFn), path, mode)
+        let Some(real) = real!("fopen": FopenFn) else { return missing() };
+        stream_open(path, mode, |p| real(p, mode))
     }
     fn fopen64(path: *const c_char, mode: *const c_char) -> *mut c_void {
-        fopen_with(real!("fopen64": FopenFn), path, mode)
+        let Some(real) = real!("fopen64": FopenFn) else { return missing() };
+        stream_open(path, mode, |p| real(p, mode))
     }
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut c_void) -> *mut c_void {
-        freopen_with(real!("freopen": FreopenFn), path, mode, stream)
+        let Some(real) = real!("freopen": FreopenFn) else { return missing() };
+        stream_open(path, mode, |p| real(p, mode, stream))
     }
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut c_void) -> *mut c_void {
-        freopen_with(real!("freopen64": FreopenFn), path, mode, stream)
+        let Some(real) = real!("freopen64": FreopenFn) else { return missing() };
+        stream_open(path, mode, |p| real(p, mode, stream))
     }
 }
 

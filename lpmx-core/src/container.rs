@@ -172,6 +172,15 @@ pub fn parse_assignment(text: &str) -> Result<(String, String), EnvError> {
 }
 
 impl EnvFile {
+    /// Reads the environment file at `path`; empty when it is missing.
+    pub fn read(path: &Path) -> std::io::Result<EnvFile> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(EnvFile::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EnvFile::default()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn parse(text: &str) -> EnvFile {
         let mut file = EnvFile::default();
         for line in text.lines() {
@@ -226,6 +235,20 @@ pub struct HostPrograms {
 pub const HOST_PROGRAMS_FILE: &str = "host-programs";
 
 impl HostPrograms {
+    /// The host programs file of the container `stack` describes.
+    pub fn path(stack: &StackDocument) -> PathBuf {
+        stack.env_file.with_file_name(HOST_PROGRAMS_FILE)
+    }
+
+    /// The host programs file at `path`; none when it is missing.
+    pub fn read(path: &Path) -> std::io::Result<HostPrograms> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(HostPrograms::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HostPrograms::default()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn parse(text: &str) -> HostPrograms {
         let programs = text
             .lines()

@@ -9,10 +9,10 @@
 pub mod cli;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lpmx_core::cli::{Classify, Exit};
-use lpmx_core::container::{EnvError, EnvFile, HOST_PROGRAMS_FILE, HostPrograms, StackDocument};
+use lpmx_core::container::{EnvError, EnvFile, HostPrograms, StackDocument};
 use lpmx_core::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,81 +39,73 @@ impl Classify for EnvEditError {
     }
 }
 
-/// Reads the environment file of `stack`.
-pub fn read(stack: &StackDocument) -> Result<EnvFile, EnvEditError> {
-    match fs::read_to_string(&stack.env_file) {
-        Ok(text) => Ok(EnvFile::parse(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EnvFile::default()),
-        Err(source) => Err(EnvEditError::Io {
-            path: stack.env_file.clone(),
-            source,
-        }),
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EnvEditError + '_ {
+    move |source| EnvEditError::Io {
+        path: path.to_owned(),
+        source,
     }
 }
 
-/// Applies `change` to the environment file of `stack` under the
-/// container's lock; the new file appears by rename, whole.
+/// Applies `change` to a file of `stack`'s container under the container's
+/// lock; the new file appears by rename, whole.
+fn edit_file<T>(
+    store: &Store,
+    stack: &StackDocument,
+    path: &Path,
+    read: fn(&Path) -> std::io::Result<T>,
+    render: fn(&T) -> String,
+    change: impl FnOnce(&mut T) -> Result<(), EnvEditError>,
+) -> Result<T, EnvEditError> {
+    let _lock = store.lock(&format!("env-{}", stack.name))?;
+    let mut file = read(path).map_err(io_error(path))?;
+    change(&mut file)?;
+    store
+        .write_atomically(path, render(&file).as_bytes())
+        .map_err(io_error(path))?;
+    Ok(file)
+}
+
+/// Reads the environment file of `stack`.
+pub fn read(stack: &StackDocument) -> Result<EnvFile, EnvEditError> {
+    EnvFile::read(&stack.env_file).map_err(io_error(&stack.env_file))
+}
+
+/// Changes the environment file of `stack`.
 pub fn edit(
     store: &Store,
     stack: &StackDocument,
     change: impl FnOnce(&mut EnvFile) -> Result<(), EnvEditError>,
 ) -> Result<EnvFile, EnvEditError> {
-    let _lock = store.lock(&format!("env-{}", stack.name))?;
-    let mut file = read(stack)?;
-    change(&mut file)?;
-    let io = |source| EnvEditError::Io {
-        path: stack.env_file.clone(),
-        source,
-    };
-    let temp = store.temp_path(&format!("env-{}", stack.name));
-    fs::write(&temp, file.render()).map_err(io)?;
-    fs::rename(&temp, &stack.env_file).map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io(e)
-    })?;
-    Ok(file)
-}
-
-/// The host programs file of `stack`'s container.
-pub fn host_programs_path(stack: &StackDocument) -> PathBuf {
-    stack
-        .env_file
-        .parent()
-        .map(|dir| dir.join(HOST_PROGRAMS_FILE))
-        .unwrap_or_default()
+    edit_file(
+        store,
+        stack,
+        &stack.env_file,
+        EnvFile::read,
+        EnvFile::render,
+        change,
+    )
 }
 
 pub fn read_host_programs(stack: &StackDocument) -> Result<HostPrograms, EnvEditError> {
-    let path = host_programs_path(stack);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(HostPrograms::parse(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HostPrograms::default()),
-        Err(source) => Err(EnvEditError::Io { path, source }),
-    }
+    let path = HostPrograms::path(stack);
+    HostPrograms::read(&path).map_err(io_error(&path))
 }
 
-/// Changes the host programs of `stack`'s container, as [`edit`] does the
-/// environment.
+/// Changes the host programs of `stack`'s container.
 pub fn edit_host_programs(
     store: &Store,
     stack: &StackDocument,
     change: impl FnOnce(&mut HostPrograms) -> Result<(), EnvEditError>,
 ) -> Result<HostPrograms, EnvEditError> {
-    let _lock = store.lock(&format!("env-{}", stack.name))?;
-    let mut programs = read_host_programs(stack)?;
-    change(&mut programs)?;
-    let path = host_programs_path(stack);
-    let io = |source| EnvEditError::Io {
-        path: path.clone(),
-        source,
-    };
-    let temp = store.temp_path(&format!("host-programs-{}", stack.name));
-    fs::write(&temp, programs.render()).map_err(io)?;
-    fs::rename(&temp, &path).map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io(e)
-    })?;
-    Ok(programs)
+    let path = HostPrograms::path(stack);
+    edit_file(
+        store,
+        stack,
+        &path,
+        HostPrograms::read,
+        HostPrograms::render,
+        change,
+    )
 }
 
 /// Writes `bin/NAME`, a host command running `program` in container

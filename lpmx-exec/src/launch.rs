@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use lpmx_core::cli::{Classify, Exit};
-use lpmx_core::container::{Bind, EnvFile, StackDocument};
+use lpmx_core::container::{Bind, EnvFile, HostPrograms, StackDocument};
 use lpmx_core::libraries::{LIBRARY_DIRS, farm_path};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -24,7 +24,7 @@ pub enum LaunchError {
     BadBind(String),
     #[error("invalid --env {0:?}: expected KEY=VALUE")]
     BadEnv(String),
-    #[error("cannot read the environment file {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     EnvFile {
         path: PathBuf,
         #[source]
@@ -146,13 +146,11 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
     all.extend(stack.binds.iter().cloned());
     // Host programs are seen at their container paths (a shell's own PATH
     // search finds them); libunion runs them as host processes.
-    let programs = stack
-        .env_file
-        .parent()
-        .map(|dir| dir.join(lpmx_core::container::HOST_PROGRAMS_FILE))
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .map(|text| lpmx_core::container::HostPrograms::parse(&text))
-        .unwrap_or_default();
+    let programs =
+        HostPrograms::read(&HostPrograms::path(stack)).map_err(|source| LaunchError::EnvFile {
+            path: HostPrograms::path(stack),
+            source,
+        })?;
     all.extend(
         programs
             .programs
@@ -189,19 +187,12 @@ pub fn environment(
             set(key, value);
         }
     }
-    match std::fs::read_to_string(&stack.env_file) {
-        Ok(text) => {
-            for (key, value) in EnvFile::parse(&text).vars {
-                set(&key, &value);
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(LaunchError::EnvFile {
-                path: stack.env_file.clone(),
-                source,
-            });
-        }
+    let file = EnvFile::read(&stack.env_file).map_err(|source| LaunchError::EnvFile {
+        path: stack.env_file.clone(),
+        source,
+    })?;
+    for (key, value) in file.vars {
+        set(&key, &value);
     }
     for entry in &request.env {
         let (key, value) = entry
@@ -336,11 +327,7 @@ pub fn exec(
         .and_then(|exe| std::fs::canonicalize(exe).ok())
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let host_programs = stack
-        .env_file
-        .parent()
-        .map(|dir| dir.join(lpmx_core::container::HOST_PROGRAMS_FILE))
-        .unwrap_or_default();
+    let host_programs = HostPrograms::path(stack);
     let config: [(&str, OsString); 12] = [
         ("LPMX_GPU_LIBS", gpu_libs.into_os_string()),
         ("LPMX_HOST_EXEC", host_exec.join(":").into()),

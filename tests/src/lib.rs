@@ -11,6 +11,7 @@
 //! - [`layers`]: layer metadata and the merged view of a stack of layers.
 //! - [`tree`]: directory trees as values to compare, and overlay merges.
 
+pub mod containers;
 pub mod env;
 pub mod faulty;
 pub mod image;

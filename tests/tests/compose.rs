@@ -2,29 +2,18 @@
 //! container's programs exposed to the host and to other containers, as
 //! an unprivileged user.
 
-use std::fs;
 use std::process::Stdio;
 
-use lpmx_core::oci::Platform;
-use lpmx_tests::image::{Format, Image};
-use lpmx_tests::registry::{LocalRegistry, Target};
-use lpmx_tests::rootfs::debian_rootfs_tar;
+use lpmx_tests::containers::debian_container;
+use lpmx_tests::registry::LocalRegistry;
 use lpmx_tests::{Env, Run};
 
 /// Containers of the given suites, named after them, in one store.
-fn containers(env: &Env, suites: &[(&str, &[&str])]) -> LocalRegistry {
-    let registry = LocalRegistry::start();
-    for (suite, mkroot_args) in suites {
-        let tar = fs::read(debian_rootfs_tar(suite)).expect("rootfs tar");
-        let image = Image::build(Format::Oci, &Platform::host().to_string(), vec![tar]);
-        registry.push_image("debian", suite, &image);
-        let unpacked = env.pull_and_unpack(&format!("{}/debian:{suite}", registry.host()));
-        let mut args = mkroot_args.to_vec();
-        args.push(suite);
-        env.run_with_input("lpmx-mkroot", &args, &unpacked.stdout)
-            .success();
-    }
-    registry
+fn containers(env: &Env, suites: &[(&str, &[&str])]) -> Vec<LocalRegistry> {
+    suites
+        .iter()
+        .map(|(suite, args)| debian_container(env, suite, suite, args))
+        .collect()
 }
 
 fn with_input(mut command: std::process::Command, input: &str) -> Run {

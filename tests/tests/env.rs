@@ -1,23 +1,12 @@
 //! lpmx-env: a container's environment changed while it is in use, as an
 //! unprivileged user.
 
-use std::fs;
-
-use lpmx_core::oci::Platform;
-use lpmx_tests::image::{Format, Image};
-use lpmx_tests::registry::{LocalRegistry, Target};
-use lpmx_tests::rootfs::debian_rootfs_tar;
+use lpmx_tests::containers::debian_container;
+use lpmx_tests::registry::LocalRegistry;
 use lpmx_tests::{Env, Run};
 
 fn bookworm(env: &Env, name: &str) -> LocalRegistry {
-    let tar = fs::read(debian_rootfs_tar("bookworm")).expect("rootfs tar");
-    let image = Image::build(Format::Oci, &Platform::host().to_string(), vec![tar]);
-    let registry = LocalRegistry::start();
-    registry.push_image("debian", "bookworm", &image);
-    let unpacked = env.pull_and_unpack(&format!("{}/debian:bookworm", registry.host()));
-    env.run_with_input("lpmx-mkroot", &[name], &unpacked.stdout)
-        .success();
-    registry
+    debian_container(env, "bookworm", name, &[])
 }
 
 fn exec_sh(env: &Env, name: &str, script: &str) -> Run {

@@ -5,10 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use lpmx_core::oci::Platform;
-use lpmx_tests::image::{Format, Image};
-use lpmx_tests::registry::{LocalRegistry, Target};
-use lpmx_tests::rootfs::debian_rootfs_tar;
+use lpmx_tests::containers::debian_container;
 use lpmx_tests::{Env, Run};
 
 fn gcc(args: &[&str], output: &Path, source: &Path) {
@@ -41,13 +38,7 @@ int main(void) {
 #[test]
 fn gpu_driver_libraries_and_tools_come_from_the_host() {
     let env = Env::new();
-    let tar = fs::read(debian_rootfs_tar("bookworm")).expect("rootfs tar");
-    let image = Image::build(Format::Oci, &Platform::host().to_string(), vec![tar]);
-    let registry = LocalRegistry::start();
-    registry.push_image("debian", "bookworm", &image);
-    let unpacked = env.pull_and_unpack(&format!("{}/debian:bookworm", registry.host()));
-    env.run_with_input("lpmx-mkroot", &["c"], &unpacked.stdout)
-        .success();
+    let _registry = debian_container(&env, "bookworm", "c", &[]);
 
     // The fake driver, in a host directory of its own (split from the tools).
     let driver = env.path().join("driver");

@@ -1,0 +1,28 @@
+//! Containers of real Debian images, made through the pipeline the way a
+//! user makes them: a local registry serving the image, then
+//! `lpmx-pull | lpmx-unpack | lpmx-mkroot`.
+
+use std::fs;
+
+use lpmx_core::oci::Platform;
+
+use crate::Env;
+use crate::image::{Format, Image};
+use crate::registry::{LocalRegistry, Target};
+use crate::rootfs::debian_rootfs_tar;
+
+/// Container `name` of Debian `suite` (one layer) in `env`'s store, with
+/// `mkroot_args` passed to lpmx-mkroot; the registry must outlive the test's
+/// use of it.
+pub fn debian_container(env: &Env, suite: &str, name: &str, mkroot_args: &[&str]) -> LocalRegistry {
+    let tar = fs::read(debian_rootfs_tar(suite)).expect("rootfs tar");
+    let image = Image::build(Format::Oci, &Platform::host().to_string(), vec![tar]);
+    let registry = LocalRegistry::start();
+    registry.push_image("debian", suite, &image);
+    let unpacked = env.pull_and_unpack(&format!("{}/debian:{suite}", registry.host()));
+    let mut args = mkroot_args.to_vec();
+    args.push(name);
+    env.run_with_input("lpmx-mkroot", &args, &unpacked.stdout)
+        .success();
+    registry
+}
