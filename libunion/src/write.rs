@@ -403,8 +403,17 @@ unsafe fn mknod_at(dirfd: i32, path: *const c_char, mode: u32, device: u64) -> c
             let result = if device_node && crate::root::active() {
                 // A device node as root would make it: a placeholder file
                 // whose type and number are recorded.
+                // The placeholder's permissions are what the umask left.
                 sys::mknodat(sys::AT_FDCWD, host.c(), 0o100000 | (mode & 0o7777), 0).and_then(|r| {
-                    crate::root::record(host.c(), false, 0, 0, mode, device).map(|()| r)
+                    let mut st = [0u64; 18];
+                    sys::fstatat(
+                        sys::AT_FDCWD,
+                        host.c(),
+                        st.as_mut_ptr().cast(),
+                        sys::AT_SYMLINK_NOFOLLOW,
+                    )?;
+                    let perms = (st[3] & 0o7777) as u32;
+                    crate::root::record(host.c(), false, 0, 0, kind | perms, device).map(|()| r)
                 })
             } else {
                 sys::mknodat(sys::AT_FDCWD, host.c(), mode, device)

@@ -127,6 +127,99 @@ impl Whiteouts {
     }
 }
 
+/// The fake-root owners log of a writable layer (`upper.owners`): what
+/// `lpmx-exec --root` recorded of owners, modes and device nodes, a line
+/// per change, `INO UID GID MODE RDEV`, or `INO -` when the file is gone.
+/// libunion writes and reads it (its root.rs); this reads it for the tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRecord {
+    pub uid: u32,
+    pub gid: u32,
+    /// File type and permission bits; 0: the file's own.
+    pub mode: u32,
+    /// The device number (Linux `dev_t` encoding) of a device node.
+    pub rdev: u64,
+}
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
+
+impl OwnerRecord {
+    /// The owners log of writable layer `upper`.
+    pub fn log_path(upper: &Path) -> PathBuf {
+        let mut path = upper.as_os_str().to_owned();
+        path.push(".owners");
+        PathBuf::from(path)
+    }
+
+    /// The records of writable layer `upper` by inode, the last line for an
+    /// inode winning; none if there is no log.
+    pub fn read_log(upper: &Path) -> std::io::Result<std::collections::HashMap<u64, OwnerRecord>> {
+        let text = match std::fs::read_to_string(OwnerRecord::log_path(upper)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut records = std::collections::HashMap::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let Some(Ok(ino)) = fields.first().map(|f| f.parse::<u64>()) else {
+                continue;
+            };
+            if fields.get(1) == Some(&"-") {
+                records.remove(&ino);
+                continue;
+            }
+            let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            if let (Some(uid), Some(gid), Some(mode), Some(rdev)) =
+                (number(1), number(2), number(3), number(4))
+            {
+                records.insert(
+                    ino,
+                    OwnerRecord {
+                        uid: uid as u32,
+                        gid: gid as u32,
+                        mode: mode as u32,
+                        rdev,
+                    },
+                );
+            }
+        }
+        Ok(records)
+    }
+
+    /// The log line recording this for inode `ino`.
+    pub fn line(&self, ino: u64) -> String {
+        format!(
+            "{ino} {} {} {} {}\n",
+            self.uid, self.gid, self.mode, self.rdev
+        )
+    }
+
+    /// Whether it makes the file a character or block device.
+    pub fn device_kind(&self) -> Option<crate::layer::DeviceKind> {
+        match self.mode & S_IFMT {
+            S_IFCHR => Some(crate::layer::DeviceKind::Char),
+            S_IFBLK => Some(crate::layer::DeviceKind::Block),
+            _ => None,
+        }
+    }
+}
+
+/// Splits a Linux `dev_t` into major and minor numbers.
+pub fn split_dev(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// Joins major and minor numbers into a Linux `dev_t`.
+pub fn make_dev(major: u32, minor: u32) -> u64 {
+    let (major, minor) = (u64::from(major), u64::from(minor));
+    ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+}
+
 /// A container's environment file (`containers/<name>/env`): `KEY=VALUE`
 /// lines, applied to every program started in the container, on top of
 /// the environment it inherits (see lpmx-env(1)). Blank lines and lines
@@ -328,6 +421,29 @@ mod tests {
             parse_assignment("K=a b").unwrap(),
             ("K".into(), "a b".into())
         );
+    }
+
+    #[test]
+    fn owner_logs_keep_the_last_record_and_devices_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("upper");
+        let record = OwnerRecord {
+            uid: 5,
+            gid: 6,
+            mode: S_IFCHR | 0o600,
+            rdev: make_dev(4, 300),
+        };
+        let log = format!("{}7 1 1 0 0\n7 -\n8 1 2 3 4\nbad\n", record.line(9));
+        std::fs::write(OwnerRecord::log_path(&upper), log).unwrap();
+        let records = OwnerRecord::read_log(&upper).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[&9], record);
+        assert_eq!(
+            records[&9].device_kind(),
+            Some(crate::layer::DeviceKind::Char)
+        );
+        assert_eq!(split_dev(records[&9].rdev), (4, 300));
+        assert_eq!(records[&8].gid, 2);
     }
 
     #[test]

@@ -46,6 +46,21 @@ impl Digest {
     pub fn short(&self) -> &str {
         &self.hex[..12]
     }
+
+    /// The 32 bytes the hex digits spell.
+    pub fn raw(&self) -> [u8; 32] {
+        let mut raw = [0u8; 32];
+        for (i, byte) in raw.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&self.hex[2 * i..2 * i + 2], 16).expect("hex digits");
+        }
+        raw
+    }
+
+    pub fn from_raw(raw: [u8; 32]) -> Digest {
+        Digest {
+            hex: raw.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
 }
 
 impl FromStr for Digest {

@@ -12,6 +12,7 @@ pub mod index;
 pub mod layer;
 pub mod libraries;
 pub mod oci;
+pub mod pack;
 pub mod parallel;
 pub mod progress;
 pub mod reference;

@@ -74,6 +74,32 @@ pub fn create(
     host_programs: &HostPrograms,
 ) -> Result<StackDocument, MkrootError> {
     check_name(name)?;
+    let temp = store.temp_path(&format!("container-{name}"));
+    let result = (|| {
+        fs::create_dir_all(temp.join(UPPER_DIR)).map_err(io(&temp))?;
+        fs::write(temp.join(ENV_FILE), "").map_err(io(&temp))?;
+        fs::write(temp.join(HOST_PROGRAMS_FILE), host_programs.render()).map_err(io(&temp))?;
+        adopt(store, name, layers, binds, &temp)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&temp);
+    }
+    result
+}
+
+/// Makes `staged`, a directory under the store's `tmp/` holding a
+/// container's writable layer and files (`upper/`, `env`, `host-programs`,
+/// maybe `upper.whiteouts` and `upper.owners`), container `name` of
+/// `layers`: writes its stack file and renames it into `containers/`.
+/// On an error `staged` is left for the caller to remove.
+pub fn adopt(
+    store: &Store,
+    name: &str,
+    layers: &LayersDocument,
+    binds: Vec<Bind>,
+    staged: &Path,
+) -> Result<StackDocument, MkrootError> {
+    check_name(name)?;
     for layer in &layers.layers {
         let dir = store.layer_dir(&layer.diff_id);
         if !dir.exists() {
@@ -115,20 +141,11 @@ pub fn create(
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    let temp = store.temp_path(&format!("container-{name}"));
-    let result = (|| {
-        fs::create_dir_all(temp.join(UPPER_DIR)).map_err(io(&temp))?;
-        fs::write(temp.join(ENV_FILE), "").map_err(io(&temp))?;
-        fs::write(temp.join(HOST_PROGRAMS_FILE), host_programs.render()).map_err(io(&temp))?;
-        let mut text = Vec::new();
-        write_document(&stack, &mut text).map_err(io(&temp))?;
-        fs::write(temp.join(STACK_FILE), text).map_err(io(&temp))?;
-        fs::rename(&temp, &dir).map_err(io(&dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&temp);
-    }
-    result.map(|()| stack)
+    let mut text = Vec::new();
+    write_document(&stack, &mut text).map_err(io(staged))?;
+    fs::write(staged.join(STACK_FILE), text).map_err(io(staged))?;
+    fs::rename(staged, &dir).map_err(io(&dir))?;
+    Ok(stack)
 }
 
 /// Every container of the store, by name.
@@ -177,7 +194,7 @@ pub fn remove(store: &Store, name: &str) -> Result<(), MkrootError> {
 
 /// Gives the owner write permission on every directory below `dir`, so a
 /// writable layer holding read-only directories can be removed.
-fn make_removable(dir: &Path) {
+pub fn make_removable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = fs::symlink_metadata(dir) else {
         return;

@@ -1,8 +1,11 @@
 //! The command line of `lpmx-unpack`; also the source of its man page.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
 use lpmx_core::cli::{Failure, open_store, run};
@@ -10,12 +13,14 @@ use lpmx_core::document::{ImageDocument, read_document, write_document};
 use lpmx_core::oci::Platform;
 use lpmx_core::progress::Progress;
 
+use crate::restore::{is_pack_stream, restore};
 use crate::source::{Selection, import_archive};
 use crate::unpack_image;
 
 const AFTER_HELP: &str = "\
 Examples:
   lpmx-pull debian:bookworm | lpmx-unpack | lpmx-mkroot dev
+  lpmx-pack dev | ssh host lpmx-unpack               (a container, see lpmx-pack)
   lpmx-unpack debian.tar > debian-layers.json       (docker save / podman save)
   lpmx-unpack ./oci-layout --image app:1.0          (OCI image layout)
   lpmx-unpack app.oci.tar                           (OCI layout in a tar)
@@ -31,6 +36,10 @@ See lpmx(7) for the documents.";
 /// pulled), then unpacks each layer once into the store, verified against
 /// the image config's diff_ids, and prints a layers document (JSON) on
 /// stdout for lpmx-mkroot. Layers already unpacked are not unpacked again.
+///
+/// Given a stream written by lpmx-pack (on stdin or as SOURCE), makes the
+/// container it holds instead, in this store, and prints its stack
+/// document. The stream is checked whole before anything is kept.
 #[derive(Debug, Parser)]
 #[command(name = "lpmx-unpack", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -48,6 +57,11 @@ pub struct Cli {
     /// Platform to take from a multi-platform OCI layout (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<Platform>,
+
+    /// The container's name, for a stream from lpmx-pack (default: its
+    /// name on the source).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 
     /// Layers unpacked at once (default: the number of CPUs).
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -68,8 +82,27 @@ pub fn main() -> ExitCode {
     run("lpmx-unpack", || {
         let store = open_store()?;
         let progress = Progress::new("lpmx-unpack", cli.quiet);
+        let jobs = cli.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(2, usize::from),
+            usize::from,
+        );
+        let restore = |input: &mut dyn Read, what: &str| -> Result<(), Failure> {
+            let stack = restore(&store, input, cli.name.as_deref(), jobs, &progress)
+                .map_err(|e| Failure::classified(e, format!("failed to unpack {what}")))?;
+            write_document(&stack, std::io::stdout().lock())?;
+            Ok(())
+        };
         let image = match &cli.source {
             Some(path) => {
+                if path.is_file() {
+                    let mut file = BufReader::new(
+                        File::open(path)
+                            .with_context(|| format!("failed to open {}", path.display()))?,
+                    );
+                    if is_pack_stream(file.fill_buf()?) {
+                        return restore(&mut file, &path.display().to_string());
+                    }
+                }
                 let selection = Selection {
                     name: cli.image.clone(),
                     platform: cli.platform.clone().unwrap_or_else(Platform::host),
@@ -78,13 +111,26 @@ pub fn main() -> ExitCode {
                     Failure::classified(e, format!("failed to import {}", path.display()))
                 })?
             }
-            None => read_document::<ImageDocument>(std::io::stdin().lock())
-                .map_err(|e| Failure::classified(e, "failed to read the image document"))?,
+            None => {
+                let mut stdin = std::io::stdin().lock();
+                let mut head = Vec::new();
+                (&mut stdin)
+                    .take(lpmx_core::pack::MAGIC.len() as u64)
+                    .read_to_end(&mut head)
+                    .context("failed to read stdin")?;
+                let mut input = head.as_slice().chain(stdin);
+                if is_pack_stream(&head) {
+                    return restore(&mut input, "the pack stream");
+                }
+                read_document::<ImageDocument>(input)
+                    .map_err(|e| Failure::classified(e, "failed to read the image document"))?
+            }
         };
-        let jobs = cli.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(2, usize::from),
-            usize::from,
-        );
+        if cli.name.is_some() {
+            return Err(Failure::usage(
+                "--name names the container of a stream from lpmx-pack; an image's containers are named by lpmx-mkroot",
+            ));
+        }
         let layers = unpack_image(&store, &image, jobs, &progress)
             .map_err(|e| Failure::classified(e, format!("failed to unpack {}", image.reference)))?;
         write_document(&layers, std::io::stdout().lock())?;

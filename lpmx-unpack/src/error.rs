@@ -72,6 +72,14 @@ pub enum UnpackError {
     },
     #[error("image config lists {diff_ids} layer digests but the image has {layers} layers")]
     LayerCount { diff_ids: usize, layers: usize },
+    #[error("{0}")]
+    Pack(#[from] lpmx_core::pack::PackStreamError),
+    #[error(transparent)]
+    Container(#[from] lpmx_mkroot::MkrootError),
+    #[error(
+        "layer {0} is not in this store and the stream does not carry it (pack it with --layers=all)"
+    )]
+    NotInStore(Digest),
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -102,6 +110,10 @@ impl Classify for UnpackError {
             UnpackError::Store(e) => e.exit(),
             UnpackError::Document(e) => e.exit(),
             UnpackError::Io { .. } | UnpackError::Index(_) => Exit::IoErr,
+            UnpackError::Pack(lpmx_core::pack::PackStreamError::Io(_)) => Exit::IoErr,
+            UnpackError::Pack(_) => Exit::DataErr,
+            UnpackError::Container(e) => e.exit(),
+            UnpackError::NotInStore(_) => Exit::NoInput,
             UnpackError::MissingBlob(_)
             | UnpackError::NoPlatform { .. }
             | UnpackError::NoSuchImage { .. } => Exit::NoInput,

@@ -191,7 +191,7 @@ impl Extractor {
                 // inside the container at run time, never here.
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &full)
                     .map_err(self.io_error(&rel))?;
-                set_symlink_time(&full, mtime);
+                set_mtime_nofollow(&full, mtime);
                 self.others.insert(rel.clone());
                 record_mode = false;
             }
@@ -221,6 +221,7 @@ impl Extractor {
                 // An ordinary user cannot make device nodes: an empty file
                 // holds the name, the metadata the device.
                 create_file(&full, stored).map_err(self.io_error(&rel))?;
+                set_mtime_nofollow(&full, mtime);
                 self.others.insert(rel.clone());
                 self.meta.entry(&key).device = Some(device);
             }
@@ -232,6 +233,7 @@ impl Extractor {
                 }
                 fs::set_permissions(&full, fs::Permissions::from_mode(stored))
                     .map_err(self.io_error(&rel))?;
+                set_mtime_nofollow(&full, mtime);
                 self.others.insert(rel.clone());
             }
             other => {
@@ -446,7 +448,8 @@ fn c_path(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
 }
 
-fn set_symlink_time(path: &Path, mtime: u64) {
+/// Sets the times of `path` itself, whatever it is (a symlink too).
+fn set_mtime_nofollow(path: &Path, mtime: u64) {
     let path = c_path(path);
     let stamp = libc::timespec {
         tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,

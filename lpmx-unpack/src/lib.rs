@@ -10,6 +10,7 @@ pub mod cli;
 mod error;
 pub mod extract;
 mod layer;
+pub mod restore;
 pub mod source;
 pub mod stream;
 mod unpack;

@@ -19,6 +19,7 @@ pub fn pages() -> Vec<(PathBuf, String)> {
         lpmx_mkroot::cli::command(),
         lpmx_exec::cli::command(),
         lpmx_env::cli::command(),
+        lpmx_pack::cli::command(),
     ] {
         let name = command.get_name().to_owned();
         let mut roff = Vec::new();
@@ -192,6 +193,13 @@ preloaded.
 changes a container's environment file, applied by libunion at every exec
 inside the container: programs started afterwards see the change, even
 those started by a shell that was already running.
+.TP
+.B lpmx\-pack NAME
+writes a container and its image as one checked stream, which
+lpmx\-unpack turns back into the container on another host
+(\fBlpmx\-pack dev | ssh host lpmx\-unpack\fR); or, with \-\-oci or
+\-\-docker\-archive, commits the writable layer as a new image layer and
+exports the image for skopeo, umoci, podman and docker.
 .SH RUNNING PROGRAMS
 libunion.so, an LD_PRELOAD library, shows each process its container:
 every path resolves through the writable layer, then the image's layers

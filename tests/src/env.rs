@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 /// The ids the tools run as when the tests run as root (CI does): nobody.
 pub const TEST_UID: u32 = 65534;
 pub const TEST_GID: u32 = 65534;
+/// A second user, for moving containers between users (lpmx-pack).
+pub const OTHER_UID: u32 = 65533;
+pub const OTHER_GID: u32 = 65533;
 
 /// Whether this test process is root, so tools must be dropped to [`TEST_UID`].
 pub fn running_as_root() -> bool {
@@ -60,6 +63,8 @@ pub fn tool_dir() -> &'static Path {
 /// A scratch home and store owned by the test user.
 pub struct Env {
     dir: tempfile::TempDir,
+    uid: u32,
+    gid: u32,
 }
 
 impl Default for Env {
@@ -70,12 +75,22 @@ impl Default for Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::for_user(TEST_UID, TEST_GID)
+    }
+
+    /// An env whose tools run as [`OTHER_UID`], with its own home and
+    /// store: another user, or another host.
+    pub fn other_user() -> Env {
+        Env::for_user(OTHER_UID, OTHER_GID)
+    }
+
+    fn for_user(uid: u32, gid: u32) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("lpmx-test-")
             .tempdir()
             .expect("temp dir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let env = Env { dir };
+        let env = Env { dir, uid, gid };
         for sub in ["home", "store"] {
             env.make_user_dir(&env.dir.path().join(sub));
         }
@@ -86,7 +101,7 @@ impl Env {
     pub fn make_user_dir(&self, path: &Path) {
         fs::create_dir_all(path).expect("create dir");
         if running_as_root() {
-            chown(path, Some(TEST_UID), Some(TEST_GID)).expect("chown to test user");
+            chown(path, Some(self.uid), Some(self.gid)).expect("chown to test user");
         }
     }
 
@@ -122,8 +137,8 @@ impl Env {
     pub fn command_as_user(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = if running_as_root() {
             let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={TEST_UID}"))
-                .arg(format!("--regid={TEST_GID}"))
+            c.arg(format!("--reuid={}", self.uid))
+                .arg(format!("--regid={}", self.gid))
                 .arg("--clear-groups")
                 .arg("--")
                 .arg(program);
@@ -151,7 +166,7 @@ impl Env {
     }
 
     /// Runs `tool` with `args` and `input` on stdin, to completion.
-    pub fn run_with_input(&self, tool: &str, args: &[&str], input: &str) -> Run {
+    pub fn run_with_input(&self, tool: &str, args: &[&str], input: impl AsRef<[u8]>) -> Run {
         use std::io::Write;
         let mut child = self
             .tool(tool)
@@ -162,11 +177,7 @@ impl Env {
             .spawn()
             .expect("spawn tool");
         // A tool that refuses its input early may close stdin: not an error here.
-        let _ = child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes());
+        let _ = child.stdin.take().expect("stdin").write_all(input.as_ref());
         Run::from(child.wait_with_output().expect("wait for tool"))
     }
 

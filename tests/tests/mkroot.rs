@@ -134,7 +134,7 @@ fn bad_input_creates_nothing() {
     let mut missing: serde_json::Value = serde_json::from_str(&layers).unwrap();
     missing["layers"][0]["diff_id"] =
         "sha256:0000000000000000000000000000000000000000000000000000000000000000".into();
-    env.run_with_input("lpmx-mkroot", &["x"], &missing.to_string())
+    env.run_with_input("lpmx-mkroot", &["x"], missing.to_string())
         .failure(66)
         .stderr_has("is not unpacked in this store");
 
