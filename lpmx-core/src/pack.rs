@@ -8,12 +8,17 @@
 //! 'B' len  sha256 (32)  bytes      a blob: the manifest, the config, and
 //!                                  with --layers=all each layer's blob
 //! 'U' len  bytes   ...   'U' 0     the writable layer as a tar, in chunks
-//! 'E' sha256 (32)                  the digest of every byte before it
+//! 'E' xxh3-128 (16)                the checksum of every byte before it
 //! ```
 //!
-//! Lengths are u64, little-endian. Each blob is checked against its digest
-//! and the whole stream against the last record, so a flipped byte or a
-//! transfer cut short is always caught before anything is committed.
+//! Lengths are u64, little-endian. Each blob is checked against its sha256
+//! digest, as everything entering the store is, and the whole stream
+//! against the last record, so a flipped byte or a transfer cut short is
+//! caught before anything is committed. The stream's own check is XXH3-128,
+//! not sha256: it guards against damage in transit (ssh already guards
+//! against tampering, and whoever writes a stream chooses its content
+//! anyway), and it costs next to nothing, where sha256 over a large
+//! writable layer cost both ends more than the copy itself.
 //! The writable layer's tar holds its files with their recorded owners,
 //! modes and device nodes in the tar headers; its whiteouts travel in the
 //! document, as `upper.whiteouts` has them.
@@ -22,7 +27,9 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, Hasher};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::digest::Digest;
 use crate::document::Document;
 use crate::oci::{Platform, RunConfig};
 
@@ -80,20 +87,20 @@ pub struct PackedLayer {
 /// Writes records, hashing every byte for the end record.
 pub struct PackWriter<W: Write> {
     out: W,
-    hasher: Hasher,
+    check: Box<Xxh3>,
 }
 
 impl<W: Write> PackWriter<W> {
     pub fn new(mut out: W) -> io::Result<PackWriter<W>> {
-        let mut hasher = Hasher::default();
+        let mut check = Box::new(Xxh3::new());
         out.write_all(MAGIC)?;
-        hasher.update(MAGIC);
-        Ok(PackWriter { out, hasher })
+        check.update(MAGIC);
+        Ok(PackWriter { out, check })
     }
 
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)?;
-        self.hasher.update(bytes);
+        self.check.update(bytes);
         Ok(())
     }
 
@@ -140,8 +147,7 @@ impl<W: Write> PackWriter<W> {
     /// The end record; returns the inner writer, flushed.
     pub fn end(mut self) -> io::Result<W> {
         self.put(&[END])?;
-        let digest = std::mem::take(&mut self.hasher).finish();
-        self.out.write_all(&digest.raw())?;
+        self.out.write_all(&self.check.digest128().to_le_bytes())?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -224,7 +230,7 @@ pub enum Record {
 /// Reads records, hashing every byte to check the end record.
 pub struct PackReader<R: Read> {
     input: R,
-    hasher: Hasher,
+    check: Box<Xxh3>,
     /// Bytes left in the current blob or upper chunk.
     left: u64,
 }
@@ -243,18 +249,18 @@ impl<R: Read> PackReader<R> {
         if &magic != MAGIC {
             return Err(PackStreamError::Magic);
         }
-        let mut hasher = Hasher::default();
-        hasher.update(&magic);
+        let mut check = Box::new(Xxh3::new());
+        check.update(&magic);
         Ok(PackReader {
             input,
-            hasher,
+            check,
             left: 0,
         })
     }
 
     fn take(&mut self, buf: &mut [u8]) -> Result<(), PackStreamError> {
         self.input.read_exact(buf)?;
-        self.hasher.update(buf);
+        self.check.update(buf);
         Ok(())
     }
 
@@ -296,13 +302,13 @@ impl<R: Read> PackReader<R> {
                 Ok(Record::Upper(len))
             }
             END => {
-                let expected = std::mem::take(&mut self.hasher).finish();
-                let mut raw = [0u8; 32];
+                let actual = self.check.digest128();
+                let mut raw = [0u8; 16];
                 self.input.read_exact(&mut raw)?;
-                if Digest::from_raw(raw) != expected {
+                let expected = u128::from_le_bytes(raw);
+                if expected != actual {
                     return Err(PackStreamError::Corrupt(format!(
-                        "its bytes do not match its digest (expected {}, read {expected})",
-                        Digest::from_raw(raw)
+                        "its bytes do not match its checksum (XXH3-128 {expected:032x} written, {actual:032x} read)"
                     )));
                 }
                 let mut extra = [0u8; 1];
@@ -345,7 +351,7 @@ impl<R: Read> PackReader<R> {
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        self.hasher.update(&buf[..n]);
+        self.check.update(&buf[..n]);
         self.left -= n as u64;
         Ok(n)
     }
