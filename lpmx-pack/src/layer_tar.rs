@@ -74,6 +74,20 @@ impl LayerTar<'_> {
             header.set_size(0);
             let kind = meta.file_type();
             let tar_io = io(path);
+            let xattrs = xattrs(path).map_err(io(path))?;
+            if !xattrs.is_empty() {
+                let keys: Vec<String> = xattrs
+                    .iter()
+                    .map(|(name, _)| format!("SCHILY.xattr.{name}"))
+                    .collect();
+                builder
+                    .append_pax_extensions(
+                        keys.iter()
+                            .map(String::as_str)
+                            .zip(xattrs.iter().map(|(_, value)| value.as_slice())),
+                    )
+                    .map_err(io(path))?;
+            }
             if kind.is_dir() {
                 header.set_entry_type(EntryType::Directory);
                 builder
@@ -158,4 +172,59 @@ fn whiteout_entry<W: Write>(builder: &mut tar::Builder<W>, path: &Path) -> io::R
     header.set_uid(0);
     header.set_gid(0);
     builder.append_data(&mut header, path, io::empty())
+}
+
+/// The extended attributes of `path` itself (not followed), as copy-up
+/// keeps them; none where the file system has none.
+fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        // SAFETY: c_path is NUL-terminated; names has the length given.
+        let n =
+            unsafe { libc::llistxattr(c_path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::ERANGE) => names.resize(names.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(error),
+        }
+    };
+    let mut found = Vec::new();
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let c_name = std::ffi::CString::new(name).expect("no NUL inside");
+        let mut value = vec![0u8; 256];
+        loop {
+            // SAFETY: both strings are NUL-terminated; value has the length given.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c_path.as_ptr(),
+                    c_name.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
+            };
+            if n >= 0 {
+                value.truncate(n as usize);
+                break;
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::ERANGE) => value.resize(value.len() * 16, 0),
+                // Removed meanwhile.
+                Some(libc::ENODATA) => {
+                    value.clear();
+                    break;
+                }
+                _ => return Err(error),
+            }
+        }
+        found.push((String::from_utf8_lossy(name).into_owned(), value));
+    }
+    Ok(found)
 }

@@ -53,6 +53,43 @@ fn sh(env: &Env, name: &str, script: &str) -> Run {
     run
 }
 
+fn c_string(text: impl AsRef<[u8]>) -> std::ffi::CString {
+    std::ffi::CString::new(text.as_ref()).expect("no NUL")
+}
+
+/// Sets an extended attribute; false where the file system has none.
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (path, name) = (c_string(path.as_os_str().as_bytes()), c_string(name));
+    // SAFETY: NUL-terminated strings and a value of the length given.
+    let done = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    done == 0
+}
+
+fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let (path, name) = (c_string(path.as_os_str().as_bytes()), c_string(name));
+    let mut value = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings and a buffer of the length given.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    (n >= 0).then(|| value[..n as usize].to_vec())
+}
+
 /// `lpmx-pack ARGS`'s stream, as bytes.
 fn pack(env: &Env, args: &[&str]) -> Vec<u8> {
     let output = env
@@ -110,6 +147,10 @@ fn a_packed_container_is_the_same_for_another_user_and_store() {
             ["dev", "host", "add", "/usr/bin/id:/usr/local/bin/host-id"],
         )
         .success();
+    // An extended attribute, as a program in the container sets it (on
+    // the writable layer's file; shell tools for it are not in minbase).
+    let with_xattr = source.store().join("containers/dev/upper/opt/t/a");
+    let xattrs_supported = set_xattr(&with_xattr, "user.lpmx", b"kept");
     let before = sh(&source, "dev", LISTING).stdout.clone();
     assert!(
         before.contains("/opt/t/null|character special file|644|0:0|0|1|1:3|"),
@@ -157,6 +198,13 @@ fn a_packed_container_is_the_same_for_another_user_and_store() {
     };
     let differences = tree::diff(&upper(&source, "dev"), &upper(&target, "moved"));
     assert!(differences.is_empty(), "{differences:#?}");
+    if xattrs_supported {
+        let moved = target.store().join("containers/moved/upper/opt/t/a");
+        assert_eq!(
+            get_xattr(&moved, "user.lpmx").as_deref(),
+            Some(&b"kept"[..])
+        );
+    }
     // Holes stay holes.
     let sparse = target.store().join("containers/moved/upper/opt/t/sparse");
     let blocks = fs::metadata(&sparse).expect("sparse file").blocks();
