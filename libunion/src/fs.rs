@@ -293,7 +293,11 @@ export! {
             Ok(None) => {
                 let result = sys::statx(dirfd, path.cast(), flags, mask, buf);
                 if result.is_ok() && crate::root::active() {
-                    crate::root::adjust_statx(buf, Place::Bind, b"");
+                    if cstr(path).is_empty() && flags & sys::AT_EMPTY_PATH != 0 {
+                        crate::root::adjust_fd_statx(dirfd, buf);
+                    } else {
+                        crate::root::adjust_statx(buf, Place::Bind, b"");
+                    }
                 }
                 c_ret(result)
             }

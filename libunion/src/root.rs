@@ -572,6 +572,25 @@ pub fn adjust_found(buf: *mut c_void, place: Place, canon: &[u8]) {
 
 /// Fixes a `struct statx` as `adjust_found` does a `struct stat`.
 pub fn adjust_statx(buf: *mut c_void, place: Place, canon: &[u8]) {
+    let image = matches!(place, Place::Lower(_)).then(|| canon.get(1..).unwrap_or(b""));
+    adjust_statx_as(buf, image);
+}
+
+/// Fixes the `struct statx` of descriptor `fd` (`AT_EMPTY_PATH`), as
+/// `adjust_fd_stat` does a `struct stat`.
+pub fn adjust_fd_statx(fd: i32, buf: *mut c_void) {
+    let image = image_path_of(fd);
+    adjust_statx_as(
+        buf,
+        image
+            .as_ref()
+            .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")),
+    );
+}
+
+/// Fixes a `struct statx`: `image` is the image path whose record it
+/// reports, if it is a file of the image's layers.
+fn adjust_statx_as(buf: *mut c_void, image: Option<&[u8]>) {
     let sx = buf.cast::<u8>();
     let mut st = [0u64; 18];
     let tmp = st.as_mut_ptr().cast::<u8>();
@@ -595,7 +614,6 @@ pub fn adjust_statx(buf: *mut c_void, place: Place, canon: &[u8]) {
             .cast::<u64>()
             .write_unaligned((major << 8) | (minor & 0xff) | ((minor & !0xff) << 12));
     }
-    let image = matches!(place, Place::Lower(_)).then(|| canon.get(1..).unwrap_or(b""));
     adjust_stat(tmp.cast(), image);
     // SAFETY: as above.
     unsafe {

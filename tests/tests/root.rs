@@ -27,11 +27,13 @@ fn fake_root_reports_root_and_records_owners_and_devices() {
         &env,
         true,
         "id -u; id -g; stat -c '%U:%G %A' /etc/shadow /usr/bin/passwd; \
-         perl -e 'open(F, \"<\", \"/etc/shadow\") or die; @s = stat(F); printf \"fstat %d:%d %o\\n\", $s[4], $s[5], $s[2] & 07777'",
+         perl -e 'open(F, \"<\", \"/etc/shadow\") or die; @s = stat(F); printf \"fstat %d:%d %o\\n\", $s[4], $s[5], $s[2] & 07777'; \
+         stat -c 'statx %u:%g %a' - < /etc/shadow",
     );
     run.success();
     assert_eq!(
-        run.stdout, "0\n0\nroot:shadow -rw-r-----\nroot:root -rwsr-xr-x\nfstat 0:42 640\n",
+        run.stdout,
+        "0\n0\nroot:shadow -rw-r-----\nroot:root -rwsr-xr-x\nfstat 0:42 640\nstatx 0:42 640\n",
         "what the image records, by path and through a descriptor"
     );
     if running_as_root() {

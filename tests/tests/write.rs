@@ -291,3 +291,23 @@ fn copy_up_keeps_holes_and_gigabytes_of_zeros() {
     assert!(allocated(&copy) < 64 << 20, "copy-up filled the holes");
     assert!(allocated(&lower) < 64 << 20);
 }
+
+#[test]
+fn descriptors_opened_before_a_copy_up_keep_reading_the_image_file() {
+    let c = Container::new(&["c"]);
+    let before = layers_checksum(&c.layer_dirs);
+    // Read-only descriptors stay on the image's file, as on overlayfs:
+    // consistent, unchanged data; new opens see the writable layer's copy.
+    let run = c.sh(
+        "c",
+        "exec 3< /srv/ops/a.txt 4< /srv/ops/b.txt; \
+         echo more >> /srv/ops/a.txt; rm /srv/ops/b.txt; \
+         echo fd: $(cat <&3) $(cat <&4); echo path: $(cat /srv/ops/a.txt); \
+         ls /srv/ops; test -e /srv/ops/b.txt || echo b gone",
+    );
+    assert_eq!(
+        run.stdout, "fd: alpha beta\npath: alpha more\na.txt\nemptydir\ngone\nsub\nb gone\n",
+        "{run:#?}"
+    );
+    assert_eq!(layers_checksum(&c.layer_dirs), before, "a layer changed");
+}
