@@ -476,3 +476,52 @@ fn exports_are_images_that_skopeo_umoci_and_lpmx_read() {
         );
     }
 }
+
+#[test]
+fn a_killed_unpack_leaves_nothing_the_next_one_keeps() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let source = Env::new();
+    let _registry = debian_container(&source, "bookworm", "dev", &[]);
+    let stream = pack(&source, &["dev"]);
+    let target = Env::other_user();
+    target.run("lpmx-mkroot", ["--list"]).success();
+    let state = store_state(&target);
+    let mut child = target
+        .tool("lpmx-unpack")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lpmx-unpack");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(&stream[..stream.len() / 2])
+        .expect("write half");
+    stdin.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    drop(stdin);
+    let leftovers: Vec<_> = fs::read_dir(target.store().join("tmp"))
+        .expect("tmp")
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!leftovers.is_empty(), "a stage was being written");
+    assert!(
+        !target.store().join("containers/dev").exists(),
+        "no container from half a stream"
+    );
+    // The next unpack removes the dead one's stage, and works.
+    target
+        .run_with_input(
+            "lpmx-unpack",
+            &["--quiet", "--name", "other"],
+            &stream[..100],
+        )
+        .failure(65);
+    assert_eq!(store_state(&target), state, "the dead stage is gone");
+    target
+        .run_with_input("lpmx-unpack", &["--quiet"], &stream)
+        .success();
+}
