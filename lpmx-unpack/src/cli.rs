@@ -32,7 +32,7 @@ See lpmx(7) for the documents.";
 /// the image config's diff_ids, and prints a layers document (JSON) on
 /// stdout for lpmx-mkroot. Layers already unpacked are not unpacked again.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-unpack", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-unpack", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// A docker-archive (docker save, podman save), an OCI image layout
     /// directory or an OCI layout in a tar file. Without it, an image
