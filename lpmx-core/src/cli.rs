@@ -7,6 +7,23 @@ use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+/// What every tool's `--version` prints after its name: the package
+/// version and the commit it was built from, e.g.
+/// `0.1.0 (commit 638cd33, 2026-11-30)` (see `build.rs`). The man pages
+/// carry the plain [`PACKAGE_VERSION`], so they do not change with
+/// every commit.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LPMX_COMMIT"),
+    ", ",
+    env!("LPMX_COMMIT_DATE"),
+    ")"
+);
+
+/// The version of the lpmx packages, without the commit.
+pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The exit codes every lpmx tool uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

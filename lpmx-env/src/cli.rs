@@ -33,7 +33,7 @@ left as the program inherited them.";
 
 /// Change a container's environment while it is in use.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-env", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-env", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The container (see lpmx-mkroot --list).
     #[arg(value_name = "NAME")]

@@ -37,7 +37,7 @@ container, is refused); otherwise the lpmx exit codes of lpmx(7).";
 /// it uses the image's C library, with libunion preloaded to show it the
 /// container's layers.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-exec", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-exec", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The container (see lpmx-mkroot --list).
     #[arg(value_name = "NAME")]

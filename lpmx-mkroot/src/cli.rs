@@ -32,7 +32,7 @@ environment file) and index (the index of its layers). Removing a container neve
 /// prints the stack document (JSON). Creating a container takes the same
 /// short time whatever the image's size.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-mkroot", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-mkroot", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 #[command(group(ArgGroup::new("action").args(["list", "remove"])))]
 pub struct Cli {
     /// The container to create (or, with --remove, the ones to remove).

@@ -32,7 +32,7 @@ paths and are not carried. Pack a container no program is using.";
 /// With --oci or --docker-archive, commits the container's writable layer
 /// as a new layer on top of its image's and exports that image instead.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-pack", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-pack", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 #[command(group(ArgGroup::new("export").args(["oci", "docker_archive"])))]
 pub struct Cli {
     /// The container.

@@ -30,7 +30,7 @@ Credentials come from $REGISTRY_AUTH_FILE, then ~/.docker/config.json
 /// prints an image document (JSON) on stdout for lpmx-unpack. Blobs already
 /// in the store are not downloaded again.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-pull", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-pull", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Image reference: debian, debian:bookworm, ghcr.io/org/img:tag,
     /// localhost:5000/a/b@sha256:...

@@ -41,7 +41,7 @@ See lpmx(7) for the documents.";
 /// container it holds instead, in this store, and prints its stack
 /// document. The stream is checked whole before anything is kept.
 #[derive(Debug, Parser)]
-#[command(name = "lpmx-unpack", version, after_help = AFTER_HELP)]
+#[command(name = "lpmx-unpack", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// A docker-archive (docker save, podman save), an OCI image layout
     /// directory or an OCI layout in a tar file. Without it, an image

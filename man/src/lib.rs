@@ -22,6 +22,9 @@ pub fn pages() -> Vec<(PathBuf, String)> {
         lpmx_pack::cli::command(),
     ] {
         let name = command.get_name().to_owned();
+        // The plain package version: `--version` adds the commit, which
+        // would change the pages with every commit.
+        let command = command.version(lpmx_core::cli::PACKAGE_VERSION);
         let mut roff = Vec::new();
         clap_mangen::Man::new(command)
             .section("1")

@@ -9,9 +9,11 @@
 //! - [`rootfs`]: real Debian root filesystems (debootstrap), cached as tars.
 //! - [`umoci`]: the reference rootless unpacker, run as the test user.
 //! - [`layers`]: layer metadata and the merged view of a stack of layers.
+//! - [`elf`]: what a built binary needs of glibc (`objdump -T`).
 //! - [`tree`]: directory trees as values to compare, and overlay merges.
 
 pub mod containers;
+pub mod elf;
 pub mod env;
 pub mod faulty;
 pub mod image;

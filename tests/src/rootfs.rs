@@ -137,9 +137,14 @@ fn build(suite: &str, cache: &Path, tar: &Path) {
 
 /// Removes a debootstrap scratch dir, unless something is still mounted
 /// inside it (debootstrap mounts /proc in the target and a killed run may
-/// leave it): removing through a mount would delete host files.
+/// leave it).
 fn remove_scratch(scratch: tempfile::TempDir) {
-    let path = scratch.keep();
+    remove_unless_mounted(&scratch.keep());
+}
+
+/// Removes the directory `path` and everything below it, unless something
+/// is mounted under it: removing through a mount would delete host files.
+pub fn remove_unless_mounted(path: &Path) {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let prefix = format!("{}/", path.display());
     let mounted = mountinfo
@@ -151,7 +156,7 @@ fn remove_scratch(scratch: tempfile::TempDir) {
             "warning: leaving {} in place: something is still mounted under it",
             path.display()
         );
-    } else if let Err(e) = fs::remove_dir_all(&path) {
+    } else if let Err(e) = fs::remove_dir_all(path) {
         eprintln!("warning: could not remove {}: {e}", path.display());
     }
 }

@@ -505,27 +505,7 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
 #[test]
 fn libunion_needs_nothing_newer_than_glibc_2_17() {
     let library = lpmx_tests::env::tool_dir().join("libunion.so");
-    let output = Command::new("objdump")
-        .arg("-T")
-        .arg(&library)
-        .output()
-        .expect("objdump");
-    assert!(output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut versions = BTreeSet::new();
-    for word in text.split_whitespace() {
-        let word = word.trim_matches(|c| c == '(' || c == ')');
-        if let Some(version) = word.strip_prefix("GLIBC_") {
-            let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
-            versions.insert(parts);
-        }
-    }
-    assert!(!versions.is_empty(), "no glibc versions in {text}");
-    let newest = versions.iter().max().unwrap();
-    assert!(
-        newest <= &vec![2, 17],
-        "libunion.so needs GLIBC_{newest:?}, above the 2.17 ceiling:\n{text}"
-    );
+    let text = lpmx_tests::elf::assert_glibc_2_17_at_most(&library);
     assert!(
         text.contains("lpmx_exec"),
         "lpmx-exec's entry point is exported"
