@@ -72,6 +72,20 @@ pub enum UnpackError {
     },
     #[error("image config lists {diff_ids} layer digests but the image has {layers} layers")]
     LayerCount { diff_ids: usize, layers: usize },
+    #[error("not a usable SIF image: {0}")]
+    Sif(String),
+    #[error(
+        "the SIF image is truncated: its {what} ends at byte {end}, but the file has only {size} bytes"
+    )]
+    SifTruncated { what: String, end: u64, size: u64 },
+    #[error(
+        "the SIF image has no root filesystem partition (a squashfs data partition of type primary system); it holds: {0}"
+    )]
+    SifNoRootFs(String),
+    #[error("the squashfs image cannot be read: {0}")]
+    Squashfs(String),
+    #[error("refused the squashfs image: entry {entry:?} {why}; nothing was imported")]
+    SquashfsUnsafe { entry: String, why: String },
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -114,6 +128,11 @@ impl Classify for UnpackError {
             | UnpackError::DigestMismatch { .. }
             | UnpackError::MediaType { .. }
             | UnpackError::Archive { .. }
+            | UnpackError::Sif(_)
+            | UnpackError::SifTruncated { .. }
+            | UnpackError::SifNoRootFs(_)
+            | UnpackError::Squashfs(_)
+            | UnpackError::SquashfsUnsafe { .. }
             | UnpackError::LayerCount { .. } => Exit::DataErr,
         }
     }

@@ -10,7 +10,9 @@ pub mod cli;
 mod error;
 pub mod extract;
 mod layer;
+pub mod sif;
 pub mod source;
+pub mod squashfs;
 pub mod stream;
 mod unpack;
 
