@@ -674,7 +674,7 @@ fn expand(text: &str, vars: &[(String, String)], quoted: bool) -> Option<String>
                     }
                     let value = lookup(name);
                     match (value, default) {
-                        (Some(v), Some((word, true))) if v.is_empty() => out.push_str(word),
+                        (Some(""), Some((word, true))) => out.push_str(word),
                         (Some(v), _) => out.push_str(v),
                         (None, Some((word, _))) => out.push_str(word),
                         (None, None) => {}

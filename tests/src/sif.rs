@@ -111,7 +111,7 @@ pub fn sif_bytes(objects: &[SifObject]) -> Vec<u8> {
         &((objects.len() * DESCRIPTOR_LEN) as i64).to_le_bytes(),
     );
     put(&mut out, 112, &(DATA_OFFSET as i64).to_le_bytes());
-    assert!(HEADER_LEN <= DESCRIPTOR_OFFSET);
+    const { assert!(HEADER_LEN <= DESCRIPTOR_OFFSET) };
     for (i, object) in objects.iter().enumerate() {
         let padding = (ALIGN - out.len() % ALIGN) % ALIGN;
         out.resize(out.len() + padding, 0);
