@@ -11,6 +11,7 @@
 //! The image then unpacks like any other (its layer is already there).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use backhand::{BackhandError, FilesystemReader, InnerNode};
+use backhand::{BackhandError, FilesystemReader, InnerNode, NodeHeader, SquashfsFileReader};
 use lpmx_core::digest::{Digest, Hasher};
 use lpmx_core::document::ImageDocument;
 use lpmx_core::layer::ROOT_DIR;
@@ -40,6 +41,9 @@ const DEPTH: usize = 8;
 const ENV_SCRIPT_LIMIT: u64 = 1 << 20;
 const ENV_DIR: &str = ".singularity.d/env";
 const RUNSCRIPT: &str = ".singularity.d/runscript";
+/// Names of this import's files in `tmp/`.
+const BLOB_TEMP: &str = "squashfs-blob";
+const LAYER_TEMP: &str = "squashfs-layer";
 
 /// Where a squashfs image came from, for the image's reference and config.
 pub struct Origin<'a> {
@@ -120,8 +124,9 @@ pub fn import_squashfs(
 ) -> Result<ImageDocument, UnpackError> {
     check_superblock(&mut image)?;
     let filesystem = FilesystemReader::from_reader(image).map_err(reading_error)?;
-    let blob_temp = store.temp_path("squashfs-blob");
-    let layer_temp = store.temp_path("squashfs-layer");
+    remove_leftovers(store);
+    let blob_temp = store.temp_path(BLOB_TEMP);
+    let layer_temp = store.temp_path(LAYER_TEMP);
     let result = convert(store, &filesystem, origin, &blob_temp, &layer_temp);
     if blob_temp.exists() {
         let _ = fs::remove_file(&blob_temp);
@@ -130,6 +135,29 @@ pub fn import_squashfs(
         let _ = fs::remove_dir_all(&layer_temp);
     }
     result
+}
+
+/// Removes what imports killed on the way left in `tmp/`: entries named
+/// by a process that is gone (`HINT.PID.N.tmp`, see `Store::temp_path`).
+fn remove_leftovers(store: &Store) {
+    let Ok(entries) = fs::read_dir(store.tmp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let mut parts = name.split('.');
+        let (Some(hint), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if (hint == BLOB_TEMP || hint == LAYER_TEMP)
+            && pid.parse::<u32>().is_ok()
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let path = entry.path();
+            let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
+        }
+    }
 }
 
 /// Refuses what is not a squashfs 4 image, or is shorter than it says.
@@ -333,6 +361,8 @@ fn write_entries(
 ) -> Result<Found, UnpackError> {
     let mut found = Found::default();
     let mut previous: Option<&Path> = None;
+    // Hard links: the first name of each inode written so far.
+    let mut links: HashMap<LinkKey, PathBuf> = HashMap::new();
     for node in filesystem.files() {
         let path = node.fullpath.as_path();
         if path == Path::new("/") && previous.is_none() {
@@ -373,6 +403,16 @@ fn write_entries(
                     .map_err(failed)?;
             }
             InnerNode::File(file) => {
+                if let Some(key) = link_key(file, &node.header) {
+                    if let Some(first) = links.get(&key) {
+                        let mut header = header_of(tar::EntryType::Link, 0);
+                        builder
+                            .append_link(&mut header, &rel, first)
+                            .map_err(failed)?;
+                        continue;
+                    }
+                    links.insert(key, rel.clone());
+                }
                 let len = file.file_len() as u64;
                 let mut header = header_of(tar::EntryType::Regular, len);
                 let data = Exact {
@@ -426,6 +466,31 @@ fn write_entries(
         }
     }
     Ok(found)
+}
+
+/// What the names of one inode share: its data's place and size, link
+/// count, attributes and time.
+type LinkKey = (u64, u32, u32, u64, u32, u16, u32, u32, u32);
+
+/// The key that finds a file's other names, for a file with several.
+/// backhand does not give inode numbers, so names whose inodes agree on
+/// everything (deduplicated data included) count as one inode.
+fn link_key(file: &SquashfsFileReader, header: &NodeHeader) -> Option<LinkKey> {
+    let SquashfsFileReader::Extended(extended) = file else {
+        // Basic file inodes have a link count of one.
+        return None;
+    };
+    (extended.link_count > 1).then_some((
+        extended.blocks_start,
+        extended.block_offset,
+        extended.frag_index,
+        extended.file_size,
+        extended.link_count,
+        header.permissions,
+        header.uid,
+        header.gid,
+        header.mtime,
+    ))
 }
 
 /// `/a/b` as `a/b`; refuses what could leave the root.
