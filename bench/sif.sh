@@ -34,10 +34,16 @@ cp "$("$bin/lpmx-fixture" squashfs bookworm)" "$work/debian.sqfs"
 chmod 644 "$work/debian.sqfs" "$work/debian.sif"
 echo "bench: SIF $(du -m "$work/debian.sif" | cut -f1) MB" >&2
 
-# Fresh directories each round; the old ones are moved aside, not deleted
-# (see bench/unpack.sh), and go at the end.
+# Fresh directories each round. On tmpfs they are deleted: trees moved
+# aside (as bench/unpack.sh does against ext4's inode allocation) would
+# fill memory and slow whichever tool runs later. On a disk (BENCH_DIR),
+# they are moved aside and go at the end.
 "${as_user[@]}" mkdir -p "$work/old"
-prepare="${as_user[*]} sh -c 'mv $work/store $work/unsquashfs \$(mktemp -d -p $work/old) 2>/dev/null; sync; true'"
+if [ "$(stat -f -c %T "$work")" = tmpfs ]; then
+    prepare="${as_user[*]} rm -rf $work/store $work/unsquashfs"
+else
+    prepare="${as_user[*]} sh -c 'mv $work/store $work/unsquashfs \$(mktemp -d -p $work/old) 2>/dev/null; sync; true'"
+fi
 hyperfine --style basic --runs "$rounds" --warmup 1 \
     --export-json "$work/sif.json" \
     --prepare "$prepare" \

@@ -2,9 +2,10 @@
 //!
 //! The squashfs tree (read with the `backhand` crate, no external tool,
 //! no mount) becomes one uncompressed tar layer: one pass over the image
-//! writes the tar into `tmp/` (hashed as it goes: the blob digest and the
-//! diff_id are the same) and, on a thread beside it, extracts that same tar
-//! stream into a layer directory in `tmp/` with the ordinary extractor. The
+//! (files decompressed ahead by worker threads) writes the tar into `tmp/`
+//! (hashed as it goes: the blob digest and the diff_id are the same) and,
+//! on a thread beside it, extracts that same tar stream into a layer
+//! directory in `tmp/` with the ordinary extractor. The
 //! blob and the layer are put in place only when both are complete; then an
 //! image config (Env from `/.singularity.d/env/*.sh`, Cmd the runscript)
 //! and an OCI manifest are stored as blobs, as a docker-archive import does.
@@ -231,15 +232,17 @@ fn convert(
     let blob_file = File::create(blob_temp).map_err(UnpackError::io(blob_temp))?;
     let name = origin.path.display().to_string();
     let (sender, receiver) = sync_channel(DEPTH);
+    // Chunks the extractor is done with come back to be filled again.
+    let (recycle, recycled) = sync_channel(DEPTH + 2);
     let state = Rc::new(RefCell::new(TeeState::Fine));
     let (written, extracted) = std::thread::scope(|scope| {
         let extractor = std::thread::Builder::new()
             .name("extract".to_owned())
             .spawn_scoped(scope, || {
-                extract(ChannelReader::new(receiver), &root, &name)
+                extract(ChannelReader::new(receiver, recycle), &root, &name)
             })
             .map_err(UnpackError::io(&root))?;
-        let written = write_tar(filesystem, blob_file, sender, &state);
+        let written = write_tar(filesystem, blob_file, sender, recycled, &state);
         // The tar writer and the channel's sender are gone: the extractor
         // sees the end of the stream and finishes.
         let extracted = extractor
@@ -333,22 +336,111 @@ fn write_tar(
     filesystem: &FilesystemReader<'_>,
     blob: File,
     sender: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
     state: &Rc<RefCell<TeeState>>,
 ) -> Result<(Found, Digest, u64), UnpackError> {
     let tee = Tee {
         file: blob,
         hasher: Hasher::default(),
         sender: Some(sender),
+        recycled,
         chunk: Vec::with_capacity(CHUNK),
         size: 0,
         state: Rc::clone(state),
     };
     let mut builder = tar::Builder::new(tee);
     builder.mode(tar::HeaderMode::Complete);
-    let found = write_entries(filesystem, &mut builder)?;
+    // Files are decompressed ahead, in order, by worker threads.
+    let files: Vec<&SquashfsFileReader> = filesystem
+        .files()
+        .filter_map(|node| match &node.inner {
+            InnerNode::File(file) => Some(file),
+            _ => None,
+        })
+        .collect();
+    let found = std::thread::scope(|scope| {
+        let mut prefetch = Prefetch {
+            workers: Vec::new(),
+            next: 0,
+        };
+        for worker in 0..PREFETCH_WORKERS {
+            let (sender, receiver) = sync_channel(PREFETCH_DEPTH);
+            let files = &files;
+            std::thread::Builder::new()
+                .name("decompress".to_owned())
+                .spawn_scoped(scope, move || {
+                    decompress_ahead(filesystem, files, worker, sender);
+                })
+                .map_err(stream_error)?;
+            prefetch.workers.push(receiver);
+        }
+        // On return the receivers go, so workers still sending stop.
+        write_entries(filesystem, &mut builder, &mut prefetch)
+    })?;
     let tee = builder.into_inner().map_err(stream_error)?;
     let (digest, size) = tee.finish().map_err(stream_error)?;
     Ok((found, digest, size))
+}
+
+/// Threads decompressing files ahead of the tar writer.
+const PREFETCH_WORKERS: usize = 2;
+/// Files each worker may hold decompressed, waiting for the writer.
+const PREFETCH_DEPTH: usize = 16;
+/// Larger files are streamed by the writer itself.
+const PREFETCH_LIMIT: u64 = 4 << 20;
+
+/// A file's data, decompressed ahead or not.
+enum Prefetched {
+    Data(Vec<u8>),
+    /// Too large to hold: read it as it is written.
+    Stream,
+    Failed(io::Error),
+}
+
+/// The decompressed files, in the order of the tree's file nodes: worker
+/// `i % PREFETCH_WORKERS` has file `i`.
+struct Prefetch {
+    workers: Vec<Receiver<Prefetched>>,
+    next: usize,
+}
+
+impl Prefetch {
+    fn next(&mut self) -> io::Result<Prefetched> {
+        let worker = &self.workers[self.next % self.workers.len()];
+        self.next += 1;
+        worker
+            .recv()
+            .map_err(|_| io::Error::other("a decompression thread stopped"))
+    }
+}
+
+/// Decompresses worker `worker`'s share of `files`, in order, until done
+/// or the writer stops listening.
+fn decompress_ahead(
+    filesystem: &FilesystemReader<'_>,
+    files: &[&SquashfsFileReader],
+    worker: usize,
+    sender: SyncSender<Prefetched>,
+) {
+    for file in files.iter().skip(worker).step_by(PREFETCH_WORKERS) {
+        let len = file.file_len() as u64;
+        let item = if len > PREFETCH_LIMIT {
+            Prefetched::Stream
+        } else {
+            let mut data = Vec::with_capacity(len as usize);
+            let mut exact = Exact {
+                inner: filesystem.file(file).reader(),
+                left: len,
+            };
+            match exact.read_to_end(&mut data) {
+                Ok(_) => Prefetched::Data(data),
+                Err(e) => Prefetched::Failed(e),
+            }
+        };
+        if sender.send(item).is_err() {
+            return;
+        }
+    }
 }
 
 fn stream_error(source: io::Error) -> UnpackError {
@@ -358,6 +450,7 @@ fn stream_error(source: io::Error) -> UnpackError {
 fn write_entries(
     filesystem: &FilesystemReader<'_>,
     builder: &mut tar::Builder<Tee>,
+    prefetch: &mut Prefetch,
 ) -> Result<Found, UnpackError> {
     let mut found = Found::default();
     let mut previous: Option<&Path> = None;
@@ -403,6 +496,8 @@ fn write_entries(
                     .map_err(failed)?;
             }
             InnerNode::File(file) => {
+                // Every file node takes its turn, also a second name.
+                let prefetched = prefetch.next().map_err(failed)?;
                 if let Some(key) = link_key(file, &node.header) {
                     if let Some(first) = links.get(&key) {
                         let mut header = header_of(tar::EntryType::Link, 0);
@@ -415,22 +510,25 @@ fn write_entries(
                 }
                 let len = file.file_len() as u64;
                 let mut header = header_of(tar::EntryType::Regular, len);
-                let data = Exact {
-                    inner: filesystem.file(file).reader(),
-                    left: len,
-                };
-                if is_env_script(&rel) && len <= ENV_SCRIPT_LIMIT {
-                    let mut data = data;
-                    let mut bytes = Vec::new();
-                    data.read_to_end(&mut bytes).map_err(failed)?;
-                    builder
-                        .append_data(&mut header, &rel, bytes.as_slice())
-                        .map_err(failed)?;
-                    found.env_scripts.push((rel, bytes));
-                } else {
-                    builder
-                        .append_data(&mut header, &rel, data)
-                        .map_err(failed)?;
+                match prefetched {
+                    Prefetched::Data(bytes) => {
+                        builder
+                            .append_data(&mut header, &rel, bytes.as_slice())
+                            .map_err(failed)?;
+                        if is_env_script(&rel) && len <= ENV_SCRIPT_LIMIT {
+                            found.env_scripts.push((rel, bytes));
+                        }
+                    }
+                    Prefetched::Stream => {
+                        let data = Exact {
+                            inner: filesystem.file(file).reader(),
+                            left: len,
+                        };
+                        builder
+                            .append_data(&mut header, &rel, data)
+                            .map_err(failed)?;
+                    }
+                    Prefetched::Failed(e) => return Err(failed(e)),
                 }
             }
             InnerNode::Symlink(link) => {
@@ -568,6 +666,8 @@ struct Tee {
     file: File,
     hasher: Hasher,
     sender: Option<SyncSender<Vec<u8>>>,
+    /// Empty chunks to fill, back from the extractor.
+    recycled: Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     size: u64,
     state: Rc<RefCell<TeeState>>,
@@ -578,7 +678,14 @@ impl Tee {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        let next = match self.recycled.try_recv() {
+            Ok(mut chunk) => {
+                chunk.clear();
+                chunk
+            }
+            Err(_) => Vec::with_capacity(CHUNK),
+        };
+        let chunk = std::mem::replace(&mut self.chunk, next);
         self.hasher.update(&chunk);
         self.size += chunk.len() as u64;
         if let Err(e) = self.file.write_all(&chunk) {
@@ -620,14 +727,17 @@ impl Write for Tee {
 /// The extractor's side of the channel, as a reader.
 struct ChannelReader {
     chunks: Receiver<Vec<u8>>,
+    /// Where read chunks go back, to be filled again.
+    recycle: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     offset: usize,
 }
 
 impl ChannelReader {
-    fn new(chunks: Receiver<Vec<u8>>) -> ChannelReader {
+    fn new(chunks: Receiver<Vec<u8>>, recycle: SyncSender<Vec<u8>>) -> ChannelReader {
         ChannelReader {
             chunks,
+            recycle,
             current: Vec::new(),
             offset: 0,
         }
@@ -639,7 +749,10 @@ impl Read for ChannelReader {
         while self.offset == self.current.len() {
             match self.chunks.recv() {
                 Ok(chunk) => {
-                    self.current = chunk;
+                    let done = std::mem::replace(&mut self.current, chunk);
+                    if done.capacity() > 0 {
+                        let _ = self.recycle.try_send(done);
+                    }
                     self.offset = 0;
                 }
                 Err(_) => return Ok(0),
