@@ -512,9 +512,7 @@ fn write_entries(
                 let mut header = header_of(tar::EntryType::Regular, len);
                 match prefetched {
                     Prefetched::Data(bytes) => {
-                        builder
-                            .append_data(&mut header, &rel, bytes.as_slice())
-                            .map_err(failed)?;
+                        append_bytes(builder, &mut header, &rel, &bytes).map_err(failed)?;
                         if is_env_script(&rel) && len <= ENV_SCRIPT_LIMIT {
                             found.env_scripts.push((rel, bytes));
                         }
@@ -564,6 +562,23 @@ fn write_entries(
         }
     }
     Ok(found)
+}
+
+/// A regular file's entry with `bytes` (its whole data, as the header's
+/// size says). tar's own `append_data` would copy the data through a small
+/// buffer, a second copy of every byte: here tar writes the header (and a
+/// long name's extra entry), the data goes to the stream in one write.
+fn append_bytes(
+    builder: &mut tar::Builder<Tee>,
+    header: &mut tar::Header,
+    path: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    builder.append_data(header, path, io::empty())?;
+    let out = builder.get_mut();
+    out.write_all(bytes)?;
+    let padding = (512 - bytes.len() % 512) % 512;
+    out.write_all(&[0u8; 512][..padding])
 }
 
 /// What the names of one inode share: its data's place and size, link
