@@ -11,7 +11,7 @@
 //! and an OCI manifest are stored as blobs, as a docker-archive import does.
 //! The image then unpacks like any other (its layer is already there).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -234,35 +234,37 @@ fn convert(
     let (sender, receiver) = sync_channel(DEPTH);
     // Chunks the extractor is done with come back to be filled again.
     let (recycle, recycled) = sync_channel(DEPTH + 2);
-    let state = Rc::new(RefCell::new(TeeState::Fine));
-    let (written, extracted) = std::thread::scope(|scope| {
+    let abandoned = Rc::new(Cell::new(false));
+    let (written, (extracted, stored)) = std::thread::scope(|scope| {
+        // The extractor's thread also hashes the stream and writes the blob.
         let extractor = std::thread::Builder::new()
             .name("extract".to_owned())
             .spawn_scoped(scope, || {
-                extract(ChannelReader::new(receiver, recycle), &root, &name)
+                let mut stream = ChannelReader::new(receiver, recycle, blob_file);
+                let extracted = extract(&mut stream, &root, &name).map(|meta| {
+                    // What follows the archive's end (its padding) belongs
+                    // to the blob too.
+                    let _ = io::copy(&mut stream, &mut io::sink());
+                    meta
+                });
+                (extracted, stream.finish())
             })
             .map_err(UnpackError::io(&root))?;
-        let written = write_tar(filesystem, blob_file, sender, recycled, &state);
+        let written = write_tar(filesystem, sender, recycled, &abandoned);
         // The tar writer and the channel's sender are gone: the extractor
         // sees the end of the stream and finishes.
-        let extracted = extractor
-            .join()
-            .unwrap_or_else(|_| Err(UnpackError::Squashfs("the extractor panicked".to_owned())));
+        let extracted = extractor.join().unwrap_or_else(|_| {
+            (
+                Err(UnpackError::Squashfs("the extractor panicked".to_owned())),
+                Err(io::Error::other("the extractor panicked")),
+            )
+        });
         Ok::<_, UnpackError>((written, extracted))
     })?;
-    let state = state.replace(TeeState::Fine);
-    let (found, digest, size) = match (written, extracted, state) {
-        (_, _, TeeState::WriteFailed(source)) => {
-            return Err(UnpackError::Io {
-                path: blob_temp.to_owned(),
-                source,
-            });
-        }
-        // The extractor refused the stream and stopped reading it.
-        (_, Err(e), TeeState::Abandoned) => return Err(e),
-        (Err(e), _, _) | (Ok(_), Err(e), _) => return Err(e),
-        (Ok(written), Ok(meta), _) => {
-            let (found, digest, size) = written;
+    let stored = stored.map_err(UnpackError::io(blob_temp))?;
+    let (found, digest, size) = match (written, extracted) {
+        (Ok(found), Ok(meta)) => {
+            let (digest, size) = stored;
             if !store.has_blob(&digest) {
                 store
                     .commit_blob(&digest, blob_temp)
@@ -271,6 +273,9 @@ fn convert(
             install_layer(store, layer_temp, &digest, meta)?;
             (found, digest, size)
         }
+        // The extractor refused the stream and stopped reading it.
+        (_, Err(e)) if abandoned.get() => return Err(e),
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
     };
     let env = environment(&found.env_scripts);
     let cmd = if found.runscript {
@@ -334,19 +339,15 @@ fn convert(
 /// returns what it found, the tar's digest and its size.
 fn write_tar(
     filesystem: &FilesystemReader<'_>,
-    blob: File,
     sender: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
-    state: &Rc<RefCell<TeeState>>,
-) -> Result<(Found, Digest, u64), UnpackError> {
+    abandoned: &Rc<Cell<bool>>,
+) -> Result<Found, UnpackError> {
     let tee = Tee {
-        file: blob,
-        hasher: Hasher::default(),
         sender: Some(sender),
         recycled,
         chunk: Vec::with_capacity(CHUNK),
-        size: 0,
-        state: Rc::clone(state),
+        abandoned: Rc::clone(abandoned),
     };
     let mut builder = tar::Builder::new(tee);
     builder.mode(tar::HeaderMode::Complete);
@@ -378,8 +379,8 @@ fn write_tar(
         write_entries(filesystem, &mut builder, &mut prefetch)
     })?;
     let tee = builder.into_inner().map_err(stream_error)?;
-    let (digest, size) = tee.finish().map_err(stream_error)?;
-    Ok((found, digest, size))
+    tee.finish().map_err(stream_error)?;
+    Ok(found)
 }
 
 /// Threads decompressing files ahead of the tar writer.
@@ -668,24 +669,14 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-enum TeeState {
-    Fine,
-    /// The extractor stopped reading (it refused an entry).
-    Abandoned,
-    WriteFailed(io::Error),
-}
-
-/// The tar stream, hashed, written to the blob and sent to the extractor
-/// in chunks.
+/// The tar stream, sent to the extractor in chunks.
 struct Tee {
-    file: File,
-    hasher: Hasher,
     sender: Option<SyncSender<Vec<u8>>>,
     /// Empty chunks to fill, back from the extractor.
     recycled: Receiver<Vec<u8>>,
     chunk: Vec<u8>,
-    size: u64,
-    state: Rc<RefCell<TeeState>>,
+    /// Set when the extractor stopped reading (it refused an entry).
+    abandoned: Rc<Cell<bool>>,
 }
 
 impl Tee {
@@ -701,27 +692,19 @@ impl Tee {
             Err(_) => Vec::with_capacity(CHUNK),
         };
         let chunk = std::mem::replace(&mut self.chunk, next);
-        self.hasher.update(&chunk);
-        self.size += chunk.len() as u64;
-        if let Err(e) = self.file.write_all(&chunk) {
-            let message = e.to_string();
-            *self.state.borrow_mut() = TeeState::WriteFailed(e);
-            return Err(io::Error::other(message));
-        }
         let sent = self.sender.as_ref().map(|s| s.send(chunk));
         if !matches!(sent, Some(Ok(()))) {
-            *self.state.borrow_mut() = TeeState::Abandoned;
+            self.abandoned.set(true);
             return Err(io::Error::other("the extractor stopped"));
         }
         Ok(())
     }
 
-    /// Sends what is left and ends the stream; the digest and size.
-    fn finish(mut self) -> io::Result<(Digest, u64)> {
+    /// Sends what is left and ends the stream.
+    fn finish(mut self) -> io::Result<()> {
         self.send_chunk()?;
         self.sender = None;
-        let hasher = std::mem::take(&mut self.hasher);
-        Ok((hasher.finish(), self.size))
+        Ok(())
     }
 }
 
@@ -739,22 +722,40 @@ impl Write for Tee {
     }
 }
 
-/// The extractor's side of the channel, as a reader.
+/// The extractor's side of the channel, as a reader; every chunk is also
+/// hashed and written to the blob as it arrives.
 struct ChannelReader {
     chunks: Receiver<Vec<u8>>,
     /// Where read chunks go back, to be filled again.
     recycle: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     offset: usize,
+    blob: File,
+    hasher: Hasher,
+    size: u64,
+    /// Writing the blob failed: the stream stops with this error.
+    failed: Option<io::Error>,
 }
 
 impl ChannelReader {
-    fn new(chunks: Receiver<Vec<u8>>, recycle: SyncSender<Vec<u8>>) -> ChannelReader {
+    fn new(chunks: Receiver<Vec<u8>>, recycle: SyncSender<Vec<u8>>, blob: File) -> ChannelReader {
         ChannelReader {
             chunks,
             recycle,
             current: Vec::new(),
             offset: 0,
+            blob,
+            hasher: Hasher::default(),
+            size: 0,
+            failed: None,
+        }
+    }
+
+    /// The digest and size of what was read, or the blob's write error.
+    fn finish(mut self) -> io::Result<(Digest, u64)> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok((std::mem::take(&mut self.hasher).finish(), self.size)),
         }
     }
 }
@@ -764,6 +765,13 @@ impl Read for ChannelReader {
         while self.offset == self.current.len() {
             match self.chunks.recv() {
                 Ok(chunk) => {
+                    self.hasher.update(&chunk);
+                    self.size += chunk.len() as u64;
+                    if let Err(e) = self.blob.write_all(&chunk) {
+                        let message = format!("cannot write the layer blob: {e}");
+                        self.failed = Some(e);
+                        return Err(io::Error::other(message));
+                    }
                     let done = std::mem::replace(&mut self.current, chunk);
                     if done.capacity() > 0 {
                         let _ = self.recycle.try_send(done);
