@@ -241,12 +241,12 @@ fn convert(
             .name("extract".to_owned())
             .spawn_scoped(scope, || {
                 let mut stream = ChannelReader::new(receiver, recycle, blob_file);
-                let extracted = extract(&mut stream, &root, &name).map(|meta| {
+                let extracted = extract(&mut stream, &root, &name);
+                if extracted.is_ok() {
                     // What follows the archive's end (its padding) belongs
                     // to the blob too.
                     let _ = io::copy(&mut stream, &mut io::sink());
-                    meta
-                });
+                }
                 (extracted, stream.finish())
             })
             .map_err(UnpackError::io(&root))?;
