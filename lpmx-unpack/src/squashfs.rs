@@ -2,10 +2,10 @@
 //!
 //! The squashfs tree (read with the `backhand` crate, no external tool,
 //! no mount) becomes one uncompressed tar layer: one pass over the image
-//! (files decompressed ahead by worker threads) writes the tar into `tmp/`
-//! (hashed as it goes: the blob digest and the diff_id are the same) and,
-//! on a thread beside it, extracts that same tar stream into a layer
-//! directory in `tmp/` with the ordinary extractor. The
+//! (files decompressed ahead by worker threads) writes the tar stream; a
+//! thread beside it hashes the stream (the blob digest and the diff_id are
+//! the same), writes it into `tmp/` as the blob and extracts it into a
+//! layer directory in `tmp/` with the ordinary extractor. The
 //! blob and the layer are put in place only when both are complete; then an
 //! image config (Env from `/.singularity.d/env/*.sh`, Cmd the runscript)
 //! and an OCI manifest are stored as blobs, as a docker-archive import does.
