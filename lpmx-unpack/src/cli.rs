@@ -24,6 +24,8 @@ Examples:
   lpmx-unpack debian.tar > debian-layers.json       (docker save / podman save)
   lpmx-unpack ./oci-layout --image app:1.0          (OCI image layout)
   lpmx-unpack app.oci.tar                           (OCI layout in a tar)
+  lpmx-unpack lolcow.sif | lpmx-mkroot cow          (Singularity/Apptainer SIF)
+  lpmx-unpack rootfs.sqfs                           (a squashfs image)
 
 Layers land in $LPMX_HOME/layers/<diff-id>/root with their metadata
 (original owners and modes, device nodes, whiteouts) in meta.json.
@@ -32,10 +34,11 @@ See lpmx(7) for the documents.";
 /// Unpack image layers into the lpmx store.
 ///
 /// Reads the image document printed by lpmx-pull on stdin, or imports the
-/// image archive or OCI layout SOURCE (its blobs go into the store as if
-/// pulled), then unpacks each layer once into the store, verified against
-/// the image config's diff_ids, and prints a layers document (JSON) on
-/// stdout for lpmx-mkroot. Layers already unpacked are not unpacked again.
+/// image archive, OCI layout, SIF or squashfs image SOURCE (its blobs go
+/// into the store as if pulled), then unpacks each layer once into the
+/// store, verified against the image config's diff_ids, and prints a layers
+/// document (JSON) on stdout for lpmx-mkroot. Layers already unpacked are
+/// not unpacked again.
 ///
 /// Given a stream written by lpmx-pack (on stdin or as SOURCE), makes the
 /// container it holds instead, in this store, and prints its stack
@@ -44,8 +47,13 @@ See lpmx(7) for the documents.";
 #[command(name = "lpmx-unpack", version = lpmx_core::cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// A docker-archive (docker save, podman save), an OCI image layout
-    /// directory or an OCI layout in a tar file. Without it, an image
-    /// document is read on stdin.
+    /// directory, an OCI layout in a tar file, a Singularity/Apptainer SIF
+    /// image or a squashfs image (told apart by their first bytes). A SIF
+    /// or squashfs image becomes one layer (an uncompressed tar blob) with
+    /// the image's /.singularity.d/env/*.sh exports as Env and its
+    /// runscript (else /bin/sh) as Cmd; its reference is sif:PATH or
+    /// squashfs:PATH, PATH absolute. Without SOURCE, an image document is
+    /// read on stdin.
     #[arg(value_name = "SOURCE")]
     pub source: Option<PathBuf>,
 

@@ -80,6 +80,20 @@ pub enum UnpackError {
         "layer {0} is not in this store and the stream does not carry it (pack it with --layers=all)"
     )]
     NotInStore(Digest),
+    #[error("not a usable SIF image: {0}")]
+    Sif(String),
+    #[error(
+        "the SIF image is truncated: its {what} ends at byte {end}, but the file has only {size} bytes"
+    )]
+    SifTruncated { what: String, end: u64, size: u64 },
+    #[error(
+        "the SIF image has no root filesystem partition (a squashfs data partition of type primary system); it holds: {0}"
+    )]
+    SifNoRootFs(String),
+    #[error("the squashfs image cannot be read: {0}")]
+    Squashfs(String),
+    #[error("refused the squashfs image: entry {entry:?} {why}; nothing was imported")]
+    SquashfsUnsafe { entry: String, why: String },
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -126,6 +140,11 @@ impl Classify for UnpackError {
             | UnpackError::DigestMismatch { .. }
             | UnpackError::MediaType { .. }
             | UnpackError::Archive { .. }
+            | UnpackError::Sif(_)
+            | UnpackError::SifTruncated { .. }
+            | UnpackError::SifNoRootFs(_)
+            | UnpackError::Squashfs(_)
+            | UnpackError::SquashfsUnsafe { .. }
             | UnpackError::LayerCount { .. } => Exit::DataErr,
         }
     }

@@ -3,10 +3,11 @@
 
 use std::fs;
 use std::io;
+use std::path::Path;
 
 use lpmx_core::Digest;
 use lpmx_core::document::write_document;
-use lpmx_core::layer::{LayerDir, ROOT_DIR};
+use lpmx_core::layer::{LayerDir, LayerMeta, ROOT_DIR};
 use lpmx_core::store::Store;
 
 use crate::error::UnpackError;
@@ -74,9 +75,7 @@ pub fn unpack_layer(
             });
         }
         meta.diff_id = Some(layer.diff_id.clone());
-        let meta_path = temp.join(lpmx_core::layer::META_FILE);
-        let file = fs::File::create(&meta_path).map_err(UnpackError::io(&meta_path))?;
-        write_document(&meta, io::BufWriter::new(file)).map_err(UnpackError::io(&meta_path))?;
+        write_meta(&temp, &meta)?;
         fs::rename(&temp, dir.path()).map_err(UnpackError::io(dir.path()))
     })();
     if let Err(e) = result {
@@ -84,6 +83,40 @@ pub fn unpack_layer(
         return Err(e);
     }
     Ok((dir, Outcome::Unpacked))
+}
+
+fn write_meta(temp: &Path, meta: &LayerMeta) -> Result<(), UnpackError> {
+    let meta_path = temp.join(lpmx_core::layer::META_FILE);
+    let file = fs::File::create(&meta_path).map_err(UnpackError::io(&meta_path))?;
+    write_document(meta, io::BufWriter::new(file)).map_err(UnpackError::io(&meta_path))
+}
+
+/// Puts a layer extracted elsewhere (`temp`, holding `root/`, in the
+/// store's `tmp/`) in its place as layer `diff_id`, with its metadata; when
+/// the layer is already there, `temp` goes. Either way `temp` is gone after.
+pub(crate) fn install_layer(
+    store: &Store,
+    temp: &Path,
+    diff_id: &Digest,
+    mut meta: LayerMeta,
+) -> Result<(), UnpackError> {
+    let result = (|| {
+        let dir = store.layer_dir(diff_id);
+        if dir.exists() {
+            return Ok(());
+        }
+        let _lock = store.lock_layer(diff_id)?;
+        if dir.exists() {
+            return Ok(());
+        }
+        meta.diff_id = Some(diff_id.clone());
+        write_meta(temp, &meta)?;
+        fs::rename(temp, dir.path()).map_err(UnpackError::io(dir.path()))
+    })();
+    if temp.exists() {
+        let _ = fs::remove_dir_all(temp);
+    }
+    result
 }
 
 /// Removes what an interrupted unpack of this layer left in `tmp/`. Only

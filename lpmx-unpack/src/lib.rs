@@ -11,7 +11,9 @@ mod error;
 pub mod extract;
 mod layer;
 pub mod restore;
+pub mod sif;
 pub mod source;
+pub mod squashfs;
 pub mod stream;
 mod unpack;
 

@@ -1,7 +1,8 @@
 //! Offline image sources: `docker save` archives, OCI image layouts and OCI
-//! layouts in a tar. Their blobs go into the store as if pulled, verified by
-//! digest, and the image is described by the same image document that
-//! `lpmx-pull` prints.
+//! layouts in a tar, and Singularity (SIF) and squashfs images (see
+//! [`crate::squashfs`]), told apart by their first bytes. Their blobs go
+//! into the store as if pulled, verified by digest, and the image is
+//! described by the same image document that `lpmx-pull` prints.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -16,6 +17,8 @@ use lpmx_core::store::Store;
 use serde::Deserialize;
 
 use crate::error::UnpackError;
+use crate::sif;
+use crate::squashfs::{Origin, SQUASHFS_MAGIC, Window, import_squashfs};
 use crate::stream::Compression;
 
 /// Which image of a source holding several to take.
@@ -59,7 +62,46 @@ pub fn import_archive(
         let index = fs::read(path.join("index.json")).map_err(UnpackError::io(path))?;
         return from_oci_index(store, path, &index, &blobs, selection);
     }
+    let mut file = File::open(path).map_err(UnpackError::io(path))?;
+    let mut head = [0u8; 64];
+    let n = read_head(&mut file, &mut head).map_err(UnpackError::io(path))?;
+    let head = &head[..n];
+    if sif::is_sif(head) {
+        let image = sif::parse(&file, meta.len())?;
+        let window = Window::new(file, image.rootfs_offset, image.rootfs_size)
+            .map_err(UnpackError::io(path))?;
+        let origin = Origin {
+            kind: "sif",
+            path,
+            architecture: image.architecture,
+        };
+        return import_squashfs(store, window, &origin);
+    }
+    if head.starts_with(SQUASHFS_MAGIC) {
+        let window = Window::new(file, 0, meta.len()).map_err(UnpackError::io(path))?;
+        let origin = Origin {
+            kind: "squashfs",
+            path,
+            architecture: None,
+        };
+        return import_squashfs(store, window, &origin);
+    }
+    drop(file);
     import_tar(store, path, selection)
+}
+
+/// Reads up to `buf.len()` bytes from the start of `file`.
+fn read_head(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn archive_error(path: &Path, why: impl Into<String>) -> UnpackError {
@@ -427,7 +469,7 @@ fn from_oci_index(
     Err(archive_error(path, "nests indexes too deeply"))
 }
 
-fn image_document(
+pub(crate) fn image_document(
     store: &Store,
     reference: String,
     digest: Digest,

@@ -7,6 +7,7 @@
 //! - [`image`]: builds images (layers, config, manifest, index) in memory.
 //! - [`oci_layout`]: writes them as OCI image layouts on disk.
 //! - [`rootfs`]: real Debian root filesystems (debootstrap), cached as tars.
+//! - [`sif`]: squashfs images (mksquashfs) and SIF files written here.
 //! - [`umoci`]: the reference rootless unpacker, run as the test user.
 //! - [`layers`]: layer metadata and the merged view of a stack of layers.
 //! - [`elf`]: what a built binary needs of glibc (`objdump -T`).
@@ -21,6 +22,7 @@ pub mod layers;
 pub mod oci_layout;
 pub mod registry;
 pub mod rootfs;
+pub mod sif;
 pub mod tree;
 pub mod umoci;
 

@@ -15,7 +15,10 @@
 //!   bookworm, trixie; built once and cached, see `lpmx_tests::rootfs`),
 //!   gzip at the default level as registries serve it.
 //!
-//! `lpmx-fixture rootfs SUITE` prints the path of that cached tar.
+//! `lpmx-fixture rootfs SUITE` prints the path of that cached tar;
+//! `lpmx-fixture squashfs SUITE` the path of a squashfs image of it with
+//! Singularity's `/.singularity.d` added (`lpmx_tests::sif`), and
+//! `lpmx-fixture sif SUITE OUT` writes a SIF image of that squashfs to OUT.
 //! - `small`: three tiny layers.
 
 use std::io::Write;
@@ -92,9 +95,25 @@ fn main() -> anyhow::Result<()> {
         println!("{}", debian_rootfs_tar(suite).display());
         return Ok(());
     }
+    if let [command, suite] = args.as_slice()
+        && command == "squashfs"
+    {
+        println!("{}", lpmx_tests::sif::debian_squashfs(suite).display());
+        return Ok(());
+    }
+    if let [command, suite, out] = args.as_slice()
+        && command == "sif"
+    {
+        let squashfs = lpmx_tests::sif::debian_squashfs(suite);
+        lpmx_tests::sif::write_sif(
+            std::path::Path::new(out),
+            &[lpmx_tests::sif::SifObject::rootfs(&squashfs)],
+        );
+        return Ok(());
+    }
     let Some(("serve", specs)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) else {
         bail!(
-            "usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, debian:SUITE, rootfs:FILE.tar)\n       lpmx-fixture rootfs SUITE"
+            "usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, debian:SUITE, rootfs:FILE.tar)\n       lpmx-fixture rootfs SUITE | squashfs SUITE | sif SUITE OUT.sif"
         );
     };
     let images = specs
