@@ -229,9 +229,22 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
             c_ret(result)
         }
         Ok(Some(found)) => {
-            let result = match found.place {
-                Place::Missing => Err(sys::ENOENT),
-                Place::Bind => sys::fstatat(sys::AT_FDCWD, host.c(), buf, flags),
+            let result = match (found.place, found.upper_stat) {
+                (Place::Missing, _) => Err(sys::ENOENT),
+                (Place::Bind, _) => sys::fstatat(sys::AT_FDCWD, host.c(), buf, flags),
+                // Resolving took this very lstat: no second call.
+                (Place::Upper, Some(stat)) => {
+                    // SAFETY: buf is the caller's struct stat, the 144 bytes
+                    // the kernel filled into stat.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            stat.as_ptr().cast::<u8>(),
+                            buf.cast::<u8>(),
+                            core::mem::size_of_val(&stat),
+                        );
+                    }
+                    Ok(0)
+                }
                 _ => sys::fstatat(
                     sys::AT_FDCWD,
                     host.c(),

@@ -27,6 +27,9 @@ pub struct Found {
     /// Index kind (1 dir, 2 file, 3 symlink, ...); 0 when unknown (binds)
     /// or missing.
     pub kind: u8,
+    /// The `lstat` of the writable layer's file when finding it took one:
+    /// `stat` needs no second call then.
+    pub upper_stat: Option<[u64; 18]>,
 }
 
 /// Resolves `path` against the container's current directory (or `dirfd`),
@@ -115,6 +118,7 @@ pub fn resolve(
     let mut found = Found {
         place: Place::Lower(0),
         kind: KIND_DIR,
+        upper_stat: None,
     };
     if let Some(root) = index.lookup(b"") {
         found.place = Place::Lower(root.layer);
@@ -141,6 +145,7 @@ pub fn resolve(
         found = Found {
             place: Place::Missing,
             kind: 0,
+            upper_stat: None,
         };
         if upper_possible && canon.as_bytes()[1..].iter().all(|&b| b != b'/') {
             upper_possible = crate::upper::may_hold(state, component);
@@ -152,6 +157,7 @@ pub fn resolve(
             found = Found {
                 place: Place::Upper,
                 kind: KIND_DIR,
+                upper_stat: None,
             };
         } else if upper_possible {
             host.set(state.upper)?;
@@ -166,6 +172,7 @@ pub fn resolve(
                     found = Found {
                         place: Place::Upper,
                         kind: kind_of((stat[3] & 0xffff_ffff) as u32),
+                        upper_stat: is_last.then_some(stat),
                     };
                     if found.kind == KIND_DIR {
                         crate::upper::remember_dir(state, canon.as_bytes());
@@ -184,6 +191,7 @@ pub fn resolve(
                 found = Found {
                     place: Place::Lower(entry.layer),
                     kind: entry.kind,
+                    upper_stat: None,
                 };
                 host.set(index.layer_root(entry.layer))?;
                 host.push(canon.as_bytes())?;
@@ -234,6 +242,7 @@ pub fn resolve(
         return Ok(Found {
             place: Place::Upper,
             kind: KIND_DIR,
+            upper_stat: None,
         });
     }
     if after_dotdot {
@@ -290,6 +299,7 @@ fn direct(
             Ok(Some(Found {
                 place: Place::Lower(entry.layer),
                 kind: entry.kind,
+                upper_stat: None,
             }))
         }
         _ => Ok(None),
@@ -338,5 +348,6 @@ fn enter_bind(
     Ok(Found {
         place: Place::Bind,
         kind: 0,
+        upper_stat: None,
     })
 }
