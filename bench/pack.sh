@@ -36,7 +36,10 @@ head -c "$(( (200 - used > 10 ? 200 - used : 10) * 1024 * 1024 ))" /dev/urandom 
 echo "bench: writable layer $(du -sm "$upper" | cut -f1) MB in $(find "$upper" | wc -l) entries" >&2
 
 mkdir -p "$work/old"
-prepare="LPMX_HOME=$dst $bin/lpmx-mkroot --remove copy 2>/dev/null; mv $work/tar \$(mktemp -d -p $work/old) 2>/dev/null; mkdir -p $work/tar; sync"
+# Between rounds both targets are moved aside, not deleted (as in
+# bench/unpack.sh): deleting 200 MB just before a round slows whichever
+# tool runs next.
+prepare="mv $dst/containers/copy $work/tar \$(mktemp -d -p $work/old) 2>/dev/null; mkdir -p $work/tar; sync"
 hyperfine --style basic --runs "$rounds" --warmup 1 \
     --export-json "$work/pack.json" \
     --prepare "$prepare" \

@@ -38,8 +38,23 @@ pub const DOCUMENT: u8 = b'D';
 pub const BLOB: u8 = b'B';
 pub const UPPER: u8 = b'U';
 pub const END: u8 = b'E';
-/// Upper-layer chunks are at most this long.
-pub const CHUNK: usize = 1 << 20;
+/// Upper-layer chunks are at most this long. Writes to the pipe are no
+/// longer either: a writer blocked on a full pipe reads no files, so pieces
+/// well under the pipe's size ([`PIPE_SIZE`]) keep both ends busy.
+pub const CHUNK: usize = 256 << 10;
+/// What the pipe between lpmx-pack and lpmx-unpack is widened to, as far as
+/// an unprivileged process may (`/proc/sys/fs/pipe-max-size`, 1 MiB by
+/// default); the kernel's 64 KiB made the two ends take turns.
+pub const PIPE_SIZE: i32 = 1 << 20;
+
+/// Widens the pipe `fd` is, if it is one; nothing happens otherwise.
+pub fn widen_pipe(fd: i32) {
+    // SAFETY: fcntl on a descriptor number; a non-pipe or a refused size
+    // only returns an error, which is of no consequence here.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
 /// A document longer than this is not one lpmx-pack wrote.
 pub const DOCUMENT_LIMIT: u64 = 64 << 20;
 

@@ -97,6 +97,7 @@ pub fn main() -> ExitCode {
             LayersArg::All => Layers::All,
             LayersArg::None => Layers::None,
         };
+        lpmx_core::pack::widen_pipe(1);
         pack(&store, name, layers, stdout.lock())
             .map_err(|e| Failure::classified(e, format!("failed to pack container {name}")))
     })

@@ -32,7 +32,8 @@ impl LayerTar<'_> {
     /// Writes the tar to `out`, files in name order so the same layer
     /// always gives the same bytes.
     pub fn write(&self, out: impl Write) -> Result<(), PackError> {
-        let mut builder = tar::Builder::new(out);
+        // Buffered, so io::copy reads the files in large pieces.
+        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
         builder.mode(tar::HeaderMode::Complete);
         let opaque: HashSet<&str> = self
             .whiteouts
@@ -159,6 +160,10 @@ impl LayerTar<'_> {
             }
         }
         builder.finish().map_err(io(self.upper))?;
+        builder
+            .into_inner()
+            .and_then(|mut out| out.flush())
+            .map_err(io(self.upper))?;
         Ok(())
     }
 }

@@ -134,8 +134,8 @@ pub fn pack(store: &Store, name: &str, layers: Layers, out: impl Write) -> Resul
     }
     let mut json = Vec::new();
     write_document(&document, &mut json).map_err(PackError::Stream)?;
-    let mut pack =
-        PackWriter::new(BufWriter::with_capacity(1 << 20, out)).map_err(PackError::Stream)?;
+    let mut pack = PackWriter::new(BufWriter::with_capacity(lpmx_core::pack::CHUNK, out))
+        .map_err(PackError::Stream)?;
     pack.document(&json).map_err(PackError::Stream)?;
     for bytes in [&source.manifest, &source.config] {
         pack.blob(&Digest::of(bytes), bytes.len() as u64, &mut &bytes[..])

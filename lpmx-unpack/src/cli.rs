@@ -120,6 +120,7 @@ pub fn main() -> ExitCode {
                 })?
             }
             None => {
+                lpmx_core::pack::widen_pipe(0);
                 let mut stdin = std::io::stdin().lock();
                 let mut head = Vec::new();
                 (&mut stdin)
