@@ -378,12 +378,20 @@ fn copy_data(reader: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Res
     let mut length = 0u64;
     let mut hole_at_end = false;
     loop {
-        let n = match reader.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        // The buffer filled whole (a multiple of BLOCK), so blocks stay
+        // aligned to the file whatever sizes the reader returns.
+        let mut n = 0;
+        while n < buf.len() {
+            match reader.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(got) => n += got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            break;
+        }
         for block in buf[..n].chunks(BLOCK) {
             if block.len() == BLOCK && block.iter().all(|&b| b == 0) {
                 file.seek(io::SeekFrom::Current(BLOCK as i64))?;
