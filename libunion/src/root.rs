@@ -579,13 +579,7 @@ pub fn adjust_statx(buf: *mut c_void, place: Place, canon: &[u8]) {
 /// Fixes the `struct statx` of descriptor `fd` (`AT_EMPTY_PATH`), as
 /// `adjust_fd_stat` does a `struct stat`.
 pub fn adjust_fd_statx(fd: i32, buf: *mut c_void) {
-    let image = image_path_of(fd);
-    adjust_statx_as(
-        buf,
-        image
-            .as_ref()
-            .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")),
-    );
+    with_fd_image(fd, |image| adjust_statx_as(buf, image));
 }
 
 /// Fixes a `struct statx`: `image` is the image path whose record it
@@ -653,13 +647,16 @@ fn image_path_of(fd: i32) -> Option<Buf> {
 
 /// Fixes the `struct stat` of descriptor `fd` (fake root).
 pub fn adjust_fd_stat(fd: i32, buf: *mut c_void) {
+    with_fd_image(fd, |image| adjust_stat(buf, image));
+}
+
+/// Calls `f` with the image path (`usr/bin/x`) of descriptor `fd` when it
+/// is a file of the image's layers, `None` otherwise.
+fn with_fd_image<T>(fd: i32, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
     let image = image_path_of(fd);
-    adjust_stat(
-        buf,
-        image
-            .as_ref()
-            .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")),
-    );
+    f(image
+        .as_ref()
+        .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")))
 }
 
 /// A file of the image copied up keeps the owner the image records.
