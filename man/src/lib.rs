@@ -338,6 +338,25 @@ seconds since the epoch.
 .PP
 \fBlpmx\-mkroot \-\-list \-\-json\fR prints an \fBlpmx.containers\fR
 document: \fBcontainers\fR, a list of stack documents.
+.SS lpmx.pack (the first record of an lpmx\-pack stream)
+.TP
+.B name, reference, manifest_digest, config_digest, platform, config
+the container on the source host and its image.
+.TP
+.B layers
+the image's layers, bottom to top: diff_id, the blob's digest, media type
+and size; \fBlayers_included\fR says whether their blobs follow.
+.TP
+.B env, host_programs, whiteouts
+the container's environment file, host programs file and whiteouts file,
+as text.
+.PP
+The stream: the line \fBLPMX\-PACK\fR, then records of a type byte and a
+little\-endian u64 length: \fBD\fR the document, \fBB\fR a blob (its
+sha256 first, 32 bytes), \fBU\fR chunks of the writable layer as a tar
+(owners, modes and device nodes in the headers, xattrs as PAX records)
+ended by an empty one, and \fBE\fR with the XXH3\-128 checksum of every
+byte before it. Format and checks: lpmx_core::pack.
 .SH EXIT STATUS
 .TP
 .B 0
