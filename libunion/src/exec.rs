@@ -1077,21 +1077,12 @@ export! {
 
 // popen(3)'s streams and their children, for pclose.
 const POPEN_SLOTS: usize = 256;
-static POPEN_LOCK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static POPEN_LOCK: crate::lock::SpinLock<()> = crate::lock::SpinLock::new(());
 static POPEN: [core::sync::atomic::AtomicUsize; 2 * POPEN_SLOTS] =
     [const { core::sync::atomic::AtomicUsize::new(0) }; 2 * POPEN_SLOTS];
 
 fn with_popen<T>(f: impl FnOnce() -> T) -> T {
-    use core::sync::atomic::Ordering;
-    while POPEN_LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    let result = f();
-    POPEN_LOCK.store(false, Ordering::Release);
-    result
+    POPEN_LOCK.with(|()| f())
 }
 
 type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_void;

@@ -13,6 +13,7 @@ mod dir;
 mod exec;
 mod fs;
 mod index;
+mod lock;
 mod resolve;
 mod root;
 mod state;

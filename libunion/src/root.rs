@@ -12,12 +12,12 @@
 //!   modes and devices lpmx-unpack saw in the image). Anything else owned
 //!   by the real user reports root.
 
-use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use crate::buf::{Buf, cstr};
 use crate::fs::export;
+use crate::lock::SpinLock;
 use crate::resolve::Place;
 use crate::state::{self, State};
 use crate::sys::{self, c_ret, real};
@@ -264,30 +264,16 @@ struct Owners {
     generation: Option<u64>,
 }
 
-struct Cell(UnsafeCell<Owners>);
-// SAFETY: accessed under LOCK only.
-unsafe impl Sync for Cell {}
-
-static OWNERS: Cell = Cell(UnsafeCell::new(Owners {
+static OWNERS: SpinLock<Owners> = SpinLock::new(Owners {
     records: core::ptr::null_mut(),
     count: 0,
     capacity: 0,
     read: 0,
     generation: None,
-}));
-static LOCK: AtomicBool = AtomicBool::new(false);
+});
 
 fn locked<T>(f: impl FnOnce(&mut Owners) -> T) -> T {
-    while LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock is held.
-    let result = f(unsafe { &mut *OWNERS.0.get() });
-    LOCK.store(false, Ordering::Release);
-    result
+    OWNERS.with(f)
 }
 
 fn log_path(state: &State) -> Result<Buf, i32> {

@@ -25,10 +25,11 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_char;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::buf::{Buf, cstr, is_under, starts_with};
 use crate::index::Index;
+use crate::lock::SpinLock;
 use crate::sys;
 
 pub const MAX_BINDS: usize = 64;
@@ -216,20 +217,10 @@ fn trim_slash(path: &'static [u8]) -> &'static [u8] {
 
 // The current directory in the container: the process's real one is the
 // host directory it resolved to.
-static CWD: Cell<Buf> = Cell(UnsafeCell::new(Buf::new()));
-static CWD_LOCK: AtomicBool = AtomicBool::new(false);
+static CWD: SpinLock<Buf> = SpinLock::new(Buf::new());
 
 fn with_cwd<T>(f: impl FnOnce(&mut Buf) -> T) -> T {
-    while CWD_LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock is held.
-    let result = f(unsafe { &mut *CWD.0.get() });
-    CWD_LOCK.store(false, Ordering::Release);
-    result
+    CWD.with(f)
 }
 
 fn init_cwd(state: &State) {
@@ -312,7 +303,7 @@ struct FdSlot {
     path: [u8; FD_PATH],
 }
 
-static FD_CACHE: Cell<[FdSlot; FD_SLOTS]> = Cell(UnsafeCell::new(
+static FD_CACHE: SpinLock<[FdSlot; FD_SLOTS]> = SpinLock::new(
     [const {
         FdSlot {
             fd_plus_one: 0,
@@ -322,20 +313,10 @@ static FD_CACHE: Cell<[FdSlot; FD_SLOTS]> = Cell(UnsafeCell::new(
             path: [0; FD_PATH],
         }
     }; FD_SLOTS],
-));
-static FD_LOCK: AtomicBool = AtomicBool::new(false);
+);
 
 fn with_fd_cache<T>(f: impl FnOnce(&mut [FdSlot; FD_SLOTS]) -> T) -> T {
-    while FD_LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock is held.
-    let result = f(unsafe { &mut *FD_CACHE.0.get() });
-    FD_LOCK.store(false, Ordering::Release);
-    result
+    FD_CACHE.with(f)
 }
 
 fn identity(fd: i32) -> Option<(u64, u64)> {

@@ -11,10 +11,10 @@
 //! same: libunion bumps it after every change to the writable layer, so a
 //! process sees the changes of any other at its next lookup.
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 use crate::buf::Buf;
+use crate::lock::SpinLock;
 use crate::state::State;
 use crate::sys;
 
@@ -40,11 +40,7 @@ struct Line {
     opaque: bool,
 }
 
-struct Cell(UnsafeCell<Cache>);
-// SAFETY: accessed under LOCK only.
-unsafe impl Sync for Cell {}
-
-static CACHE: Cell = Cell(UnsafeCell::new(Cache {
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     generation: 0,
     whiteouts_generation: 0,
     valid: false,
@@ -53,8 +49,7 @@ static CACHE: Cell = Cell(UnsafeCell::new(Cache {
     text: core::ptr::null_mut(),
     lines: core::ptr::null_mut(),
     count: 0,
-}));
-static LOCK: AtomicBool = AtomicBool::new(false);
+});
 /// The container's change counters (`upper.gen`, mapped shared): for the
 /// root's names, the whiteouts and the owners log. A writer bumps only the
 /// one it changed, so most writes invalidate nothing.
@@ -118,16 +113,7 @@ fn map_counter(state: &State) -> Option<*mut [AtomicU64; 4]> {
 }
 
 fn locked<T>(f: impl FnOnce(&mut Cache) -> T) -> T {
-    while LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock is held.
-    let result = f(unsafe { &mut *CACHE.0.get() });
-    LOCK.store(false, Ordering::Release);
-    result
+    CACHE.with(f)
 }
 
 /// Whether the writable layer may hold top-level name `name`: false only

@@ -15,6 +15,7 @@ pub mod oci;
 pub mod pack;
 pub mod parallel;
 pub mod progress;
+pub mod read;
 pub mod reference;
 pub mod store;
 pub mod view;

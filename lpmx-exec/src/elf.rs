@@ -45,14 +45,14 @@ pub fn inspect(path: &Path) -> Result<Program, ElfError> {
     let malformed = || ElfError::Malformed(name.clone());
     let mut file = File::open(path).map_err(io_error)?;
     let mut head = [0u8; 64];
-    let n = read_up_to(&mut file, &mut head).map_err(io_error)?;
+    let n = lpmx_core::read::read_full(&mut file, &mut head).map_err(io_error)?;
     let head = &head[..n];
     if let Some(rest) = head.strip_prefix(b"#!") {
         let mut line = rest.to_vec();
         if !line.contains(&b'\n') {
             // Interpreter lines may be longer than what was read.
             let mut more = vec![0u8; 256];
-            let m = read_up_to(&mut file, &mut more).map_err(io_error)?;
+            let m = lpmx_core::read::read_full(&mut file, &mut more).map_err(io_error)?;
             line.extend_from_slice(&more[..m]);
         }
         let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
@@ -139,19 +139,6 @@ pub fn inspect(path: &Path) -> Result<Program, ElfError> {
         return Ok(Program::Dynamic { interpreter });
     }
     Ok(Program::Static)
-}
-
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -380,15 +380,7 @@ fn copy_data(reader: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Res
     loop {
         // The buffer filled whole (a multiple of BLOCK), so blocks stay
         // aligned to the file whatever sizes the reader returns.
-        let mut n = 0;
-        while n < buf.len() {
-            match reader.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(got) => n += got,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let n = lpmx_core::read::read_full(reader, buf)?;
         if n == 0 {
             break;
         }

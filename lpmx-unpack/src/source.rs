@@ -64,7 +64,7 @@ pub fn import_archive(
     }
     let mut file = File::open(path).map_err(UnpackError::io(path))?;
     let mut head = [0u8; 64];
-    let n = read_head(&mut file, &mut head).map_err(UnpackError::io(path))?;
+    let n = lpmx_core::read::read_full(&mut file, &mut head).map_err(UnpackError::io(path))?;
     let head = &head[..n];
     if sif::is_sif(head) {
         let image = sif::parse(&file, meta.len())?;
@@ -88,20 +88,6 @@ pub fn import_archive(
     }
     drop(file);
     import_tar(store, path, selection)
-}
-
-/// Reads up to `buf.len()` bytes from the start of `file`.
-fn read_head(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn archive_error(path: &Path, why: impl Into<String>) -> UnpackError {
@@ -333,7 +319,6 @@ fn from_docker_manifest(
     };
     let config_digest = resolve(&entry.config)?;
     let config_bytes = fs::read(store.blob_path(&config_digest)).map_err(UnpackError::io(path))?;
-    let config = ImageConfig::parse(&config_bytes)?;
     let mut layers = Vec::new();
     for name in &entry.layers {
         let digest = resolve(name)?;
@@ -351,8 +336,27 @@ fn from_docker_manifest(
             annotations: Default::default(),
         });
     }
-    // The archive has no manifest of the registry kind: write the one a
-    // registry would have served, so the image is in the store as if pulled.
+    let reference = tags(entry)
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("docker-archive:{}", path.display()));
+    image_as_pulled(store, reference, &config_bytes, layers)
+}
+
+/// An image that came without a registry's manifest (a docker-archive, a
+/// SIF or squashfs image), its layer blobs in the store: stores its config
+/// and the OCI manifest a registry would have served, so the image is in
+/// the store as if pulled, and describes it.
+pub(crate) fn image_as_pulled(
+    store: &Store,
+    reference: String,
+    config_bytes: &[u8],
+    layers: Vec<Descriptor>,
+) -> Result<ImageDocument, UnpackError> {
+    let config = ImageConfig::parse(config_bytes)?;
+    let config_digest = store
+        .put_blob(config_bytes)
+        .map_err(UnpackError::io(store.root()))?;
     let config_descriptor = Descriptor {
         media_type: media::OCI_CONFIG.to_owned(),
         digest: config_digest.clone(),
@@ -360,20 +364,16 @@ fn from_docker_manifest(
         platform: None,
         annotations: Default::default(),
     };
-    let oci_manifest = serde_json::json!({
+    let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
         "config": config_descriptor,
         "layers": layers,
     });
-    let manifest_bytes = serde_json::to_vec(&oci_manifest).expect("manifest serialises");
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     let manifest_digest = store
         .put_blob(&manifest_bytes)
         .map_err(UnpackError::io(store.root()))?;
-    let reference = tags(entry)
-        .first()
-        .cloned()
-        .unwrap_or_else(|| format!("docker-archive:{}", path.display()));
     image_document(
         store,
         reference,

@@ -24,13 +24,13 @@ use backhand::{BackhandError, FilesystemReader, InnerNode, NodeHeader, SquashfsF
 use lpmx_core::digest::{Digest, Hasher};
 use lpmx_core::document::ImageDocument;
 use lpmx_core::layer::ROOT_DIR;
-use lpmx_core::oci::{Descriptor, ImageConfig, Platform, media};
+use lpmx_core::oci::{Descriptor, Platform, media};
 use lpmx_core::store::Store;
 
 use crate::error::UnpackError;
 use crate::extract::extract;
 use crate::layer::install_layer;
-use crate::source::image_document;
+use crate::source::image_as_pulled;
 
 /// The squashfs signature (little-endian version 4, as mksquashfs writes).
 pub const SQUASHFS_MAGIC: &[u8] = b"hsqs";
@@ -295,9 +295,6 @@ fn convert(
         "history": [{ "created_by": format!("lpmx-unpack: the root filesystem of a {} image", origin.kind) }],
     });
     let config_bytes = serde_json::to_vec(&config).expect("config serialises");
-    let config_digest = store
-        .put_blob(&config_bytes)
-        .map_err(UnpackError::io(store.root()))?;
     let layer = Descriptor {
         media_type: media::OCI_LAYER.to_owned(),
         digest,
@@ -305,33 +302,12 @@ fn convert(
         platform: None,
         annotations: Default::default(),
     };
-    let config_descriptor = Descriptor {
-        media_type: media::OCI_CONFIG.to_owned(),
-        digest: config_digest.clone(),
-        size: config_bytes.len() as u64,
-        platform: None,
-        annotations: Default::default(),
-    };
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": config_descriptor,
-        "layers": [layer],
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let manifest_digest = store
-        .put_blob(&manifest_bytes)
-        .map_err(UnpackError::io(store.root()))?;
-    let config = ImageConfig::parse(&config_bytes)?;
     let absolute = fs::canonicalize(origin.path).unwrap_or_else(|_| origin.path.to_owned());
-    image_document(
+    image_as_pulled(
         store,
         format!("{}:{}", origin.kind, absolute.display()),
-        manifest_digest.clone(),
-        manifest_digest,
-        config_digest,
-        config,
-        &[layer],
+        &config_bytes,
+        vec![layer],
     )
 }
 
