@@ -90,6 +90,14 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     }
 }
 
+/// `upper` + `suffix`: the files that travel with a writable layer
+/// (`upper.whiteouts`, `upper.owners`) sit beside it.
+fn beside(upper: &Path, suffix: &str) -> PathBuf {
+    let mut path = upper.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
+}
+
 /// The writable layer's whiteouts, as libunion records them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Whiteouts {
@@ -102,9 +110,7 @@ pub struct Whiteouts {
 impl Whiteouts {
     /// The whiteouts file of writable layer `upper` (`upper.whiteouts`).
     pub fn path(upper: &Path) -> PathBuf {
-        let mut path = upper.as_os_str().to_owned();
-        path.push(".whiteouts");
-        PathBuf::from(path)
+        beside(upper, ".whiteouts")
     }
 
     /// Reads the whiteouts of writable layer `upper`; none if the file is
@@ -148,9 +154,7 @@ pub const S_IFBLK: u32 = 0o060000;
 impl OwnerRecord {
     /// The owners log of writable layer `upper`.
     pub fn log_path(upper: &Path) -> PathBuf {
-        let mut path = upper.as_os_str().to_owned();
-        path.push(".owners");
-        PathBuf::from(path)
+        beside(upper, ".owners")
     }
 
     /// The records of writable layer `upper` by inode, the last line for an

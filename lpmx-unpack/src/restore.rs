@@ -157,15 +157,15 @@ fn read_records(
                     data.read_to_end(&mut bytes)
                         .map_err(PackStreamError::from)?;
                     hasher.update(&bytes);
-                    if digest == document.manifest_digest {
-                        staged.manifest = bytes.clone();
-                    } else {
-                        staged.config = bytes.clone();
-                    }
                     if !store.has_blob(&digest) {
                         let path = stage.join("blobs").join(digest.hex());
                         fs::write(&path, &bytes).map_err(UnpackError::io(&path))?;
                         staged.blobs.push(digest.clone());
+                    }
+                    if digest == document.manifest_digest {
+                        staged.manifest = bytes;
+                    } else {
+                        staged.config = bytes;
                     }
                 } else if store.has_blob(&digest) {
                     hasher
