@@ -440,17 +440,39 @@ fn exports_are_images_that_skopeo_umoci_and_lpmx_read() {
         ["dev", "--docker-archive", archive.to_str().unwrap()],
     )
     .success();
+    let skopeo = |args: &[String]| {
+        let run = Run::from(
+            env.command_as_user("skopeo")
+                .args(args)
+                .output()
+                .expect("run skopeo"),
+        );
+        run.success();
+        run
+    };
+    let inspected = skopeo(&[
+        "inspect".into(),
+        format!("docker-archive:{}", archive.display()),
+    ]);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(
+        inspected["Layers"].as_array().unwrap().len(),
+        2,
+        "{inspected:#}"
+    );
+    // skopeo copies both exports, reading every blob.
     let copied = env.home().join("copied");
     env.make_user_dir(&copied);
-    let copy = Run::from(
-        env.command_as_user("skopeo")
-            .arg("copy")
-            .arg(format!("docker-archive:{}", archive.display()))
-            .arg(format!("oci:{}:copy", copied.join("layout").display()))
-            .output()
-            .expect("run skopeo"),
-    );
-    copy.success();
+    skopeo(&[
+        "copy".into(),
+        format!("docker-archive:{}", archive.display()),
+        format!("oci:{}:from-archive", copied.join("layout").display()),
+    ]);
+    skopeo(&[
+        "copy".into(),
+        format!("oci:{}:1.0", layout.display()),
+        format!("oci:{}:from-oci", copied.join("layout").display()),
+    ]);
 
     // And lpmx itself takes both back as images.
     for (source, name) in [(layout.join(""), "from-oci"), (archive, "from-archive")] {
