@@ -378,12 +378,17 @@ fn copy_data(reader: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Res
     let mut length = 0u64;
     let mut hole_at_end = false;
     loop {
-        // The buffer filled whole (a multiple of BLOCK), so blocks stay
-        // aligned to the file whatever sizes the reader returns.
-        let n = lpmx_core::read::read_full(reader, buf)?;
-        if n == 0 {
-            break;
-        }
+        let mut n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // Topped up to a BLOCK boundary, so blocks stay aligned to the file
+        // whatever sizes the reader returns; no further, so a pipe's
+        // writer is not kept waiting for a whole buffer.
+        let aligned = n.next_multiple_of(BLOCK).min(buf.len());
+        n += lpmx_core::read::read_full(reader, &mut buf[n..aligned])?;
         for block in buf[..n].chunks(BLOCK) {
             if block.len() == BLOCK && block.iter().all(|&b| b == 0) {
                 file.seek(io::SeekFrom::Current(BLOCK as i64))?;
