@@ -34,6 +34,7 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use crate::document::parse_document;
 use crate::layer::{DeviceKind, LayerDir, LayerMeta};
@@ -156,23 +157,13 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
         })?;
         let root = layer.root();
         let mut hides_below = Vec::new();
-        for item in walkdir::WalkDir::new(&root).follow_links(false) {
-            let item = item.map_err(|e| IndexError::Io {
-                path: root.clone(),
-                source: e.into(),
-            })?;
-            let relative = item
-                .path()
-                .strip_prefix(&root)
-                .expect("walked under the root");
-            let key = relative.as_os_str().as_bytes().to_vec();
-            if entries.contains_key(&key) || is_hidden(&key, &hidden_below, &hidden_exactly) {
-                continue;
-            }
-            let disk = item
-                .path()
-                .symlink_metadata()
-                .map_err(io_error(item.path()))?;
+        let found = {
+            let skip = |key: &[u8]| {
+                entries.contains_key(key) || is_hidden(key, &hidden_below, &hidden_exactly)
+            };
+            walk(&root, &skip)?
+        };
+        for Found { key, disk, link } in found {
             let file_type = disk.file_type();
             let record = meta
                 .entries
@@ -197,16 +188,11 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
                 device = (dev.major << 20) | (dev.minor & 0xfffff);
             }
             let permissions = record.and_then(|r| r.mode).unwrap_or(disk.mode() & 0o7777);
-            let link = if kind == Kind::Symlink {
-                fs::read_link(item.path())
-                    .map_err(io_error(item.path()))?
-                    .into_os_string()
-                    .into_vec()
-            } else {
-                Vec::new()
-            };
+            if kind != Kind::Dir {
+                hides_below.push(key.clone());
+            }
             entries.insert(
-                key.clone(),
+                key,
                 Entry {
                     layer: number as u16,
                     kind,
@@ -218,9 +204,6 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
                     link,
                 },
             );
-            if kind != Kind::Dir {
-                hides_below.push(key);
-            }
         }
         // This layer's deletions and replacements hide the layers below it.
         for path in &meta.whiteouts {
@@ -237,6 +220,149 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
         .map(|layer| layer.root().as_os_str().as_bytes().to_vec())
         .collect();
     Ok(encode(&roots, &entries))
+}
+
+/// A path of a layer, as the walk found it.
+struct Found {
+    /// Relative to the layer's root, which is "".
+    key: Vec<u8>,
+    disk: fs::Metadata,
+    /// A symlink's target; empty for anything else.
+    link: Vec<u8>,
+}
+
+/// Threads walking a layer at most: the walk is system calls, one per
+/// entry, and the layers of a freshly unpacked image are walked while
+/// nothing else runs.
+const WALKERS: usize = 4;
+
+/// Every path of the tree at `root` that `skip` does not leave out (its
+/// directories are still entered), in no particular order. Directories are
+/// shared out among threads; each entry is `lstat`ed relative to the
+/// directory being read (`DirEntry::metadata`), sparing a lookup of the
+/// whole path.
+fn walk(root: &Path, skip: &(dyn Fn(&[u8]) -> bool + Sync)) -> Result<Vec<Found>, IndexError> {
+    let mut found = Vec::new();
+    if !skip(b"") {
+        let disk = fs::symlink_metadata(root).map_err(io_error(root))?;
+        found.push(Found {
+            key: Vec::new(),
+            disk,
+            link: Vec::new(),
+        });
+    }
+    let queue = WalkQueue {
+        state: Mutex::new(WalkState {
+            pending: vec![(root.to_path_buf(), Vec::new())],
+            busy: 0,
+            failed: false,
+        }),
+        changed: Condvar::new(),
+    };
+    let walkers = std::thread::available_parallelism().map_or(1, |n| n.get().min(WALKERS));
+    let results: Vec<Result<Vec<Found>, IndexError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..walkers)
+            .map(|_| scope.spawn(|| queue.work(skip)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a walking thread panicked"))
+            .collect()
+    });
+    for result in results {
+        found.extend(result?);
+    }
+    Ok(found)
+}
+
+/// The directories still to read, shared by the walking threads.
+struct WalkQueue {
+    state: Mutex<WalkState>,
+    changed: Condvar,
+}
+
+struct WalkState {
+    /// Each directory with its key.
+    pending: Vec<(PathBuf, Vec<u8>)>,
+    /// Threads reading a directory, which may add more.
+    busy: usize,
+    failed: bool,
+}
+
+impl WalkQueue {
+    /// One thread's part: reads directories until none are left.
+    fn work(&self, skip: &(dyn Fn(&[u8]) -> bool + Sync)) -> Result<Vec<Found>, IndexError> {
+        let mut found = Vec::new();
+        let mut subdirs = Vec::new();
+        loop {
+            let (dir, key) = {
+                let mut state = self.state.lock().expect("walk queue");
+                loop {
+                    if state.failed {
+                        return Ok(found);
+                    }
+                    if let Some(job) = state.pending.pop() {
+                        state.busy += 1;
+                        break job;
+                    }
+                    if state.busy == 0 {
+                        return Ok(found);
+                    }
+                    state = self.changed.wait(state).expect("walk queue");
+                }
+            };
+            let read = read_directory(&dir, &key, skip, &mut found, &mut subdirs);
+            let mut state = self.state.lock().expect("walk queue");
+            state.busy -= 1;
+            state.failed |= read.is_err();
+            state.pending.append(&mut subdirs);
+            self.changed.notify_all();
+            read?;
+        }
+    }
+}
+
+/// Reads one directory: its entries into `found`, its subdirectories
+/// into `subdirs`.
+fn read_directory(
+    dir: &Path,
+    key: &[u8],
+    skip: &(dyn Fn(&[u8]) -> bool + Sync),
+    found: &mut Vec<Found>,
+    subdirs: &mut Vec<(PathBuf, Vec<u8>)>,
+) -> Result<(), IndexError> {
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let mut child = Vec::with_capacity(key.len() + 1 + entry.file_name().len());
+        child.extend_from_slice(key);
+        if !child.is_empty() {
+            child.push(b'/');
+        }
+        child.extend_from_slice(entry.file_name().as_bytes());
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(io_error(&path))?;
+        let skipped = skip(&child);
+        if !skipped {
+            let disk = entry.metadata().map_err(io_error(&path))?;
+            let link = if file_type.is_symlink() {
+                fs::read_link(&path)
+                    .map_err(io_error(&path))?
+                    .into_os_string()
+                    .into_vec()
+            } else {
+                Vec::new()
+            };
+            found.push(Found {
+                key: child.clone(),
+                disk,
+                link,
+            });
+        }
+        if file_type.is_dir() {
+            subdirs.push((path, child));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a higher layer hid `path`: deleted it or a directory above it,

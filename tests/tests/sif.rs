@@ -308,6 +308,15 @@ fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
     fs::create_dir_all(dir.join("Qz")).unwrap();
     fs::write(dir.join("Qz/passwd"), "owned\n").unwrap();
     fs::write(dir.join("aqb"), "x\n").unwrap();
+    // A file whose length (0x12345) is a unique pattern in the image, to
+    // patch; and one large enough for whole data blocks.
+    fs::write(
+        dir.join("tail"),
+        &"0123456789\n".as_bytes().repeat(6779)[..0x12345],
+    )
+    .unwrap();
+    let lines: String = (0..40_000).map(|i| format!("line {i}\n")).collect();
+    fs::write(dir.join("lines"), lines).unwrap();
     fs::create_dir_all(dir.join(".singularity.d/env")).unwrap();
     fs::write(
         dir.join(".singularity.d/env/90-environment.sh"),
@@ -342,6 +351,20 @@ fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
     patch_name(&mut dotdot, b"Qz", b"..");
     let mut slash = good.clone();
     patch_name(&mut slash, b"aqb", b"a/b");
+    // The file says it is longer than its data in the fragment block.
+    let mut long_tail = good.clone();
+    patch_name(
+        &mut long_tail,
+        &0x12345u32.to_le_bytes(),
+        &0x1f345u32.to_le_bytes(),
+    );
+    // A byte of the compressed data flipped.
+    let mut flipped = {
+        let image = env.path().join("gzip.sqfs");
+        mksquashfs(&dir, &image, &["-all-root"]);
+        fs::read(&image).unwrap()
+    };
+    flipped[96 + 200] ^= 0x55;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "truncated.sif",
@@ -376,6 +399,12 @@ fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
         ),
         ("dotdot.sqfs", dotdot, "not a plain file name"),
         ("slash.sqfs", slash, "not a plain file name"),
+        (
+            "long-tail.sqfs",
+            long_tail,
+            "the squashfs image cannot be read: /tail: its tail (127813 bytes at ",
+        ),
+        ("flipped.sqfs", flipped, "cannot be decompressed: "),
         (
             "truncated.sqfs",
             // mksquashfs pads images to 4 KiB: cut into what the image uses.

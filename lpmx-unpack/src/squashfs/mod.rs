@@ -2,23 +2,25 @@
 //!
 //! The squashfs tree (read with the `backhand` crate, no external tool,
 //! no mount) becomes one uncompressed tar layer: one pass over the image
-//! (files decompressed ahead by worker threads) writes the tar stream; a
+//! (files decompressed ahead by worker threads, `data`) writes the tar
+//! stream; one
 //! thread beside it hashes the stream (the blob digest and the diff_id are
-//! the same), writes it into `tmp/` as the blob and extracts it into a
-//! layer directory in `tmp/` with the ordinary extractor. The
+//! the same) and writes it into `tmp/` as the blob, another extracts it into
+//! a layer directory in `tmp/` with the ordinary extractor. The
 //! blob and the layer are put in place only when both are complete; then an
 //! image config (Env from `/.singularity.d/env/*.sh`, Cmd the runscript)
 //! and an OCI manifest are stored as blobs, as a docker-archive import does.
 //! The image then unpacks like any other (its layer is already there).
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use backhand::{BackhandError, FilesystemReader, InnerNode, NodeHeader, SquashfsFileReader};
 use lpmx_core::digest::{Digest, Hasher};
@@ -32,11 +34,17 @@ use crate::extract::extract;
 use crate::layer::install_layer;
 use crate::source::image_as_pulled;
 
+mod data;
+mod environment;
+use data::{Cursor, DataReader, Inflater};
+use environment::environment;
+
 /// The squashfs signature (little-endian version 4, as mksquashfs writes).
 pub const SQUASHFS_MAGIC: &[u8] = b"hsqs";
 const SUPERBLOCK_LEN: usize = 96;
 const CHUNK: usize = 1 << 20;
-/// Chunks in flight between the converting and the extracting thread.
+/// Chunks in flight between the converting thread and each of the
+/// extracting and the storing thread.
 const DEPTH: usize = 8;
 /// Environment scripts larger than this are not read for variables.
 const ENV_SCRIPT_LIMIT: u64 = 1 << 20;
@@ -59,6 +67,7 @@ pub struct Origin<'a> {
 /// SIF image never reads outside its partition.
 pub struct Window {
     inner: BufReader<File>,
+    start: u64,
     len: u64,
     pos: u64,
 }
@@ -68,6 +77,7 @@ impl Window {
         file.seek(SeekFrom::Start(start))?;
         Ok(Window {
             inner: BufReader::with_capacity(1 << 17, file),
+            start,
             len,
             pos: 0,
         })
@@ -124,11 +134,19 @@ pub fn import_squashfs(
     origin: &Origin<'_>,
 ) -> Result<ImageDocument, UnpackError> {
     check_superblock(&mut image)?;
+    // The files' data is read through a file descriptor of its own.
+    let data_file = image
+        .inner
+        .get_ref()
+        .try_clone()
+        .map_err(|e| UnpackError::Squashfs(e.to_string()))?;
+    let (start, len) = (image.start, image.len);
     let filesystem = FilesystemReader::from_reader(image).map_err(reading_error)?;
+    let data = DataReader::new(&filesystem, &data_file, start, len);
     remove_leftovers(store);
     let blob_temp = store.temp_path(BLOB_TEMP);
     let layer_temp = store.temp_path(LAYER_TEMP);
-    let result = convert(store, &filesystem, origin, &blob_temp, &layer_temp);
+    let result = convert(store, &filesystem, &data, origin, &blob_temp, &layer_temp);
     if blob_temp.exists() {
         let _ = fs::remove_file(&blob_temp);
     }
@@ -223,6 +241,7 @@ struct Found {
 fn convert(
     store: &Store,
     filesystem: &FilesystemReader<'_>,
+    data: &DataReader<'_>,
     origin: &Origin<'_>,
     blob_temp: &Path,
     layer_temp: &Path,
@@ -231,35 +250,42 @@ fn convert(
     fs::create_dir_all(&root).map_err(UnpackError::io(&root))?;
     let blob_file = File::create(blob_temp).map_err(UnpackError::io(blob_temp))?;
     let name = origin.path.display().to_string();
-    let (sender, receiver) = sync_channel(DEPTH);
-    // Chunks the extractor is done with come back to be filled again.
-    let (recycle, recycled) = sync_channel(DEPTH + 2);
+    let (to_extractor, extractor_chunks) = sync_channel(DEPTH);
+    let (to_storer, storer_chunks) = sync_channel(DEPTH);
+    let pool = Pool::default();
     let abandoned = Rc::new(Cell::new(false));
-    let (written, (extracted, stored)) = std::thread::scope(|scope| {
-        // The extractor's thread also hashes the stream and writes the blob.
+    let (written, extracted, stored) = std::thread::scope(|scope| {
+        let storer = std::thread::Builder::new()
+            .name("store".to_owned())
+            .spawn_scoped(scope, || store_blob(storer_chunks, &pool, blob_file))
+            .map_err(UnpackError::io(blob_temp))?;
         let extractor = std::thread::Builder::new()
             .name("extract".to_owned())
             .spawn_scoped(scope, || {
-                let mut stream = ChannelReader::new(receiver, recycle, blob_file);
+                let mut stream = ChannelReader::new(extractor_chunks, &pool);
                 let extracted = extract(&mut stream, &root, &name);
                 if extracted.is_ok() {
-                    // What follows the archive's end (its padding) belongs
-                    // to the blob too.
+                    // The archive's padding after its end: read, so the
+                    // writer is not kept waiting.
                     let _ = io::copy(&mut stream, &mut io::sink());
                 }
-                (extracted, stream.finish())
+                extracted
             })
             .map_err(UnpackError::io(&root))?;
-        let written = write_tar(filesystem, sender, recycled, &abandoned);
-        // The tar writer and the channel's sender are gone: the extractor
-        // sees the end of the stream and finishes.
-        let extracted = extractor.join().unwrap_or_else(|_| {
-            (
-                Err(UnpackError::Squashfs("the extractor panicked".to_owned())),
-                Err(io::Error::other("the extractor panicked")),
-            )
-        });
-        Ok::<_, UnpackError>((written, extracted))
+        let sinks = Sinks {
+            extractor: to_extractor,
+            storer: to_storer,
+        };
+        let written = write_tar(filesystem, data, sinks, &pool, &abandoned);
+        // The tar writer and the channels' senders are gone: both threads
+        // see the end of the stream and finish.
+        let extracted = extractor
+            .join()
+            .unwrap_or_else(|_| Err(UnpackError::Squashfs("the extractor panicked".to_owned())));
+        let stored = storer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the blob writer panicked")));
+        Ok::<_, UnpackError>((written, extracted, stored))
     })?;
     let stored = stored.map_err(UnpackError::io(blob_temp))?;
     let (found, digest, size) = match (written, extracted) {
@@ -311,18 +337,19 @@ fn convert(
     )
 }
 
-/// Writes the tree as a tar into `blob` and the extractor's channel;
-/// returns what it found, the tar's digest and its size.
+/// Writes the tree as a tar to the extracting and the storing thread;
+/// returns what it found.
 fn write_tar(
     filesystem: &FilesystemReader<'_>,
-    sender: SyncSender<Vec<u8>>,
-    recycled: Receiver<Vec<u8>>,
+    data: &DataReader<'_>,
+    sinks: Sinks,
+    pool: &Pool,
     abandoned: &Rc<Cell<bool>>,
 ) -> Result<Found, UnpackError> {
     let tee = Tee {
-        sender: Some(sender),
-        recycled,
-        chunk: Vec::with_capacity(CHUNK),
+        sinks: Some(sinks),
+        pool,
+        chunk: pool.take(CHUNK),
         abandoned: Rc::clone(abandoned),
     };
     let mut builder = tar::Builder::new(tee);
@@ -341,15 +368,15 @@ fn write_tar(
             next: 0,
         };
         for worker in 0..PREFETCH_WORKERS {
-            let (sender, receiver) = sync_channel(PREFETCH_DEPTH);
+            let (sender, receiver) = sync_channel(PREFETCH_BATCHES);
             let files = &files;
             std::thread::Builder::new()
                 .name("decompress".to_owned())
                 .spawn_scoped(scope, move || {
-                    decompress_ahead(filesystem, files, worker, sender);
+                    decompress_ahead(data, files, worker, pool, sender);
                 })
                 .map_err(stream_error)?;
-            prefetch.workers.push(receiver);
+            prefetch.workers.push((receiver, VecDeque::new()));
         }
         // On return the receivers go, so workers still sending stop.
         write_entries(filesystem, &mut builder, &mut prefetch)
@@ -361,62 +388,151 @@ fn write_tar(
 
 /// Threads decompressing files ahead of the tar writer.
 const PREFETCH_WORKERS: usize = 2;
-/// Files each worker may hold decompressed, waiting for the writer.
-const PREFETCH_DEPTH: usize = 16;
-/// Larger files are streamed by the writer itself.
-const PREFETCH_LIMIT: u64 = 4 << 20;
+/// Files go to the writer in batches of about this many bytes or files:
+/// a message per small file would cost a wake-up each.
+const BATCH_BYTES: usize = 256 << 10;
+const BATCH_FILES: usize = 8;
+/// Batches each worker may hold, waiting for the writer.
+const PREFETCH_BATCHES: usize = 4;
+/// Larger files go to the writer in parts of about this size.
+const PART_BYTES: usize = 1 << 20;
 
-/// A file's data, decompressed ahead or not.
+/// A file's data, decompressed ahead: a large file comes in parts.
 enum Prefetched {
+    /// The data, or its last part.
     Data(Vec<u8>),
-    /// Too large to hold: read it as it is written.
-    Stream,
+    /// A part of the data; more follows.
+    Part(Vec<u8>),
     Failed(io::Error),
 }
 
 /// The decompressed files, in the order of the tree's file nodes: worker
 /// `i % PREFETCH_WORKERS` has file `i`.
 struct Prefetch {
-    workers: Vec<Receiver<Prefetched>>,
+    /// Each worker's batches, and what is left of the one being taken.
+    workers: Vec<(Receiver<Vec<Prefetched>>, VecDeque<Prefetched>)>,
+    /// The next file's number.
     next: usize,
 }
 
 impl Prefetch {
+    /// The next file's data, or its first part.
     fn next(&mut self) -> io::Result<Prefetched> {
-        let worker = &self.workers[self.next % self.workers.len()];
         self.next += 1;
-        worker
-            .recv()
-            .map_err(|_| io::Error::other("a decompression thread stopped"))
+        self.take((self.next - 1) % self.workers.len())
+    }
+
+    /// The next part of the file `next` gave the first part of.
+    fn more(&mut self) -> io::Result<Prefetched> {
+        self.take((self.next - 1) % self.workers.len())
+    }
+
+    /// Reads past the rest of a file whose data is not needed.
+    fn skip_rest(&mut self, first: Prefetched) -> io::Result<()> {
+        let mut item = first;
+        while let Prefetched::Part(_) = item {
+            item = self.more()?;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, worker: usize) -> io::Result<Prefetched> {
+        let (batches, batch) = &mut self.workers[worker];
+        if batch.is_empty() {
+            let received = batches
+                .recv()
+                .map_err(|_| io::Error::other("a decompression thread stopped"))?;
+            batch.extend(received);
+        }
+        batch
+            .pop_front()
+            .ok_or_else(|| io::Error::other("a decompression thread sent nothing"))
     }
 }
 
 /// Decompresses worker `worker`'s share of `files`, in order, until done
 /// or the writer stops listening.
 fn decompress_ahead(
-    filesystem: &FilesystemReader<'_>,
+    data: &DataReader<'_>,
     files: &[&SquashfsFileReader],
     worker: usize,
-    sender: SyncSender<Prefetched>,
+    pool: &Pool,
+    sender: SyncSender<Vec<Prefetched>>,
 ) {
+    let mut inflater = Inflater::default();
+    let mut batch = Batch {
+        items: Vec::with_capacity(BATCH_FILES),
+        bytes: 0,
+        sender,
+    };
     for file in files.iter().skip(worker).step_by(PREFETCH_WORKERS) {
-        let len = file.file_len() as u64;
-        let item = if len > PREFETCH_LIMIT {
-            Prefetched::Stream
-        } else {
-            let mut data = Vec::with_capacity(len as usize);
-            let mut exact = Exact {
-                inner: filesystem.file(file).reader(),
-                left: len,
-            };
-            match exact.read_to_end(&mut data) {
-                Ok(_) => Prefetched::Data(data),
+        let len = file.file_len();
+        if len <= PART_BYTES {
+            let mut bytes = pool.take(len);
+            let item = match data.read_file(file, &mut inflater, &mut bytes) {
+                Ok(()) => Prefetched::Data(bytes),
                 Err(e) => Prefetched::Failed(e),
+            };
+            if batch.push(item).is_err() {
+                return;
             }
-        };
-        if sender.send(item).is_err() {
-            return;
+            continue;
         }
+        // A large file, in parts of about PART_BYTES.
+        let mut cursor = Cursor::new(file);
+        let mut part = pool.take(PART_BYTES + data.block_size());
+        loop {
+            let item = match data.read_next(&mut cursor, &mut inflater, &mut part) {
+                Ok(true) if part.len() < PART_BYTES => continue,
+                Ok(true) => {
+                    let next = pool.take(PART_BYTES + data.block_size());
+                    Prefetched::Part(std::mem::replace(&mut part, next))
+                }
+                Ok(false) => Prefetched::Data(std::mem::take(&mut part)),
+                Err(e) => Prefetched::Failed(e),
+            };
+            let last = !matches!(item, Prefetched::Part(_));
+            if batch.push(item).is_err() {
+                return;
+            }
+            if last {
+                break;
+            }
+        }
+    }
+    let _ = batch.flush();
+}
+
+/// A worker's files on their way to the writer.
+struct Batch {
+    items: Vec<Prefetched>,
+    bytes: usize,
+    sender: SyncSender<Vec<Prefetched>>,
+}
+
+impl Batch {
+    /// Adds `item`, sending the batch once it is full; an error when the
+    /// writer stopped listening.
+    fn push(&mut self, item: Prefetched) -> Result<(), ()> {
+        match &item {
+            Prefetched::Data(bytes) | Prefetched::Part(bytes) => self.bytes += bytes.len(),
+            // The writer stops at a failure: send it at once.
+            Prefetched::Failed(_) => self.bytes = BATCH_BYTES,
+        }
+        self.items.push(item);
+        if self.items.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ()> {
+        self.bytes = 0;
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::replace(&mut self.items, Vec::with_capacity(BATCH_FILES));
+        self.sender.send(items).map_err(|_| ())
     }
 }
 
@@ -474,37 +590,27 @@ fn write_entries(
             }
             InnerNode::File(file) => {
                 // Every file node takes its turn, also a second name.
-                let prefetched = prefetch.next().map_err(failed)?;
+                let first = prefetch.next().map_err(failed)?;
                 if let Some(key) = link_key(file, &node.header) {
-                    if let Some(first) = links.get(&key) {
+                    if let Some(target) = links.get(&key) {
+                        prefetch.skip_rest(first).map_err(failed)?;
                         let mut header = header_of(tar::EntryType::Link, 0);
                         builder
-                            .append_link(&mut header, &rel, first)
+                            .append_link(&mut header, &rel, target)
                             .map_err(failed)?;
                         continue;
                     }
                     links.insert(key, rel.clone());
                 }
                 let len = file.file_len() as u64;
-                let mut header = header_of(tar::EntryType::Regular, len);
-                match prefetched {
-                    Prefetched::Data(bytes) => {
-                        append_bytes(builder, &mut header, &rel, &bytes).map_err(failed)?;
-                        if is_env_script(&rel) && len <= ENV_SCRIPT_LIMIT {
-                            found.env_scripts.push((rel, bytes));
-                        }
-                    }
-                    Prefetched::Stream => {
-                        let data = Exact {
-                            inner: filesystem.file(file).reader(),
-                            left: len,
-                        };
-                        builder
-                            .append_data(&mut header, &rel, data)
-                            .map_err(failed)?;
-                    }
-                    Prefetched::Failed(e) => return Err(failed(e)),
+                if let Prefetched::Data(bytes) = &first
+                    && is_env_script(&rel)
+                    && len <= ENV_SCRIPT_LIMIT
+                {
+                    found.env_scripts.push((rel.clone(), bytes.clone()));
                 }
+                let mut header = header_of(tar::EntryType::Regular, len);
+                append_file(builder, &mut header, &rel, first, prefetch).map_err(failed)?;
             }
             InnerNode::Symlink(link) => {
                 // Stored as it is: resolved inside the container at run time.
@@ -541,20 +647,37 @@ fn write_entries(
     Ok(found)
 }
 
-/// A regular file's entry with `bytes` (its whole data, as the header's
-/// size says). tar's own `append_data` would copy the data through a small
-/// buffer, a second copy of every byte: here tar writes the header (and a
-/// long name's extra entry), the data goes to the stream in one write.
-fn append_bytes(
+/// A regular file's entry: tar writes the header (and a long name's extra
+/// entry), then the file's data, from `first` on, joins the stream as the
+/// workers decompressed it (`Tee::append`), without a copy through tar's
+/// small buffer.
+fn append_file(
     builder: &mut tar::Builder<Tee>,
     header: &mut tar::Header,
     path: &Path,
-    bytes: &[u8],
+    first: Prefetched,
+    prefetch: &mut Prefetch,
 ) -> io::Result<()> {
     builder.append_data(header, path, io::empty())?;
     let out = builder.get_mut();
-    out.write_all(bytes)?;
-    let padding = (512 - bytes.len() % 512) % 512;
+    let mut item = first;
+    let mut len = 0;
+    loop {
+        match item {
+            Prefetched::Part(bytes) => {
+                len += bytes.len();
+                out.append(bytes)?;
+            }
+            Prefetched::Data(bytes) => {
+                len += bytes.len();
+                out.append(bytes)?;
+                break;
+            }
+            Prefetched::Failed(e) => return Err(e),
+        }
+        item = prefetch.more()?;
+    }
+    let padding = (512 - len % 512) % 512;
     out.write_all(&[0u8; 512][..padding])
 }
 
@@ -620,71 +743,111 @@ fn split_device(number: u32) -> (u32, u32) {
     (major, minor)
 }
 
-/// A file's data, exactly `left` bytes of it: a file that ends early is an
-/// error rather than a tar whose entries run into one another.
-struct Exact<R> {
-    inner: R,
-    left: u64,
+/// A piece of the tar stream, shared by the extracting and the storing
+/// thread.
+type Chunk = Arc<Vec<u8>>;
+
+/// Where the tar stream goes.
+struct Sinks {
+    extractor: SyncSender<Chunk>,
+    storer: SyncSender<Chunk>,
 }
 
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
+/// Buffers for file data and stream chunks, given back by the threads
+/// done with them: reused, they are not mapped and faulted in again for
+/// every file.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+/// Buffers the pool keeps at most: about as many as are in flight.
+const POOL_LIMIT: usize = PREFETCH_WORKERS * (PREFETCH_BATCHES + 2) * BATCH_FILES + 2 * DEPTH;
+
+impl Pool {
+    /// An empty buffer for at least `capacity` bytes: the smallest kept
+    /// one that fits (growing one would mean fresh memory anyway).
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut pool = self.0.lock().expect("buffer pool");
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= capacity)
+            .min_by_key(|&i| pool[i].capacity());
+        match best {
+            Some(i) => pool.swap_remove(i),
+            None => Vec::with_capacity(capacity),
         }
-        let max = (buf.len() as u64).min(self.left) as usize;
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("its data ends {} bytes early", self.left),
-            ));
+    }
+
+    fn put(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut pool = self.0.lock().expect("buffer pool");
+        if pool.len() < POOL_LIMIT {
+            pool.push(buffer);
+        } else if let Some(smallest) = (0..pool.len()).min_by_key(|&i| pool[i].capacity())
+            && pool[smallest].capacity() < buffer.capacity()
+        {
+            pool[smallest] = buffer;
         }
-        self.left -= n as u64;
-        Ok(n)
     }
 }
 
-/// The tar stream, sent to the extractor in chunks.
-struct Tee {
-    sender: Option<SyncSender<Vec<u8>>>,
-    /// Empty chunks to fill, back from the extractor.
-    recycled: Receiver<Vec<u8>>,
+/// Data at least this long joins the stream as its own chunk rather than
+/// being copied into one.
+const OWN_CHUNK: usize = 64 << 10;
+
+/// The tar stream, sent to the extracting and the storing thread in chunks.
+struct Tee<'p> {
+    sinks: Option<Sinks>,
+    pool: &'p Pool,
     chunk: Vec<u8>,
     /// Set when the extractor stopped reading (it refused an entry).
     abandoned: Rc<Cell<bool>>,
 }
 
-impl Tee {
+impl Tee<'_> {
     fn send_chunk(&mut self) -> io::Result<()> {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let next = match self.recycled.try_recv() {
-            Ok(mut chunk) => {
-                chunk.clear();
-                chunk
-            }
-            Err(_) => Vec::with_capacity(CHUNK),
+        let next = self.pool.take(CHUNK);
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.send(full)
+    }
+
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        let chunk = Arc::new(chunk);
+        let Some(sinks) = &self.sinks else {
+            return Err(io::Error::other("the stream has ended"));
         };
-        let chunk = std::mem::replace(&mut self.chunk, next);
-        let sent = self.sender.as_ref().map(|s| s.send(chunk));
-        if !matches!(sent, Some(Ok(()))) {
+        if sinks.storer.send(Arc::clone(&chunk)).is_err() {
+            // Its error is the one reported.
+            return Err(io::Error::other("the blob writer stopped"));
+        }
+        if sinks.extractor.send(chunk).is_err() {
             self.abandoned.set(true);
             return Err(io::Error::other("the extractor stopped"));
         }
         Ok(())
     }
 
+    /// Adds `data` to the stream without copying it, unless it is short.
+    fn append(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if data.len() < OWN_CHUNK {
+            self.write_all(&data)?;
+            self.pool.put(data);
+            return Ok(());
+        }
+        self.send_chunk()?;
+        self.send(data)
+    }
+
     /// Sends what is left and ends the stream.
     fn finish(mut self) -> io::Result<()> {
         self.send_chunk()?;
-        self.sender = None;
+        self.sinks = None;
         Ok(())
     }
 }
 
-impl Write for Tee {
+impl Write for Tee<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.chunk.extend_from_slice(buf);
         if self.chunk.len() >= CHUNK {
@@ -698,60 +861,56 @@ impl Write for Tee {
     }
 }
 
-/// The extractor's side of the channel, as a reader; every chunk is also
-/// hashed and written to the blob as it arrives.
-struct ChannelReader {
-    chunks: Receiver<Vec<u8>>,
-    /// Where read chunks go back, to be filled again.
-    recycle: SyncSender<Vec<u8>>,
-    current: Vec<u8>,
-    offset: usize,
-    blob: File,
-    hasher: Hasher,
-    size: u64,
-    /// Writing the blob failed: the stream stops with this error.
-    failed: Option<io::Error>,
+/// Gives a chunk back to be filled again, by whichever of the two threads
+/// is done with it last.
+fn give_back(chunk: Chunk, pool: &Pool) {
+    if let Ok(chunk) = Arc::try_unwrap(chunk) {
+        pool.put(chunk);
+    }
 }
 
-impl ChannelReader {
-    fn new(chunks: Receiver<Vec<u8>>, recycle: SyncSender<Vec<u8>>, blob: File) -> ChannelReader {
+/// The storing thread: writes the stream into `blob` and hashes it;
+/// returns its digest and size.
+fn store_blob(chunks: Receiver<Chunk>, pool: &Pool, mut blob: File) -> io::Result<(Digest, u64)> {
+    let mut hasher = Hasher::default();
+    let mut size = 0u64;
+    for chunk in chunks {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        blob.write_all(&chunk)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write the layer blob: {e}")))?;
+        give_back(chunk, pool);
+    }
+    Ok((hasher.finish(), size))
+}
+
+/// The extractor's side of its channel, as a reader.
+struct ChannelReader<'p> {
+    chunks: Receiver<Chunk>,
+    /// Where read chunks go back, to be filled again.
+    pool: &'p Pool,
+    current: Chunk,
+    offset: usize,
+}
+
+impl ChannelReader<'_> {
+    fn new(chunks: Receiver<Chunk>, pool: &Pool) -> ChannelReader<'_> {
         ChannelReader {
             chunks,
-            recycle,
-            current: Vec::new(),
+            pool,
+            current: Arc::default(),
             offset: 0,
-            blob,
-            hasher: Hasher::default(),
-            size: 0,
-            failed: None,
-        }
-    }
-
-    /// The digest and size of what was read, or the blob's write error.
-    fn finish(mut self) -> io::Result<(Digest, u64)> {
-        match self.failed.take() {
-            Some(e) => Err(e),
-            None => Ok((std::mem::take(&mut self.hasher).finish(), self.size)),
         }
     }
 }
 
-impl Read for ChannelReader {
+impl Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.offset == self.current.len() {
             match self.chunks.recv() {
                 Ok(chunk) => {
-                    self.hasher.update(&chunk);
-                    self.size += chunk.len() as u64;
-                    if let Err(e) = self.blob.write_all(&chunk) {
-                        let message = format!("cannot write the layer blob: {e}");
-                        self.failed = Some(e);
-                        return Err(io::Error::other(message));
-                    }
                     let done = std::mem::replace(&mut self.current, chunk);
-                    if done.capacity() > 0 {
-                        let _ = self.recycle.try_send(done);
-                    }
+                    give_back(done, self.pool);
                     self.offset = 0;
                 }
                 Err(_) => return Ok(0),
@@ -764,154 +923,9 @@ impl Read for ChannelReader {
     }
 }
 
-/// The variables the image's environment scripts export, in the order
-/// they first appear, later values replacing earlier ones. Scripts run in
-/// name order, as Singularity sources them. Only simple lines count:
-/// `export KEY=VALUE`, the value bare, 'single-quoted' or "double-quoted",
-/// with `$NAME`, `${NAME}`, `${NAME:-word}` and `${NAME-word}` taken from
-/// what the scripts set before; a line with command substitution or
-/// anything else a shell would have to run is skipped.
-pub fn environment(scripts: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
-    let mut sorted: Vec<&(PathBuf, Vec<u8>)> = scripts.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut vars: Vec<(String, String)> = Vec::new();
-    for (_, script) in sorted {
-        for line in String::from_utf8_lossy(script).lines() {
-            let Some((key, value)) = export_line(line, &vars) else {
-                continue;
-            };
-            match vars.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => vars.push((key, value)),
-            }
-        }
-    }
-    vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
-fn export_line(line: &str, vars: &[(String, String)]) -> Option<(String, String)> {
-    let line = line.trim();
-    let rest = line.strip_prefix("export")?;
-    if !rest.starts_with([' ', '\t']) {
-        return None;
-    }
-    let (key, raw) = rest.trim_start().split_once('=')?;
-    let mut chars = key.chars();
-    let first = chars.next()?;
-    if !(first.is_ascii_alphabetic() || first == '_')
-        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return None;
-    }
-    let raw = raw.trim_end().strip_suffix(';').unwrap_or(raw.trim_end());
-    let value = if let Some(inner) = raw
-        .strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .filter(|inner| !inner.contains('\''))
-    {
-        inner.to_owned()
-    } else if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        expand(inner, vars, true)?
-    } else {
-        expand(raw, vars, false)?
-    };
-    Some((key.to_owned(), value))
-}
-
-/// Expands the parameter forms a simple export uses; `None` for anything
-/// else (command substitution, unquoted blanks, quotes inside).
-fn expand(text: &str, vars: &[(String, String)], quoted: bool) -> Option<String> {
-    let lookup = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let mut out = String::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '\\' => out.push(chars.next()?.1),
-            '`' | '"' | '\'' => return None,
-            c if c.is_whitespace() && !quoted => return None,
-            '$' => {
-                let rest = &text[at + 1..];
-                if let Some(braced) = rest.strip_prefix('{') {
-                    let end = braced.find('}')?;
-                    let inner = &braced[..end];
-                    let (name, default) = if let Some((name, word)) = inner.split_once(":-") {
-                        (name, Some((word, true)))
-                    } else if let Some((name, word)) = inner.split_once('-') {
-                        (name, Some((word, false)))
-                    } else {
-                        (inner, None)
-                    };
-                    if name.is_empty() || !name.chars().all(is_name) {
-                        return None;
-                    }
-                    let value = lookup(name);
-                    match (value, default) {
-                        (Some(""), Some((word, true))) => out.push_str(word),
-                        (Some(v), _) => out.push_str(v),
-                        (None, Some((word, _))) => out.push_str(word),
-                        (None, None) => {}
-                    }
-                    // Skip `{inner}`.
-                    for _ in 0..braced[..=end].chars().count() + 1 {
-                        chars.next();
-                    }
-                } else {
-                    let name: String = rest.chars().take_while(|&c| is_name(c)).collect();
-                    if name.is_empty() {
-                        return None;
-                    }
-                    out.push_str(lookup(&name).unwrap_or(""));
-                    for _ in 0..name.chars().count() {
-                        chars.next();
-                    }
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(scripts: &[(&str, &str)]) -> Vec<String> {
-        let scripts: Vec<(PathBuf, Vec<u8>)> = scripts
-            .iter()
-            .map(|(name, text)| (PathBuf::from(name), text.as_bytes().to_vec()))
-            .collect();
-        environment(&scripts)
-    }
-
-    #[test]
-    fn simple_exports_become_the_environment() {
-        let env = env_of(&[
-            (
-                "90-environment.sh",
-                "#!/bin/sh\n# comment\nexport GREETING=\"hello world\"\nexport PATH=\"/opt/bin:$PATH\"\nexport RAW='a $b'\nexport X=1;\nFOO=bar\nexport BAD=$(id -u)\nexport DEF=${UNSET:-fallback}\n",
-            ),
-            (
-                "10-docker2singularity.sh",
-                "#!/bin/sh\nexport PATH=\"/usr/local/bin:/usr/bin:/bin\"\n",
-            ),
-        ]);
-        assert_eq!(
-            env,
-            [
-                "PATH=/opt/bin:/usr/local/bin:/usr/bin:/bin",
-                "GREETING=hello world",
-                "RAW=a $b",
-                "X=1",
-                "DEF=fallback",
-            ]
-        );
-    }
 
     #[test]
     fn paths_that_leave_the_root_are_refused() {
