@@ -20,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tar::EntryType;
 
-use lpmx_core::layer::{Device, DeviceKind, LayerMeta};
+use lpmx_core::layer::{Device, DeviceKind, EntryMeta, LayerMeta};
 
 use crate::error::UnpackError;
 
@@ -155,6 +155,9 @@ impl Extractor {
             _ => (mode & 0o777) | 0o600,
         };
         let mut record_mode = true;
+        // What the layer's meta.json must say of this entry; most entries
+        // need nothing, and the map is only touched for those that do.
+        let mut record = EntryMeta::default();
         match kind {
             EntryType::Directory => {
                 if existing_dir || self.needs_chmod(stored) {
@@ -223,7 +226,7 @@ impl Extractor {
                 create_file(&full, stored).map_err(self.io_error(&rel))?;
                 set_mtime_nofollow(&full, mtime);
                 self.others.insert(rel.clone());
-                self.meta.entry(&key).device = Some(device);
+                record.device = Some(device);
             }
             EntryType::Fifo => {
                 let path = c_path(&full);
@@ -241,7 +244,6 @@ impl Extractor {
             }
         }
 
-        let record = self.meta.entry(&key);
         if record_mode && mode != stored {
             record.mode = Some(mode);
         }
@@ -263,7 +265,11 @@ impl Extractor {
                 }
             }
         }
-        if self.meta.entries.get(&key).is_some_and(|e| e.is_empty()) {
+        // A directory named again keeps its place but takes the attributes
+        // the later entry gives.
+        if !record.is_empty() {
+            self.meta.entries.insert(key, record);
+        } else if existing_dir {
             self.meta.entries.remove(&key);
         }
         Ok(())

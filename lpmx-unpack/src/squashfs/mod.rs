@@ -45,7 +45,7 @@ const SUPERBLOCK_LEN: usize = 96;
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the converting thread and each of the
 /// extracting and the storing thread.
-const DEPTH: usize = 8;
+const DEPTH: usize = 32;
 /// Environment scripts larger than this are not read for variables.
 const ENV_SCRIPT_LIMIT: u64 = 1 << 20;
 const ENV_DIR: &str = ".singularity.d/env";
@@ -252,7 +252,8 @@ fn convert(
     let name = origin.path.display().to_string();
     let (to_extractor, extractor_chunks) = sync_channel(DEPTH);
     let (to_storer, storer_chunks) = sync_channel(DEPTH);
-    let pool = Pool::default();
+    let workers = prefetch_workers();
+    let pool = Pool::new(workers);
     let abandoned = Rc::new(Cell::new(false));
     let (written, extracted, stored) = std::thread::scope(|scope| {
         let storer = std::thread::Builder::new()
@@ -276,7 +277,7 @@ fn convert(
             extractor: to_extractor,
             storer: to_storer,
         };
-        let written = write_tar(filesystem, data, sinks, &pool, &abandoned);
+        let written = write_tar(filesystem, data, workers, sinks, &pool, &abandoned);
         // The tar writer and the channels' senders are gone: both threads
         // see the end of the stream and finish.
         let extracted = extractor
@@ -342,6 +343,7 @@ fn convert(
 fn write_tar(
     filesystem: &FilesystemReader<'_>,
     data: &DataReader<'_>,
+    workers: usize,
     sinks: Sinks,
     pool: &Pool,
     abandoned: &Rc<Cell<bool>>,
@@ -367,13 +369,13 @@ fn write_tar(
             workers: Vec::new(),
             next: 0,
         };
-        for worker in 0..PREFETCH_WORKERS {
+        for worker in 0..workers {
             let (sender, receiver) = sync_channel(PREFETCH_BATCHES);
             let files = &files;
             std::thread::Builder::new()
                 .name("decompress".to_owned())
                 .spawn_scoped(scope, move || {
-                    decompress_ahead(data, files, worker, pool, sender);
+                    decompress_ahead(data, files, (worker, workers), pool, sender);
                 })
                 .map_err(stream_error)?;
             prefetch.workers.push((receiver, VecDeque::new()));
@@ -386,8 +388,11 @@ fn write_tar(
     Ok(found)
 }
 
-/// Threads decompressing files ahead of the tar writer.
-const PREFETCH_WORKERS: usize = 2;
+/// Threads decompressing files ahead of the tar writer: one a core, at
+/// least two (they wait for the writer in turn), at most eight.
+fn prefetch_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
 /// Files go to the writer in batches of about this many bytes or files:
 /// a message per small file would cost a wake-up each.
 const BATCH_BYTES: usize = 256 << 10;
@@ -407,7 +412,7 @@ enum Prefetched {
 }
 
 /// The decompressed files, in the order of the tree's file nodes: worker
-/// `i % PREFETCH_WORKERS` has file `i`.
+/// `i % workers` has file `i`.
 struct Prefetch {
     /// Each worker's batches, and what is left of the one being taken.
     workers: Vec<(Receiver<Vec<Prefetched>>, VecDeque<Prefetched>)>,
@@ -455,7 +460,7 @@ impl Prefetch {
 fn decompress_ahead(
     data: &DataReader<'_>,
     files: &[&SquashfsFileReader],
-    worker: usize,
+    (worker, workers): (usize, usize),
     pool: &Pool,
     sender: SyncSender<Vec<Prefetched>>,
 ) {
@@ -465,7 +470,7 @@ fn decompress_ahead(
         bytes: 0,
         sender,
     };
-    for file in files.iter().skip(worker).step_by(PREFETCH_WORKERS) {
+    for file in files.iter().skip(worker).step_by(workers) {
         let len = file.file_len();
         if len <= PART_BYTES {
             let mut bytes = pool.take(len);
@@ -756,17 +761,24 @@ struct Sinks {
 /// Buffers for file data and stream chunks, given back by the threads
 /// done with them: reused, they are not mapped and faulted in again for
 /// every file.
-#[derive(Default)]
-struct Pool(Mutex<Vec<Vec<u8>>>);
-
-/// Buffers the pool keeps at most: about as many as are in flight.
-const POOL_LIMIT: usize = PREFETCH_WORKERS * (PREFETCH_BATCHES + 2) * BATCH_FILES + 2 * DEPTH;
+struct Pool {
+    buffers: Mutex<Vec<Vec<u8>>>,
+    /// Buffers kept at most: about as many as are in flight.
+    limit: usize,
+}
 
 impl Pool {
+    fn new(workers: usize) -> Pool {
+        Pool {
+            buffers: Mutex::new(Vec::new()),
+            limit: workers * (PREFETCH_BATCHES + 2) * BATCH_FILES + 2 * DEPTH,
+        }
+    }
+
     /// An empty buffer for at least `capacity` bytes: the smallest kept
     /// one that fits (growing one would mean fresh memory anyway).
     fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut pool = self.0.lock().expect("buffer pool");
+        let pool = &mut *self.buffers.lock().expect("buffer pool");
         let best = (0..pool.len())
             .filter(|&i| pool[i].capacity() >= capacity)
             .min_by_key(|&i| pool[i].capacity());
@@ -778,8 +790,8 @@ impl Pool {
 
     fn put(&self, mut buffer: Vec<u8>) {
         buffer.clear();
-        let mut pool = self.0.lock().expect("buffer pool");
-        if pool.len() < POOL_LIMIT {
+        let pool = &mut *self.buffers.lock().expect("buffer pool");
+        if pool.len() < self.limit {
             pool.push(buffer);
         } else if let Some(smallest) = (0..pool.len()).min_by_key(|&i| pool[i].capacity())
             && pool[smallest].capacity() < buffer.capacity()
