@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
@@ -198,15 +198,11 @@ impl<'a> DataReader<'a> {
             }
             return Ok(());
         }
-        inflater.other.clear();
-        inflater.other.reserve(self.block_size);
-        DefaultCompressor
-            .decompress(&inflater.compressed, &mut inflater.other, self.compressor)
-            .map_err(|e| {
-                corrupt(format!(
-                    "the block at byte {position} cannot be decompressed: {e}"
-                ))
-            })?;
+        self.decompress_other(inflater).map_err(|e| {
+            corrupt(format!(
+                "the block at byte {position} cannot be decompressed: {e}"
+            ))
+        })?;
         if inflater.other.len() != expected {
             return Err(wrong_size(position, inflater.other.len(), expected));
         }
@@ -306,13 +302,31 @@ impl<'a> DataReader<'a> {
             out.truncate(written);
             return Ok(());
         }
-        DefaultCompressor
-            .decompress(&inflater.compressed, out, self.compressor)
-            .map_err(|e| failed(&e))?;
-        if out.len() > self.block_size {
+        self.decompress_other(inflater).map_err(|e| failed(&e))?;
+        if inflater.other.len() > self.block_size {
             return Err(failed(&"it is larger than the block size"));
         }
+        out.extend_from_slice(&inflater.other);
         Ok(())
+    }
+
+    /// Decompresses `inflater.compressed` into `inflater.other` with a
+    /// compression other than gzip. The output stops a byte past the block
+    /// size, so a block made to expand without end cannot take the memory.
+    fn decompress_other(&self, inflater: &mut Inflater) -> Result<(), String> {
+        inflater.other.clear();
+        if matches!(self.compressor, Compressor::Xz) {
+            liblzma::read::XzDecoder::new(inflater.compressed.as_slice())
+                .take(self.block_size as u64 + 1)
+                .read_to_end(&mut inflater.other)
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        // zstd and lz4 write no further than the buffer's capacity.
+        inflater.other.reserve(self.block_size + 1);
+        DefaultCompressor
+            .decompress(&inflater.compressed, &mut inflater.other, self.compressor)
+            .map_err(|e| e.to_string())
     }
 }
 
