@@ -1,16 +1,22 @@
 //! Singularity images and plain squashfs images into the store.
 //!
-//! The squashfs tree (read with the `backhand` crate, no external tool,
-//! no mount) becomes one uncompressed tar layer: one pass over the image
-//! (files decompressed ahead by worker threads, `data`) writes the tar
-//! stream; one
-//! thread beside it hashes the stream (the blob digest and the diff_id are
-//! the same) and writes it into `tmp/` as the blob, another extracts it into
-//! a layer directory in `tmp/` with the ordinary extractor. The
-//! blob and the layer are put in place only when both are complete; then an
-//! image config (Env from `/.singularity.d/env/*.sh`, Cmd the runscript)
-//! and an OCI manifest are stored as blobs, as a docker-archive import does.
-//! The image then unpacks like any other (its layer is already there).
+//! The squashfs tree (read with the `backhand` crate; the files' data by
+//! `data`, no external tool, no mount) becomes one uncompressed tar layer,
+//! in one pass over the image:
+//!
+//! - worker threads decompress the files ahead, in order (`data`);
+//! - this thread writes the tar stream from them, in chunks shared with
+//!   the two threads below (file data travels as its own chunk, uncopied);
+//! - one thread hashes the stream (the blob digest and the diff_id are the
+//!   same) and writes it into `tmp/` as the blob;
+//! - one extracts it into a layer directory in `tmp/` with the ordinary
+//!   extractor.
+//!
+//! The blob and the layer are put in place only when both are complete;
+//! then an image config (Env from `/.singularity.d/env/*.sh`, Cmd the
+//! runscript) and an OCI manifest are stored as blobs, as a docker-archive
+//! import does. The image then unpacks like any other (its layer is
+//! already there).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
