@@ -55,7 +55,12 @@ pub struct SifImage {
     pub rootfs_size: u64,
     /// The root filesystem's architecture, in Go's names (`amd64`).
     pub architecture: Option<String>,
+    /// The JSON of the labels object, if the image has a readable one.
+    pub labels: Option<Vec<u8>>,
 }
+
+/// A labels object larger than this is not read.
+const LABELS_LIMIT: i64 = 1 << 20;
 
 /// One data object, as the descriptor describes it.
 #[derive(Clone, Debug)]
@@ -154,10 +159,21 @@ pub fn parse(file: &File, size: u64) -> Result<SifImage, UnpackError> {
             size,
         });
     }
+    // Labels are metadata only: an unreadable object is left out.
+    let labels = objects
+        .iter()
+        .find(|o| o.datatype == DATA_LABELS && (0..=LABELS_LIMIT).contains(&o.size))
+        .and_then(|o| {
+            let mut json = vec![0u8; o.size as usize];
+            let offset = u64::try_from(o.offset).ok()?;
+            read_at(file, &mut json, offset, size, "labels").ok()?;
+            Some(json)
+        });
     Ok(SifImage {
         rootfs_offset: offset,
         rootfs_size: length,
         architecture: arch_name(&root.arch).or(header_arch),
+        labels,
     })
 }
 

@@ -74,6 +74,7 @@ pub fn import_archive(
             kind: "sif",
             path,
             architecture: image.architecture,
+            labels: image.labels,
         };
         return import_squashfs(store, window, &origin);
     }
@@ -83,6 +84,7 @@ pub fn import_archive(
             kind: "squashfs",
             path,
             architecture: None,
+            labels: None,
         };
         return import_squashfs(store, window, &origin);
     }

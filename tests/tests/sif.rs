@@ -34,6 +34,14 @@ fn canonical(path: &Path) -> String {
 
 /// Every path under the store with its size (files) or link target, for
 /// an exact before/after comparison.
+/// The image config blob a layers document names.
+fn config_blob(env: &Env, document: &serde_json::Value) -> serde_json::Value {
+    let digest = document["config_digest"].as_str().unwrap();
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let bytes = fs::read(env.store().join("blobs/sha256").join(hex)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 fn store_listing(env: &Env) -> BTreeMap<String, String> {
     let mut listing = BTreeMap::new();
     for item in walkdir::WalkDir::new(env.store()).min_depth(1) {
@@ -89,6 +97,11 @@ fn debian_sif_and_squashfs_run_with_the_image_environment_and_runscript() {
             "PATH=/opt/sif/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "GREETING=hello from sif",
         ]
+    );
+    // The SIF's labels object becomes the config's Labels.
+    assert_eq!(
+        config_blob(&env, &document)["config"]["Labels"],
+        serde_json::json!({"org.label-schema.schema-version": "1.0"})
     );
     // One layer: an uncompressed tar blob whose digest is the diff_id.
     let diff_id = document["layers"][0]["diff_id"]
@@ -182,6 +195,12 @@ fn small_tree(dir: &Path) {
     fs::create_dir_all(dir.join(&long)).unwrap();
     fs::write(dir.join(&long).join("f".repeat(120)), "long\n").unwrap();
     fs::write(dir.join("suid"), "#!/bin/sh\n").unwrap();
+    fs::create_dir_all(dir.join(".singularity.d")).unwrap();
+    fs::write(
+        dir.join(".singularity.d/labels.json"),
+        r#"{"maintainer": "lpmx", "version": 2, "nested": {"x": 1}}"#,
+    )
+    .unwrap();
     for command in [
         vec!["mknod", "dev/null", "c", "1", "3"],
         vec!["mkfifo", "fifo"],
@@ -222,6 +241,11 @@ fn squashfs_images_in_every_compression_keep_what_the_tree_holds() {
         let document = run.json();
         assert_eq!(document["config"]["cmd"], serde_json::json!(["/bin/sh"]));
         assert_eq!(document["config"]["env"], serde_json::json!([]));
+        // labels.json: its strings, numbers as written, nothing nested.
+        assert_eq!(
+            config_blob(&env, &document)["config"]["Labels"],
+            serde_json::json!({"maintainer": "lpmx", "version": "2"})
+        );
         let root = dirs[0].join("root");
         assert_eq!(
             fs::read_to_string(root.join("etc/hello")).unwrap(),

@@ -56,6 +56,7 @@ const DEPTH: usize = 32;
 const ENV_SCRIPT_LIMIT: u64 = 1 << 20;
 const ENV_DIR: &str = ".singularity.d/env";
 const RUNSCRIPT: &str = ".singularity.d/runscript";
+const LABELS: &str = ".singularity.d/labels.json";
 /// Names of this import's files in `tmp/`.
 const BLOB_TEMP: &str = "squashfs-blob";
 const LAYER_TEMP: &str = "squashfs-layer";
@@ -67,6 +68,8 @@ pub struct Origin<'a> {
     pub path: &'a Path,
     /// The architecture the image says it is for (SIF), else the host's.
     pub architecture: Option<String>,
+    /// The JSON of the SIF's labels object.
+    pub labels: Option<Vec<u8>>,
 }
 
 /// A byte range of a file, read as a file of its own: the squashfs of a
@@ -242,6 +245,8 @@ struct Found {
     /// `/.singularity.d/env/*.sh`, by name.
     env_scripts: Vec<(PathBuf, Vec<u8>)>,
     runscript: bool,
+    /// `/.singularity.d/labels.json`.
+    labels: Option<Vec<u8>>,
 }
 
 fn convert(
@@ -320,10 +325,22 @@ fn convert(
         .architecture
         .clone()
         .unwrap_or_else(|| Platform::host().architecture);
+    // Singularity's labels, the SIF object's over the tree's.
+    let mut labels = serde_json::Map::new();
+    for json in [found.labels.as_deref(), origin.labels.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        labels.extend(labels_of(json));
+    }
+    let mut run_config = serde_json::json!({ "Env": env, "Cmd": [cmd] });
+    if !labels.is_empty() {
+        run_config["Labels"] = serde_json::Value::Object(labels);
+    }
     let config = serde_json::json!({
         "architecture": architecture,
         "os": "linux",
-        "config": { "Env": env, "Cmd": [cmd] },
+        "config": run_config,
         "rootfs": { "type": "layers", "diff_ids": [digest] },
         "history": [{ "created_by": format!("lpmx-unpack: the root filesystem of a {} image", origin.kind) }],
     });
@@ -615,10 +632,13 @@ fn write_entries(
                 }
                 let len = file.file_len() as u64;
                 if let Prefetched::Data(bytes) = &first
-                    && is_env_script(&rel)
                     && len <= ENV_SCRIPT_LIMIT
                 {
-                    found.env_scripts.push((rel.clone(), bytes.clone()));
+                    if is_env_script(&rel) {
+                        found.env_scripts.push((rel.clone(), bytes.clone()));
+                    } else if rel == Path::new(LABELS) {
+                        found.labels = Some(bytes.clone());
+                    }
                 }
                 let mut header = header_of(tar::EntryType::Regular, len);
                 append_file(builder, &mut header, &rel, first, prefetch).map_err(failed)?;
@@ -734,6 +754,26 @@ fn relative(path: &Path) -> Result<PathBuf, &'static str> {
         return Err("is named `/`");
     }
     Ok(rel)
+}
+
+/// The labels of a Singularity labels JSON object, as the strings an
+/// image config's `Labels` holds: numbers and booleans as they are
+/// written; anything that is not an object of such values gives nothing.
+fn labels_of(json: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(json) else {
+        return serde_json::Map::new();
+    };
+    object
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => value.to_string(),
+                _ => return None,
+            };
+            Some((key, serde_json::Value::String(text)))
+        })
+        .collect()
 }
 
 fn is_env_script(rel: &Path) -> bool {
