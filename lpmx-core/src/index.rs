@@ -34,7 +34,7 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use crate::document::parse_document;
 use crate::layer::{DeviceKind, LayerDir, LayerMeta};
@@ -261,13 +261,25 @@ fn walk(root: &Path, skip: &(dyn Fn(&[u8]) -> bool + Sync)) -> Result<Vec<Found>
     };
     let walkers = std::thread::available_parallelism().map_or(1, |n| n.get().min(WALKERS));
     let results: Vec<Result<Vec<Found>, IndexError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..walkers)
-            .map(|_| scope.spawn(|| queue.work(skip)))
+        // Helpers that cannot be started are done without: this thread
+        // walks too, and alone it walks everything.
+        let helpers: Vec<_> = (1..walkers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, || queue.work(skip))
+                    .ok()
+            })
             .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().expect("a walking thread panicked"))
-            .collect()
+        let mut results = vec![queue.work(skip)];
+        results.extend(helpers.into_iter().map(|helper| {
+            helper.join().unwrap_or_else(|_| {
+                Err(IndexError::Io {
+                    path: root.to_owned(),
+                    source: io::Error::other("a thread walking it panicked"),
+                })
+            })
+        }));
+        results
     });
     for result in results {
         found.extend(result?);
@@ -293,10 +305,9 @@ impl WalkQueue {
     /// One thread's part: reads directories until none are left.
     fn work(&self, skip: &(dyn Fn(&[u8]) -> bool + Sync)) -> Result<Vec<Found>, IndexError> {
         let mut found = Vec::new();
-        let mut subdirs = Vec::new();
         loop {
             let (dir, key) = {
-                let mut state = self.state.lock().expect("walk queue");
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 loop {
                     if state.failed {
                         return Ok(found);
@@ -308,17 +319,46 @@ impl WalkQueue {
                     if state.busy == 0 {
                         return Ok(found);
                     }
-                    state = self.changed.wait(state).expect("walk queue");
+                    state = self
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
             };
-            let read = read_directory(&dir, &key, skip, &mut found, &mut subdirs);
-            let mut state = self.state.lock().expect("walk queue");
-            state.busy -= 1;
-            state.failed |= read.is_err();
-            state.pending.append(&mut subdirs);
-            self.changed.notify_all();
+            // Failed until it has read the directory, so a panic in between
+            // stops the others rather than leaving them waiting.
+            let mut busy = Busy {
+                queue: self,
+                subdirs: Vec::new(),
+                failed: true,
+            };
+            let read = read_directory(&dir, &key, skip, &mut found, &mut busy.subdirs);
+            busy.failed = read.is_err();
+            drop(busy);
             read?;
         }
+    }
+}
+
+/// A thread reading a directory; when done (or unwinding), it hands over
+/// the subdirectories it found and wakes the others.
+struct Busy<'q> {
+    queue: &'q WalkQueue,
+    subdirs: Vec<(PathBuf, Vec<u8>)>,
+    failed: bool,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut state = self
+            .queue
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.busy -= 1;
+        state.failed |= self.failed;
+        state.pending.append(&mut self.subdirs);
+        self.queue.changed.notify_all();
     }
 }
 

@@ -1,5 +1,5 @@
 //! The Singularity Image Format (SIF) of Singularity and Apptainer: just
-//! enough of it to find the root filesystem partition.
+//! enough of it to find the root filesystem partition and the labels.
 //!
 //! Layout (all integers little-endian, structures packed):
 //!

@@ -32,8 +32,6 @@ fn canonical(path: &Path) -> String {
     fs::canonicalize(path).unwrap().display().to_string()
 }
 
-/// Every path under the store with its size (files) or link target, for
-/// an exact before/after comparison.
 /// The image config blob a layers document names.
 fn config_blob(env: &Env, document: &serde_json::Value) -> serde_json::Value {
     let digest = document["config_digest"].as_str().unwrap();
@@ -42,6 +40,8 @@ fn config_blob(env: &Env, document: &serde_json::Value) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Every path under the store with its size (files) or link target, for
+/// an exact before/after comparison.
 fn store_listing(env: &Env) -> BTreeMap<String, String> {
     let mut listing = BTreeMap::new();
     for item in walkdir::WalkDir::new(env.store()).min_depth(1) {
@@ -180,6 +180,14 @@ fn debian_sif_and_squashfs_run_with_the_image_environment_and_runscript() {
     assert_eq!(run.success().stdout, version);
 }
 
+/// 3 MiB that compress, but not to nothing: more than one part of
+/// lpmx-unpack's squashfs reader (1 MiB).
+fn large_data() -> Vec<u8> {
+    (0..3u32 << 20)
+        .map(|i| ((i % 251) ^ (i >> 12)) as u8)
+        .collect()
+}
+
 /// A small tree with what a rootless unpack must record rather than make:
 /// owners, a setuid bit, a device node; symlinks that point out of the
 /// tree (kept as symlinks); hard links; a long name.
@@ -189,6 +197,11 @@ fn small_tree(dir: &Path) {
     fs::write(dir.join("etc/hello"), "hello\n").unwrap();
     fs::hard_link(dir.join("etc/hello"), dir.join("etc/hello-again")).unwrap();
     fs::write(dir.join("etc/big"), vec![7u8; 300_000]).unwrap();
+    // Blocks of zeros, which mksquashfs stores as holes (no data), and a
+    // file read in parts, twice linked.
+    fs::write(dir.join("zeros"), vec![0u8; 3 * 131_072 + 100]).unwrap();
+    fs::write(dir.join("large"), large_data()).unwrap();
+    fs::hard_link(dir.join("large"), dir.join("large-again")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", dir.join("abs")).unwrap();
     std::os::unix::fs::symlink("../../../../etc/shadow", dir.join("etc/up")).unwrap();
     let long = "d".repeat(120);
@@ -262,6 +275,16 @@ fn squashfs_images_in_every_compression_keep_what_the_tree_holds() {
         );
         assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
         assert_eq!(fs::read(root.join("etc/big")).unwrap(), vec![7u8; 300_000]);
+        assert_eq!(
+            fs::read(root.join("zeros")).unwrap(),
+            vec![0u8; 3 * 131_072 + 100]
+        );
+        assert!(fs::read(root.join("large")).unwrap() == large_data());
+        let (a, b) = (
+            fs::metadata(root.join("large")).unwrap(),
+            fs::metadata(root.join("large-again")).unwrap(),
+        );
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
         assert_eq!(
             fs::read_link(root.join("abs")).unwrap(),
             PathBuf::from("/etc/passwd")

@@ -110,6 +110,11 @@ fn modes_owners_devices_and_xattrs_are_kept_in_the_metadata() {
         RawEntry::hardlink("data-link", "data"),
         RawEntry::symlink("abs-link", "/etc/passwd"),
         RawEntry::symlink("rel-link", "../../outside"),
+        // A directory named twice takes the later entry's attributes.
+        RawEntry::dir("twice/").mode(0o700).owner(1000, 1000),
+        RawEntry::dir("again/").owner(7, 7),
+        RawEntry::dir("twice/"),
+        RawEntry::dir("again/").owner(8, 9),
     ]);
     let image = Image::build(Format::Docker, &host_platform(), vec![layer]);
     let registry = FaultyRegistry::start();
@@ -154,6 +159,9 @@ fn modes_owners_devices_and_xattrs_are_kept_in_the_metadata() {
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(
         &fs::metadata(root.join("pipe")).unwrap().file_type()
     ));
+    assert!(entries.get("twice").is_none(), "{entries}");
+    assert_eq!(mode("twice"), 0o755);
+    assert_eq!(entries["again"], serde_json::json!({"uid": 8, "gid": 9}));
     // A capability cannot be set by a user: recorded. user.* may be set.
     assert_eq!(entries["ping"]["xattrs"]["security.capability"], "AQAAAg==");
     // Hardlinks stay hardlinks; symlinks stay as they are.

@@ -1,9 +1,11 @@
 //! The data of a squashfs image's files, read without `backhand`'s file
 //! reader: worker threads read the blocks with `pread` (no shared cursor,
-//! no lock) and decompress each straight into the file's buffer. gzip, the
-//! compression mksquashfs and Singularity use by default, is inflated with
-//! libdeflate (whole blocks, the case it is fastest at); the others go
-//! through `backhand`'s decompressors. `backhand` still reads the tree.
+//! no lock but the small fragment cache's) and decompress each straight
+//! into the file's buffer. gzip, the compression mksquashfs and
+//! Singularity use by default, is inflated with libdeflate (whole blocks,
+//! the case it is fastest at); xz with liblzma (as `backhand` does, but
+//! with limits), zstd and lz4 through `backhand`'s decompressors.
+//! `backhand` still reads the tree.
 //!
 //! A file is its full blocks (each decompresses to the block size; a block
 //! of size 0 is a hole), then either a last, shorter block or its tail in a
@@ -20,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 use backhand::{DataSize, FilesystemReader, Fragment, SquashfsFileReader};
 
+/// The memory the xz decoder may take for one block: squashfs blocks are
+/// at most 1 MiB, and so are their dictionaries.
+const XZ_MEMORY_LIMIT: u64 = 64 << 20;
 /// A fragment's index when the file has none.
 const NO_FRAGMENT: usize = 0xffff_ffff;
 /// Decompressed fragment blocks kept for the files that follow: files are
@@ -316,13 +321,19 @@ impl<'a> DataReader<'a> {
     fn decompress_other(&self, inflater: &mut Inflater) -> Result<(), String> {
         inflater.other.clear();
         if matches!(self.compressor, Compressor::Xz) {
-            liblzma::read::XzDecoder::new(inflater.compressed.as_slice())
+            // Its dictionary is never larger than the block size, so a block
+            // asking for more memory than this is not a squashfs block.
+            let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, 0)
+                .map_err(|e| e.to_string())?;
+            liblzma::read::XzDecoder::new_stream(inflater.compressed.as_slice(), stream)
                 .take(self.block_size as u64 + 1)
                 .read_to_end(&mut inflater.other)
                 .map_err(|e| e.to_string())?;
             return Ok(());
         }
-        // zstd and lz4 write no further than the buffer's capacity.
+        // backhand's zstd and lz4 decoders write into the buffer's spare
+        // capacity and no further (how they are written, not a promise:
+        // the caller checks the length anyway).
         inflater.other.reserve(self.block_size + 1);
         DefaultCompressor
             .decompress(&inflater.compressed, &mut inflater.other, self.compressor)

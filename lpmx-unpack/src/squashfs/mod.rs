@@ -379,11 +379,17 @@ fn write_tar(
     };
     let mut builder = tar::Builder::new(tee);
     builder.mode(tar::HeaderMode::Complete);
-    // Files are decompressed ahead, in order, by worker threads.
-    let files: Vec<&SquashfsFileReader> = filesystem
+    // Files are decompressed ahead, in order, by worker threads; a hard
+    // link's second name needs no data.
+    let mut first_names = HashMap::new();
+    let files: Vec<(&SquashfsFileReader, bool)> = filesystem
         .files()
         .filter_map(|node| match &node.inner {
-            InnerNode::File(file) => Some(file),
+            InnerNode::File(file) => {
+                let again = link_key(file, &node.header)
+                    .is_some_and(|key| first_names.insert(key, ()).is_some());
+                Some((file, !again))
+            }
             _ => None,
         })
         .collect();
@@ -392,19 +398,29 @@ fn write_tar(
             workers: Vec::new(),
             next: 0,
         };
+        let mut handles = Vec::new();
         for worker in 0..workers {
             let (sender, receiver) = sync_channel(PREFETCH_BATCHES);
             let files = &files;
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("decompress".to_owned())
                 .spawn_scoped(scope, move || {
                     decompress_ahead(data, files, (worker, workers), pool, sender);
                 })
                 .map_err(stream_error)?;
+            handles.push(handle);
             prefetch.workers.push((receiver, VecDeque::new()));
         }
-        // On return the receivers go, so workers still sending stop.
-        write_entries(filesystem, &mut builder, &mut prefetch)
+        let written = write_entries(filesystem, &mut builder, &mut prefetch);
+        // The receivers go, so workers still sending stop.
+        drop(prefetch);
+        let panicked = handles.into_iter().any(|handle| handle.join().is_err());
+        if panicked && written.is_err() {
+            return Err(UnpackError::Squashfs(
+                "a decompression thread panicked".to_owned(),
+            ));
+        }
+        written
     })?;
     let tee = builder.into_inner().map_err(stream_error)?;
     tee.finish().map_err(stream_error)?;
@@ -482,7 +498,7 @@ impl Prefetch {
 /// or the writer stops listening.
 fn decompress_ahead(
     data: &DataReader<'_>,
-    files: &[&SquashfsFileReader],
+    files: &[(&SquashfsFileReader, bool)],
     (worker, workers): (usize, usize),
     pool: &Pool,
     sender: SyncSender<Vec<Prefetched>>,
@@ -493,8 +509,14 @@ fn decompress_ahead(
         bytes: 0,
         sender,
     };
-    for file in files.iter().skip(worker).step_by(workers) {
+    for &(file, wanted) in files.iter().skip(worker).step_by(workers) {
         let len = file.file_len();
+        if !wanted {
+            if batch.push(Prefetched::Data(Vec::new())).is_err() {
+                return;
+            }
+            continue;
+        }
         if len <= PART_BYTES {
             let mut bytes = pool.take(len);
             let item = match data.read_file(file, &mut inflater, &mut bytes) {
@@ -708,6 +730,16 @@ fn append_file(
         }
         item = prefetch.more()?;
     }
+    // The tar's entries line up only if the data is as long as its header.
+    if len as u64 != header.size()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "its data is {len} bytes long, its length {}",
+                header.size()?
+            ),
+        ));
+    }
     let padding = (512 - len % 512) % 512;
     out.write_all(&[0u8; 512][..padding])
 }
@@ -757,8 +789,9 @@ fn relative(path: &Path) -> Result<PathBuf, &'static str> {
 }
 
 /// The labels of a Singularity labels JSON object, as the strings an
-/// image config's `Labels` holds: numbers and booleans as they are
-/// written; anything that is not an object of such values gives nothing.
+/// image config's `Labels` holds: numbers and booleans in their JSON form
+/// (`1.50` becomes `1.5`); nested values are left out, and anything that
+/// is not an object gives nothing.
 fn labels_of(json: &[u8]) -> serde_json::Map<String, serde_json::Value> {
     let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(json) else {
         return serde_json::Map::new();
@@ -922,7 +955,7 @@ impl Write for Tee<'_> {
 /// Gives a chunk back to be filled again, by whichever of the two threads
 /// is done with it last.
 fn give_back(chunk: Chunk, pool: &Pool) {
-    if let Ok(chunk) = Arc::try_unwrap(chunk) {
+    if let Some(chunk) = Arc::into_inner(chunk) {
         pool.put(chunk);
     }
 }
