@@ -178,6 +178,37 @@ fn debian_sif_and_squashfs_run_with_the_image_environment_and_runscript() {
         .success();
     let run = exec(&env, "plain", &["cat", "/etc/debian_version"]);
     assert_eq!(run.success().stdout, version);
+
+    // A container of a SIF image moves to another user's store like any
+    // other: the layer's tar blob and the config travel with it.
+    exec(&env, "deb", &["/bin/sh", "-c", "echo moved > /tmp/note"]).success();
+    let packed = env
+        .tool("lpmx-pack")
+        .arg("deb")
+        .output()
+        .expect("run lpmx-pack");
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let target = Env::other_user();
+    target
+        .run_with_input("lpmx-unpack", &["--quiet"], &packed.stdout)
+        .success();
+    let run = exec(
+        &target,
+        "deb",
+        &[
+            "/bin/sh",
+            "-c",
+            "cat /tmp/note; echo \"$GREETING\"; cat /etc/debian_version",
+        ],
+    );
+    assert_eq!(
+        run.success().stdout,
+        format!("moved\nhello from sif\n{version}")
+    );
 }
 
 /// 3 MiB that compress, but not to nothing: more than one part of
