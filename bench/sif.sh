@@ -44,38 +44,11 @@ if [ "$(stat -f -c %T "$work")" = tmpfs ]; then
 else
     prepare="${as_user[*]} sh -c 'mv $work/store $work/unsquashfs \$(mktemp -d -p $work/old) 2>/dev/null; sync; true'"
 fi
-# The two tools take turns, round by round (which goes first alternates):
-# on a shared machine the speed drifts over a minute, and hyperfine's
-# all-of-one-then-all-of-the-other put that drift into the ratio (one run
-# measured 0.87x, the next 1.20x). Each round's ratio is of a pair run
-# seconds apart.
+# The two tools take turns, round by round (bench/turns.py): with
+# hyperfine's all-of-one-then-all-of-the-other, this machine's drift went
+# into the ratio (one run measured 0.87x, the next 1.20x).
 lpmx_cmd="${as_user[*]} env LPMX_HOME=$work/store $bin/lpmx-unpack --quiet $work/debian.sif > /dev/null"
 unsquashfs_cmd="${as_user[*]} unsquashfs -q -n -d $work/unsquashfs $work/debian.sqfs > /dev/null 2>&1 || true"
-python3 - "$rounds" "$prepare" "$lpmx_cmd" "$unsquashfs_cmd" <<'PY'
-import statistics, subprocess, sys, time
-rounds = int(sys.argv[1])
-prepare, commands = sys.argv[2], {"lpmx-unpack": sys.argv[3], "unsquashfs": sys.argv[4]}
-
-def timed(name):
-    subprocess.run(prepare, shell=True, check=True)
-    start = time.perf_counter()
-    subprocess.run(commands[name], shell=True, check=True)
-    return time.perf_counter() - start
-
-for name in commands:  # warm-up
-    timed(name)
-times = {name: [] for name in commands}
-ratios = []
-for i in range(rounds):
-    order = ["lpmx-unpack", "unsquashfs"] if i % 2 == 0 else ["unsquashfs", "lpmx-unpack"]
-    got = {name: timed(name) for name in order}
-    for name, seconds in got.items():
-        times[name].append(seconds)
-    ratios.append(got["lpmx-unpack"] / got["unsquashfs"])
-lpmx, unsq = (statistics.median(times[n]) for n in commands)
-q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-print(f"import Debian bookworm SIF, {rounds} rounds taking turns: "
-      f"lpmx-unpack {lpmx:.2f} s, unsquashfs -d {unsq:.2f} s (medians)")
-print(f"  vs unsquashfs: {lpmx / unsq:.2f}x; round by round: median {statistics.median(ratios):.2f}x, "
-      f"middle half {q[0]:.2f}x-{q[2]:.2f}x (goal <= 1.00x)")
-PY
+bench/turns.py "$rounds" "$prepare" "import Debian bookworm SIF" \
+    lpmx-unpack "$lpmx_cmd" "unsquashfs -d" "$unsquashfs_cmd"
+echo "  goal (issue 8): <= 1.00x"
