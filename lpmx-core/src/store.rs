@@ -171,8 +171,31 @@ impl Store {
             .join(format!("{hint}.{}.{n}.tmp", std::process::id()))
     }
 
+    /// Entries of `tmp/` that `temp_path` named with a hint starting with
+    /// `prefix` for a process that is gone: what a killed process left, to
+    /// be removed by the next one.
+    pub fn abandoned_temps(&self, prefix: &str) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                // HINT.PID.N.tmp; the hint may hold dots.
+                let mut parts = name.strip_suffix(".tmp")?.rsplitn(3, '.');
+                let (_, pid, hint) = (parts.next()?, parts.next()?, parts.next()?);
+                let pid: u32 = pid.parse().ok()?;
+                (hint.starts_with(prefix) && !process_exists(pid)).then(|| entry.path())
+            })
+            .collect()
+    }
+
     /// Moves a complete, verified file into its place as blob `digest`.
+    /// Its data reaches the disk first, so a crash cannot leave a short
+    /// file under the digest.
     pub fn commit_blob(&self, digest: &Digest, complete: &Path) -> io::Result<PathBuf> {
+        File::open(complete)?.sync_data()?;
         let path = self.blob_path(digest);
         fs::rename(complete, &path)?;
         Ok(path)
@@ -228,6 +251,16 @@ impl Store {
 #[derive(Debug)]
 pub struct LockGuard {
     _file: File,
+}
+
+/// Whether process `pid` exists (one that may not be signalled does).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let signalled = unsafe { libc::kill(pid, 0) } == 0;
+    signalled || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]

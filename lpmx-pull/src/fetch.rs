@@ -149,7 +149,6 @@ pub fn fetch_blob(
             actual,
         });
     }
-    partial.sync_data().map_err(PullError::io(&partial_path))?;
     drop(partial);
     let path = store
         .commit_blob(digest, &partial_path)

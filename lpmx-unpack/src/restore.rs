@@ -370,22 +370,8 @@ fn owner_record(entry: &EntryMeta, disk_mode: u32) -> Option<OwnerRecord> {
 /// Stages of restores whose process died (killed, or the machine went
 /// down) hold nothing anyone will finish: removed.
 fn remove_abandoned_stages(store: &Store) {
-    let Ok(entries) = fs::read_dir(store.tmp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STAGE_PREFIX) else {
-            continue;
-        };
-        // pack-NAME.PID.N.tmp
-        let pid = rest.rsplit('.').nth(2).and_then(|p| p.parse::<i32>().ok());
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let dead = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == -1
-            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
-        if dead {
-            lpmx_mkroot::make_removable(&entry.path());
-            let _ = fs::remove_dir_all(entry.path());
-        }
+    for stage in store.abandoned_temps(STAGE_PREFIX) {
+        lpmx_mkroot::make_removable(&stage);
+        let _ = fs::remove_dir_all(stage);
     }
 }

@@ -267,7 +267,6 @@ fn copy_into_store(
             });
         }
         if !store.has_blob(&digest) {
-            out.sync_data().map_err(UnpackError::io(&temp))?;
             store
                 .commit_blob(&digest, &temp)
                 .map_err(UnpackError::io(store.blob_path(&digest)))?;

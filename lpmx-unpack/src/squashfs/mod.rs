@@ -24,7 +24,6 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -57,7 +56,8 @@ const ENV_SCRIPT_LIMIT: u64 = 1 << 20;
 const ENV_DIR: &str = ".singularity.d/env";
 const RUNSCRIPT: &str = ".singularity.d/runscript";
 const LABELS: &str = ".singularity.d/labels.json";
-/// Names of this import's files in `tmp/`.
+/// Names of this import's files in `tmp/`, all starting with TEMP_PREFIX.
+const TEMP_PREFIX: &str = "squashfs-";
 const BLOB_TEMP: &str = "squashfs-blob";
 const LAYER_TEMP: &str = "squashfs-layer";
 
@@ -148,7 +148,7 @@ pub fn import_squashfs(
         .inner
         .get_ref()
         .try_clone()
-        .map_err(|e| UnpackError::Squashfs(e.to_string()))?;
+        .map_err(UnpackError::io(origin.path))?;
     let (start, len) = (image.start, image.len);
     let filesystem = FilesystemReader::from_reader(image).map_err(reading_error)?;
     let data = DataReader::new(&filesystem, &data_file, start, len);
@@ -165,26 +165,10 @@ pub fn import_squashfs(
     result
 }
 
-/// Removes what imports killed on the way left in `tmp/`: entries named
-/// by a process that is gone (`HINT.PID.N.tmp`, see `Store::temp_path`).
+/// Removes what imports killed on the way left in `tmp/`.
 fn remove_leftovers(store: &Store) {
-    let Ok(entries) = fs::read_dir(store.tmp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let mut parts = name.split('.');
-        let (Some(hint), Some(pid)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        if (hint == BLOB_TEMP || hint == LAYER_TEMP)
-            && pid.parse::<u32>().is_ok()
-            && !Path::new("/proc").join(pid).exists()
-        {
-            let path = entry.path();
-            let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
-        }
+    for path in store.abandoned_temps(TEMP_PREFIX) {
+        let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
     }
 }
 
@@ -265,7 +249,7 @@ fn convert(
     let (to_storer, storer_chunks) = sync_channel(DEPTH);
     let workers = prefetch_workers();
     let pool = Pool::new(workers);
-    let abandoned = Rc::new(Cell::new(false));
+    let abandoned = Cell::new(false);
     let (written, extracted, stored) = std::thread::scope(|scope| {
         let storer = std::thread::Builder::new()
             .name("store".to_owned())
@@ -369,16 +353,15 @@ fn write_tar(
     workers: usize,
     sinks: Sinks,
     pool: &Pool,
-    abandoned: &Rc<Cell<bool>>,
+    abandoned: &Cell<bool>,
 ) -> Result<Found, UnpackError> {
     let tee = Tee {
         sinks: Some(sinks),
         pool,
         chunk: pool.take(CHUNK),
-        abandoned: Rc::clone(abandoned),
+        abandoned,
     };
     let mut builder = tar::Builder::new(tee);
-    builder.mode(tar::HeaderMode::Complete);
     // Files are decompressed ahead, in order, by worker threads; a hard
     // link's second name needs no data.
     let mut first_names = HashMap::new();
@@ -596,15 +579,14 @@ fn write_entries(
     prefetch: &mut Prefetch,
 ) -> Result<Found, UnpackError> {
     let mut found = Found::default();
-    let mut previous: Option<&Path> = None;
     // Hard links: the first name of each inode written so far.
     let mut links: HashMap<LinkKey, PathBuf> = HashMap::new();
     for node in filesystem.files() {
         let path = node.fullpath.as_path();
-        if path == Path::new("/") && previous.is_none() {
+        if path == Path::new("/") {
             // The root: its attributes are the container's root's, which
-            // lpmx does not keep per layer (as for a tar's `./`).
-            previous = Some(path);
+            // lpmx does not keep per layer (as for a tar's `./`). backhand
+            // refuses names given twice (DuplicatedFileName).
             continue;
         }
         let shown = path.display().to_string();
@@ -612,10 +594,6 @@ fn write_entries(
             entry: shown.clone(),
             why: why.to_owned(),
         };
-        if previous == Some(path) {
-            return Err(refuse("appears twice"));
-        }
-        previous = Some(path);
         let rel = relative(path).map_err(refuse)?;
         let header_of = |kind: tar::EntryType, size: u64| {
             let mut header = tar::Header::new_gnu();
@@ -890,7 +868,7 @@ struct Tee<'p> {
     pool: &'p Pool,
     chunk: Vec<u8>,
     /// Set when the extractor stopped reading (it refused an entry).
-    abandoned: Rc<Cell<bool>>,
+    abandoned: &'p Cell<bool>,
 }
 
 impl Tee<'_> {
