@@ -100,6 +100,15 @@ pub fn main() -> ExitCode {
             write_document(&stack, std::io::stdout().lock())?;
             Ok(())
         };
+        // Checked before any work: an image's containers are named later.
+        let no_name = || -> Result<(), Failure> {
+            if cli.name.is_some() {
+                return Err(Failure::usage(
+                    "--name names the container of a stream from lpmx-pack; an image's containers are named by lpmx-mkroot",
+                ));
+            }
+            Ok(())
+        };
         let image = match &cli.source {
             Some(path) => {
                 if path.is_file() {
@@ -111,6 +120,7 @@ pub fn main() -> ExitCode {
                         return restore(&mut file, &path.display().to_string());
                     }
                 }
+                no_name()?;
                 let selection = Selection {
                     name: cli.image.clone(),
                     platform: cli.platform.clone().unwrap_or_else(Platform::host),
@@ -131,15 +141,11 @@ pub fn main() -> ExitCode {
                 if is_pack_stream(&head) {
                     return restore(&mut input, "the pack stream");
                 }
+                no_name()?;
                 read_document::<ImageDocument>(input)
                     .map_err(|e| Failure::classified(e, "failed to read the image document"))?
             }
         };
-        if cli.name.is_some() {
-            return Err(Failure::usage(
-                "--name names the container of a stream from lpmx-pack; an image's containers are named by lpmx-mkroot",
-            ));
-        }
         let layers = unpack_image(&store, &image, jobs, &progress)
             .map_err(|e| Failure::classified(e, format!("failed to unpack {}", image.reference)))?;
         write_document(&layers, std::io::stdout().lock())?;
