@@ -90,9 +90,10 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     }
 }
 
-/// `upper` + `suffix`: the files that travel with a writable layer
-/// (`upper.whiteouts`, `upper.owners`) sit beside it.
-fn beside(upper: &Path, suffix: &str) -> PathBuf {
+/// `path` + `suffix`, a sibling named after it: the files that travel
+/// with a writable layer (`upper.whiteouts`, `upper.owners`), the library
+/// directory of an index (`.libs`).
+pub(crate) fn beside(upper: &Path, suffix: &str) -> PathBuf {
     let mut path = upper.as_os_str().to_owned();
     path.push(suffix);
     PathBuf::from(path)

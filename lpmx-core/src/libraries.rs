@@ -38,9 +38,7 @@ pub const LIBRARY_DIRS: &[&str] = &[
 
 /// The library directory of the stack whose index is at `index_path`.
 pub fn farm_path(index_path: &Path) -> PathBuf {
-    let mut path = index_path.as_os_str().to_owned();
-    path.push(".libs");
-    PathBuf::from(path)
+    crate::container::beside(index_path, ".libs")
 }
 
 /// The names of `dir`'s entries (relative index key, `usr/lib`).

@@ -28,12 +28,14 @@ pub struct LayerTar<'a> {
     pub whiteouts: Option<&'a Whiteouts>,
 }
 
+/// How much of a file is read at once.
+const FILE_BUFFER: usize = 1 << 20;
+
 impl LayerTar<'_> {
-    /// Writes the tar to `out`, files in name order so the same layer
-    /// always gives the same bytes.
+    /// Writes the tar to `out` (buffered by the caller), files in name
+    /// order so the same layer always gives the same bytes.
     pub fn write(&self, out: impl Write) -> Result<(), PackError> {
-        // Buffered, so io::copy reads the files in large pieces.
-        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+        let mut builder = tar::Builder::new(out);
         builder.mode(tar::HeaderMode::Complete);
         let opaque: HashSet<&str> = self
             .whiteouts
@@ -135,8 +137,11 @@ impl LayerTar<'_> {
                 let file = File::open(path).map_err(io(path))?;
                 header.set_size(meta.len());
                 // A file growing while it is read must not overrun the
-                // size its header gave (pack containers not in use).
-                let mut limited = io::Read::take(file, meta.len());
+                // size its header gave (pack containers not in use). tar
+                // copies in 8 KiB pieces: the buffer reads the file in
+                // large ones.
+                let mut limited =
+                    io::Read::take(io::BufReader::with_capacity(FILE_BUFFER, file), meta.len());
                 builder
                     .append_data(&mut header, rel, &mut limited)
                     .map_err(tar_io)?;
@@ -160,10 +165,6 @@ impl LayerTar<'_> {
             }
         }
         builder.finish().map_err(io(self.upper))?;
-        builder
-            .into_inner()
-            .and_then(|mut out| out.flush())
-            .map_err(io(self.upper))?;
         Ok(())
     }
 }

@@ -165,20 +165,12 @@ fn produce(
         };
         loop {
             let mut chunk = vec![0; CHUNK];
-            let mut filled = 0;
-            while filled < CHUNK {
-                match decoder.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("decompression failed: {e}"),
-                        ));
-                    }
-                }
-            }
+            let filled = lpmx_core::read::read_full(&mut decoder, &mut chunk).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("decompression failed: {e}"),
+                )
+            })?;
             if filled == 0 {
                 break;
             }
