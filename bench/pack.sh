@@ -7,7 +7,7 @@
 #   bench/pack.sh [ROUNDS]      (default 5)
 #
 # Goal (issue 7): no slower than the tar pipe. lpmx-pack also hashes every
-# byte (sha256) and lpmx-unpack checks it, stages the layer and renames it
+# byte (XXH3-128) and lpmx-unpack checks it, stages the layer and renames it
 # into place. Works in $BENCH_DIR, default /dev/shm, as bench/unpack.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."

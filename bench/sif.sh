@@ -48,7 +48,9 @@ fi
 # hyperfine's all-of-one-then-all-of-the-other, this machine's drift went
 # into the ratio (one run measured 0.87x, the next 1.20x).
 lpmx_cmd="${as_user[*]} env LPMX_HOME=$work/store $bin/lpmx-unpack --quiet $work/debian.sif > /dev/null"
-unsquashfs_cmd="${as_user[*]} unsquashfs -q -n -d $work/unsquashfs $work/debian.sqfs > /dev/null 2>&1 || true"
+# As a user, unsquashfs exits non-zero for the device nodes it cannot
+# make; that it unpacked the tree is checked instead.
+unsquashfs_cmd="${as_user[*]} unsquashfs -q -n -d $work/unsquashfs $work/debian.sqfs > /dev/null 2>&1; test -s $work/unsquashfs/etc/debian_version"
 bench/turns.py "$rounds" "$prepare" "import Debian bookworm SIF" \
     lpmx-unpack "$lpmx_cmd" "unsquashfs -d" "$unsquashfs_cmd"
 echo "  goal (issue 8): <= 1.00x"

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -368,13 +368,6 @@ fn bytes_used(image: &[u8]) -> u64 {
     u64::from_le_bytes(image[40..48].try_into().unwrap())
 }
 
-fn write_image(env: &Env, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = env.path().join(name);
-    fs::write(&path, bytes).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
 #[test]
 fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
     if !running_as_root() {
@@ -491,7 +484,8 @@ fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
         ),
     ];
     for (name, bytes, message) in cases {
-        let path = write_image(&env, name, &bytes);
+        let path = env.path().join(name);
+        env.write_file(&path, &bytes);
         let run = env.run("lpmx-unpack", ["--quiet".as_ref(), path.as_os_str()]);
         run.failure(65)
             .stderr_has(&format!(

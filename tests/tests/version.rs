@@ -40,6 +40,7 @@ fn every_tool_prints_its_version_and_commit() {
         "lpmx-mkroot",
         "lpmx-exec",
         "lpmx-env",
+        "lpmx-pack",
     ] {
         assert!(tools.iter().any(|t| t == tool), "{tool} in {tools:?}");
     }
