@@ -411,6 +411,22 @@ fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
     assert_eq!(run.json()["config"]["env"], serde_json::json!(["A=1"]));
     let before = store_listing(&env);
 
+    // --name belongs to pack streams: refused before the image is read.
+    let named = env.path().join("named.sif");
+    fs::copy(&good_sif, &named).unwrap();
+    let run = env.run(
+        "lpmx-unpack",
+        [
+            "--quiet".as_ref(),
+            "--name".as_ref(),
+            "x".as_ref(),
+            named.as_os_str(),
+        ],
+    );
+    run.failure(2)
+        .stderr_has("--name names the container of a stream from lpmx-pack");
+    assert_eq!(store_listing(&env), before, "--name changed the store");
+
     let sif_of = |data: Vec<u8>| {
         lpmx_tests::sif::sif_bytes(&[
             SifObject::deffile("bootstrap: scratch\n"),
