@@ -1,6 +1,13 @@
 //! The one lock libunion's process-wide caches share: a spin lock, since a
-//! preload library cannot rely on the program's threading library, and
-//! every holder only touches memory for a moment.
+//! preload library cannot rely on the program's threading library. Most
+//! holders only touch memory; the refreshes of the upper-layer cache and of
+//! the owners log also read a file under it.
+//!
+//! Known limit: a process that forks while another of its threads holds one
+//! of these locks leaves the child with it taken (its first lookup spins
+//! for ever), and a signal handler that looks up a path while its own
+//! thread holds one deadlocks. Taking every lock around `fork`, and
+//! knowing the holding thread, would close both.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
