@@ -110,8 +110,8 @@ fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }
 
-fn open_dir(path: *const u8) -> Result<i32, i32> {
-    sys::openat(sys::AT_FDCWD, path, sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map(|fd| fd as i32)
+fn open_dir(path: &Buf) -> Result<i32, i32> {
+    crate::host::open(path, sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map(|fd| fd as i32)
 }
 
 /// Fills `dir` with the merged listing of canonical container dir `canon`.
@@ -138,7 +138,7 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
     if key.is_empty() || crate::upper::may_hold(state, first) {
         let mut path = Buf::from(state.upper)?;
         path.push(inside)?;
-        if let Ok(fd) = open_dir(path.c()) {
+        if let Ok(fd) = open_dir(&path) {
             let read = dir.read_all(fd, |_, _| true);
             let _ = sys::close(fd);
             read?;
@@ -194,7 +194,7 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
 
 /// A new `DIR` for the directory open as `fd`, at canonical `canon`
 /// (None: outside the container, read as it is).
-fn new_dir(fd: i32, canon: Option<&[u8]>) -> *mut Dir {
+fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>) -> *mut Dir {
     // SAFETY: a plain allocation, initialised below.
     let dir = unsafe { sys::malloc(core::mem::size_of::<Dir>()) }.cast::<Dir>();
     if dir.is_null() {
@@ -219,7 +219,10 @@ fn new_dir(fd: i32, canon: Option<&[u8]>) -> *mut Dir {
     let state = state::get();
     let filled = match (canon, state.index) {
         (Some(canon), Some(index)) if state.active => {
-            state::remember_fd(fd, canon);
+            match id {
+                Some(id) => state::remember_fd_as(fd, id, canon),
+                None => state::remember_fd(fd, canon),
+            }
             merge(d, state, index, canon)
         }
         _ => d.read_all(fd, |_, _| true),
@@ -238,6 +241,7 @@ fn new_dir(fd: i32, canon: Option<&[u8]>) -> *mut Dir {
 unsafe fn close_dir(dir: *mut Dir) -> c_int {
     // SAFETY: the caller's promise.
     let d = unsafe { &mut *dir };
+    state::forget_fd(d.fd);
     let closed = sys::close(d.fd);
     d.magic = 0;
     // SAFETY: malloc'd blocks.
@@ -261,7 +265,7 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
     // SAFETY: as the caller's.
     match unsafe { translate(dirfd, path, true, &mut canon, &mut host) } {
         Ok(None) => match sys::openat(dirfd, path.cast(), sys::O_DIRECTORY | sys::O_CLOEXEC, 0) {
-            Ok(fd) => new_dir(fd as i32, None).cast(),
+            Ok(fd) => new_dir(fd as i32, None, None).cast(),
             Err(e) => {
                 set_errno(e);
                 core::ptr::null_mut()
@@ -272,9 +276,23 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 set_errno(sys::ENOENT);
                 return core::ptr::null_mut();
             }
-            match open_dir(host.c()) {
-                Ok(fd) if found.place == Place::Bind => new_dir(fd, None).cast(),
-                Ok(fd) => new_dir(fd, Some(canon.as_bytes())).cast(),
+            if found.kind != KIND_DIR && found.kind != 0 {
+                set_errno(sys::ENOTDIR);
+                return core::ptr::null_mut();
+            }
+            if crate::perm::checking()
+                && let Err(e) = crate::fs::meta_of(&found, &canon, &host)
+                    .and_then(|meta| crate::perm::check(&meta, crate::perm::MAY_READ))
+            {
+                set_errno(e);
+                return core::ptr::null_mut();
+            }
+            match open_dir(&host) {
+                Ok(fd) if found.place == Place::Bind => new_dir(fd, None, None).cast(),
+                Ok(fd) => {
+                    let id = crate::resolve::identity_of(state::get(), &found, canon.as_bytes());
+                    new_dir(fd, Some(canon.as_bytes()), id).cast()
+                }
                 Err(e) => {
                     set_errno(e);
                     core::ptr::null_mut()
@@ -327,19 +345,29 @@ export! {
     fn opendir(path: *const c_char) -> *mut c_void { open_dir_at(sys::AT_FDCWD, path) }
     #[safe]
     fn fdopendir(fd: c_int) -> *mut c_void {
+        let mut st = [0u64; 18];
+        if let Err(e) = sys::fstat(fd, st.as_mut_ptr().cast()) {
+            set_errno(e);
+            return core::ptr::null_mut();
+        }
+        if (st[3] as u32) & sys::S_IFMT != sys::S_IFDIR {
+            set_errno(sys::ENOTDIR);
+            return core::ptr::null_mut();
+        }
+        let id = Some((st[0], st[1]));
         let state = state::get();
         let mut canon = Buf::new();
-        if state.active && state::fd_path(state, fd, &mut canon) {
+        if state.active && state::fd_path_of(state, fd, id, &mut canon) {
             let mut resolved = Buf::new();
             let mut host = Buf::new();
             if let Ok(found) = resolve(state, canon.as_bytes(), true, &mut resolved, &mut host)
                 && found.place != Place::Bind
                 && found.place != Place::Missing
             {
-                return new_dir(fd, Some(resolved.as_bytes())).cast();
+                return new_dir(fd, Some(resolved.as_bytes()), id).cast();
             }
         }
-        new_dir(fd, None).cast()
+        new_dir(fd, None, None).cast()
     }
     fn closedir(dir: *mut c_void) -> c_int {
         match checked(dir) {
@@ -693,12 +721,4 @@ export! {
     fn ftw(dir: *const c_char, f: FtwFn, _fds: c_int) -> c_int { walk(dir, Visit::Ftw(f), 0) }
     #[safe]
     fn ftw64(dir: *const c_char, f: FtwFn, _fds: c_int) -> c_int { walk(dir, Visit::Ftw(f), 0) }
-}
-
-/// Whether libunion's `DIR` lists nothing but `.` and `..`.
-pub fn is_empty(dir: *mut c_void) -> bool {
-    let Some(d) = checked(dir) else {
-        return false;
-    };
-    !d.names(0, d.len).any(|name| !is_dot(name))
 }

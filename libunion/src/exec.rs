@@ -99,6 +99,9 @@ impl Drop for PtrList {
 /// `vfork` child, where allocating is not allowed.
 pub struct Launch {
     pub loader: Buf,
+    /// The directory relative paths start from (empty: the process's):
+    /// posix_spawn's file actions may change it for the child.
+    pub base: Buf,
     program: Buf,
     program_canon: Buf,
     /// The program's path as found: the `PATH` entry joined, or as given.
@@ -280,12 +283,37 @@ fn is_ours(entry: &[u8]) -> bool {
         .any(|name| starts_with(entry, name) && entry.get(name.len()) == Some(&b'='))
 }
 
-fn executable(host: &Buf) -> Result<(), i32> {
+/// Whether the program at `host` may be executed: by the kernel's check
+/// for the real user, or fake root's rules under `--root`.
+fn executable(found: &crate::resolve::Found, canon: &Buf, host: &Buf) -> Result<(), i32> {
     const X_OK: i32 = 1;
-    sys::faccessat(sys::AT_FDCWD, host.c(), X_OK, 0).map(|_| ())
+    if crate::root::active() && !found.under_bind {
+        let meta = crate::fs::meta_of(found, canon, host)?;
+        if meta.is_dir() {
+            return Err(sys::EACCES);
+        }
+        return crate::perm::check(&meta, crate::perm::MAY_EXEC);
+    }
+    crate::host::access(host, X_OK, 0).map(|_| ())
 }
 
 impl Launch {
+    /// `path` made absolute from the base directory when it is relative
+    /// and a base is set; as given otherwise.
+    fn rooted(&self, path: &[u8]) -> Result<Buf, i32> {
+        let mut full = Buf::new();
+        if path.first() != Some(&b'/') {
+            if self.base.is_empty() {
+                state::cwd(&mut full)?;
+            } else {
+                full.set(self.base.as_bytes())?;
+            }
+            full.push(b"/")?;
+        }
+        full.push(path)?;
+        Ok(full)
+    }
+
     fn add_string(&mut self, parts: &[&[u8]]) -> Result<*const c_char, i32> {
         let start = self.strings_len;
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -514,12 +542,7 @@ impl Launch {
                 .map(|(container, line)| &line[container.len() + 1..])
         };
         if path.contains(&b'/') {
-            let mut full = Buf::new();
-            if path.first() != Some(&b'/') {
-                state::cwd(&mut full)?;
-                full.push(b"/")?;
-            }
-            full.push(path)?;
+            let full = self.rooted(path)?;
             if !state.tools.is_empty() && crate::buf::is_under(full.as_bytes(), state.tools) {
                 self.loader = full;
                 return Ok(true);
@@ -609,10 +632,11 @@ impl Launch {
     ) -> Result<(), i32> {
         if !search || name.contains(&b'/') {
             self.found_as.set(name)?;
+            let full = self.rooted(name)?;
             let found = resolve_at(
                 state,
                 sys::AT_FDCWD,
-                name,
+                full.as_bytes(),
                 true,
                 &mut self.program_canon,
                 &mut self.program,
@@ -620,17 +644,18 @@ impl Launch {
             if found.place == Place::Missing {
                 return Err(sys::ENOENT);
             }
-            return executable(&self.program);
+            return executable(&found, &self.program_canon, &self.program);
         }
         let mut error = sys::ENOENT;
         for dir in env_path.split(|&b| b == b':') {
             let mut candidate = Buf::from(if dir.is_empty() { b"." } else { dir })?;
             candidate.push(b"/")?;
             candidate.push(name)?;
+            let full = self.rooted(candidate.as_bytes())?;
             match resolve_at(
                 state,
                 sys::AT_FDCWD,
-                candidate.as_bytes(),
+                full.as_bytes(),
                 true,
                 &mut self.program_canon,
                 &mut self.program,
@@ -638,7 +663,7 @@ impl Launch {
                 Ok(found)
                     if found.place != Place::Missing && found.kind != crate::index::KIND_DIR =>
                 {
-                    match executable(&self.program) {
+                    match executable(&found, &self.program_canon, &self.program) {
                         Ok(()) => return self.found_as.set(candidate.as_bytes()),
                         Err(e) => error = e,
                     }
@@ -722,7 +747,7 @@ impl Launch {
             let root = self.add_string(&[b"LPMX_ROOT=1"])?;
             self.envp.push(root)?;
             let mut ids = Buf::new();
-            crate::root::ids_var(&mut ids)?;
+            crate::ids::var(&mut ids)?;
             let ids = self.add_string(&[ids.as_bytes()])?;
             self.envp.push(ids)?;
         }
@@ -764,6 +789,7 @@ macro_rules! launch {
         let $name = unsafe {
             let p = storage.as_mut_ptr();
             core::ptr::addr_of_mut!((*p).loader).write(Buf::new());
+            core::ptr::addr_of_mut!((*p).base).write(Buf::new());
             core::ptr::addr_of_mut!((*p).program).write(Buf::new());
             core::ptr::addr_of_mut!((*p).program_canon).write(Buf::new());
             core::ptr::addr_of_mut!((*p).found_as).write(Buf::new());
@@ -960,8 +986,16 @@ unsafe fn spawn(
         return unsafe { real(pid, path, actions, attributes, argv, envp) };
     }
     launch!(launch);
+    let failing = crate::spawn::for_spawn(actions, &mut launch.base);
+    if failing != 0 {
+        return failing;
+    }
+    let given = match crate::user::path(path) {
+        Ok(given) => given,
+        Err(e) => return e,
+    };
     // SAFETY: the caller's arrays.
-    match unsafe { launch.prepare(cstr(path), search, argv, envp) } {
+    match unsafe { launch.prepare(given, search, argv, envp) } {
         // SAFETY: the prepared loader invocation.
         Ok(()) => unsafe {
             real(

@@ -1,11 +1,15 @@
 //! The path functions: open, stat, access, readlink, realpath, the
 //! current directory and dlopen. Each resolves its path through the stack
-//! and calls the kernel (or the next libc) on the host file.
+//! and calls the kernel (or the next libc) on the host file, answering as
+//! the kernel would where the two differ (creation through a trailing
+//! slash or a dangling symlink, fake root's access rules).
 
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::{Buf, cstr};
-use crate::resolve::{Found, Place, resolve, resolve_at};
+use crate::index::{KIND_DIR, KIND_SYMLINK};
+use crate::perm::{self, MAY_EXEC, MAY_READ, MAY_WRITE, Meta};
+use crate::resolve::{Found, Last, Place, resolve, resolve_at};
 use crate::state::{self, is_self_exe};
 use crate::sys::{self, c_ret, real, set_errno};
 
@@ -21,9 +25,21 @@ pub unsafe fn translate(
     canon: &mut Buf,
     host: &mut Buf,
 ) -> Result<Option<Found>, i32> {
+    if !state::get().active {
+        return Ok(None);
+    }
+    translate_bytes(dirfd, crate::user::path(path)?, follow, canon, host)
+}
+
+/// `translate` of a path already read.
+pub fn translate_bytes(
+    dirfd: i32,
+    bytes: &[u8],
+    follow: bool,
+    canon: &mut Buf,
+    host: &mut Buf,
+) -> Result<Option<Found>, i32> {
     let state = state::get();
-    // SAFETY: the caller passes a C string.
-    let bytes = unsafe { cstr(path) };
     if !state.active || bytes.is_empty() {
         return Ok(None);
     }
@@ -32,15 +48,59 @@ pub unsafe fn translate(
         Err(sys::EBADF) => return Ok(None),
         other => other?,
     };
-    if follow
-        && found.place == Place::Bind
-        && is_self_exe(canon.as_bytes())
-        && !state.exe.is_empty()
-    {
+    if follow && found.under_bind && is_self_exe(canon.as_bytes()) && !state.exe.is_empty() {
         let mut exe = Buf::new();
         return resolve(state, state.exe, true, &mut exe, host).map(Some);
     }
     Ok(Some(found))
+}
+
+/// What the container records of the file `found` (fake root).
+pub fn meta_of(found: &Found, canon: &Buf, host: &Buf) -> Result<Meta, i32> {
+    let state = state::get();
+    crate::root::meta(
+        state,
+        found.place,
+        canon.as_bytes().get(1..).unwrap_or(b""),
+        found.stat.as_ref(),
+        host,
+    )
+}
+
+/// What the container records of the directory holding `found`'s final
+/// component (fake root).
+pub fn parent_meta(found: &Found, canon: &Buf, host: &Buf) -> Result<Meta, i32> {
+    let state = state::get();
+    let cut = canon
+        .as_bytes()
+        .iter()
+        .rposition(|&b| b == b'/')
+        .unwrap_or(0);
+    let parent_canon = &canon.as_bytes()[..cut];
+    let key = parent_canon.get(1..).unwrap_or(b"");
+    if let Some(parent) = found.parent {
+        let mut parent_host = Buf::new();
+        match parent.place {
+            Place::Upper => {
+                parent_host.set(state.upper)?;
+                parent_host.push(parent_canon)?;
+            }
+            _ => {
+                let h = host.as_bytes();
+                let end = h.iter().rposition(|&b| b == b'/').unwrap_or(0).max(1);
+                parent_host.set(&h[..end])?;
+            }
+        }
+        return crate::root::meta(state, parent.place, key, None, &parent_host);
+    }
+    let path = Buf::from(if parent_canon.is_empty() {
+        b"/"
+    } else {
+        parent_canon
+    })?;
+    let (mut again, mut again_host) = (Buf::new(), Buf::new());
+    let dir = resolve(state, path.as_bytes(), true, &mut again, &mut again_host)?;
+    meta_of(&dir, &again, &again_host)
 }
 
 fn writes(flags: i32) -> bool {
@@ -48,7 +108,21 @@ fn writes(flags: i32) -> bool {
         || flags & sys::O_TMPFILE == sys::O_TMPFILE
 }
 
-/// Where a file opened with `flags` is: `Ok(false)` passes through.
+/// The access an open with `flags` asks for.
+fn wanted(flags: i32) -> u32 {
+    let mut want = match flags & sys::O_ACCMODE {
+        0 => MAY_READ,
+        1 => MAY_WRITE,
+        _ => MAY_READ | MAY_WRITE,
+    };
+    if flags & sys::O_TRUNC != 0 {
+        want |= MAY_WRITE;
+    }
+    want
+}
+
+/// Where a file opened with `flags` is: `Ok(None)` passes through; the
+/// found file otherwise (`host` the file to open).
 ///
 /// # Safety
 /// `path` is null or a C string.
@@ -58,20 +132,89 @@ unsafe fn open_target(
     flags: i32,
     canon: &mut Buf,
     host: &mut Buf,
-) -> Result<bool, i32> {
-    let follow = flags & sys::O_NOFOLLOW == 0;
+) -> Result<Option<Found>, i32> {
+    let create = flags & sys::O_CREAT != 0;
+    let exclusive = create && flags & sys::O_EXCL != 0;
+    // With O_CREAT|O_EXCL a final symlink is not followed: it exists.
+    let follow = flags & sys::O_NOFOLLOW == 0 && !exclusive;
     // SAFETY: as the caller's.
     let Some(found) = (unsafe { translate(dirfd, path, follow, canon, host)? }) else {
-        return Ok(false);
+        return Ok(None);
     };
-    match found.place {
-        Place::Lower(_) if writes(flags) => {
-            *host = crate::write::copy_up(state::get(), canon.as_bytes(), host)?;
-            Ok(true)
+    let checking = perm::checking();
+    if found.place == Place::Missing {
+        if !create {
+            return Err(sys::ENOENT);
         }
-        Place::Missing if flags & sys::O_CREAT == 0 => Err(sys::ENOENT),
-        Place::Missing => crate::write::make_upper_parents(canon.as_bytes()).map(|()| true),
-        _ => Ok(true),
+        if found.slash || found.last != Last::Name {
+            return Err(sys::EISDIR);
+        }
+        if checking {
+            perm::check_create(&parent_meta(&found, canon, host)?)?;
+        }
+        if !found.under_bind {
+            crate::write::make_upper_parents(canon.as_bytes())?;
+        }
+        return Ok(Some(found));
+    }
+    if exclusive {
+        return Err(sys::EEXIST);
+    }
+    let tmpfile = flags & sys::O_TMPFILE == sys::O_TMPFILE;
+    if found.kind == KIND_DIR && !tmpfile && wanted(flags) & MAY_WRITE != 0 {
+        return Err(sys::EISDIR);
+    }
+    if found.kind == KIND_SYMLINK && flags & sys::O_NOFOLLOW != 0 && flags & sys::O_PATH == 0 {
+        return Err(sys::ELOOP);
+    }
+    if checking && flags & sys::O_PATH == 0 {
+        let meta = meta_of(&found, canon, host)?;
+        if !tmpfile {
+            perm::check(&meta, wanted(flags))?;
+        } else {
+            perm::check_create(&meta)?;
+        }
+    }
+    if let Place::Lower(_) = found.place
+        && writes(flags)
+    {
+        *host = crate::write::copy_up(state::get(), canon.as_bytes(), host)?;
+    }
+    if checking && writes(flags) && !found.under_bind {
+        // A write by anyone but root takes the set-user-ID and
+        // set-group-ID bits off; libunion sees the open, not the writes.
+        crate::write::drop_privileges_of(host);
+    }
+    Ok(Some(found))
+}
+
+/// After a successful open of `found`: what libunion remembers of the
+/// descriptor, and a new file's owner under fake root.
+fn opened(fd: i32, found: &Found, flags: i32, canon: &Buf, host: &Buf) {
+    let state = state::get();
+    if found.kind == KIND_DIR || flags & sys::O_DIRECTORY != 0 {
+        match crate::resolve::identity_of(state, found, canon.as_bytes()) {
+            Some(id) => state::remember_fd_as(fd, id, canon.as_bytes()),
+            None => state::remember_fd(fd, canon.as_bytes()),
+        }
+    } else {
+        state::forget_fd(fd);
+    }
+    let upper = match found.place {
+        Place::Upper => true,
+        Place::Lower(_) => writes(flags),
+        Place::Missing => !found.under_bind,
+        Place::Bind => false,
+    };
+    if upper {
+        state::mark_upper_fd(fd);
+    }
+    if found.place == Place::Missing {
+        if state.root && !found.under_bind {
+            let parent = parent_meta(found, canon, host).ok();
+            crate::write::created_as_root(Some(fd), host, parent.as_ref(), false);
+        }
+        crate::upper::changed_at(state, canon.as_bytes());
     }
 }
 
@@ -83,16 +226,36 @@ pub unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) ->
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: as the caller's.
     match unsafe { open_target(dirfd, path, flags, &mut canon, &mut host) } {
-        Ok(false) => c_ret(sys::openat(dirfd, path.cast(), flags, mode)),
-        Ok(true) => {
-            let result = sys::openat(sys::AT_FDCWD, host.c(), flags, mode);
+        Ok(None) => {
+            let result = sys::openat(dirfd, path.cast(), flags, mode);
             if let Ok(fd) = result {
-                if flags & sys::O_CREAT != 0 {
-                    crate::upper::changed_at(state::get(), canon.as_bytes());
+                state::forget_fd(fd as i32);
+            }
+            c_ret(result)
+        }
+        Ok(Some(mut found)) => {
+            let mut result = if found.place == Place::Missing {
+                // Made here: the final symlink, if any, was resolved.
+                match crate::host::open(&host, flags | sys::O_EXCL, mode) {
+                    // Another process made it first: open it as it is.
+                    Err(sys::EEXIST) if flags & sys::O_EXCL == 0 => {
+                        found.place = if found.under_bind {
+                            Place::Bind
+                        } else {
+                            Place::Upper
+                        };
+                        Err(sys::EEXIST)
+                    }
+                    other => other,
                 }
-                if flags & sys::O_DIRECTORY != 0 {
-                    state::remember_fd(fd as i32, canon.as_bytes());
-                }
+            } else {
+                crate::host::open(&host, flags, mode)
+            };
+            if result == Err(sys::EEXIST) && flags & sys::O_EXCL == 0 {
+                result = crate::host::open(&host, flags, mode);
+            }
+            if let Ok(fd) = result {
+                opened(fd as i32, &found, flags, &canon, &host);
             }
             c_ret(result)
         }
@@ -148,36 +311,101 @@ fn fopen_flags(mode: &[u8]) -> i32 {
         Some(b'a') => sys::O_WRONLY | sys::O_CREAT | sys::O_APPEND,
         _ => 0,
     };
-    if mode.contains(&b'+') {
+    let rest = mode.get(1..).unwrap_or(b"");
+    if rest.contains(&b'+') {
         flags = (flags & !sys::O_WRONLY) | sys::O_RDWR;
+    }
+    if rest.contains(&b'x') {
+        flags |= sys::O_EXCL;
+    }
+    if rest.contains(&b'e') {
+        flags |= sys::O_CLOEXEC;
     }
     flags
 }
 
-type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_void;
+type FdopenFn = unsafe extern "C" fn(c_int, *const c_char) -> *mut c_void;
 type FreopenFn = unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void) -> *mut c_void;
 
-/// fopen(3) and freopen(3): `open` is the real one, given the path to use.
+/// fopen(3): libunion's open, then the real fdopen on the descriptor.
 ///
 /// # Safety
-/// `path` and `mode` are C strings (or a null path, for freopen).
-unsafe fn stream_open(
+/// `path` and `mode` are C strings.
+unsafe fn stream_open(path: *const c_char, mode: *const c_char) -> *mut c_void {
+    let Some(fdopen) = real!("fdopen": FdopenFn) else {
+        set_errno(sys::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    let given = match crate::user::c_str(mode, 64) {
+        Ok(given) => given,
+        Err(e) => {
+            set_errno(e);
+            return core::ptr::null_mut();
+        }
+    };
+    if !matches!(given.first(), Some(b'r' | b'w' | b'a')) {
+        set_errno(sys::EINVAL);
+        return core::ptr::null_mut();
+    }
+    let flags = fopen_flags(given);
+    // SAFETY: the caller's C path.
+    let fd = unsafe { open_at(sys::AT_FDCWD, path, flags, 0o666) };
+    if fd < 0 {
+        return core::ptr::null_mut();
+    }
+    // fdopen's mode without what only fopen knows ('x'), with the rest.
+    let mut stream_mode = [0u8; 16];
+    let mut len = 0;
+    for &b in given.iter().filter(|&&b| b != b'x') {
+        if len + 1 < stream_mode.len() {
+            stream_mode[len] = b;
+            len += 1;
+        }
+    }
+    // SAFETY: fd is ours, the mode a C string.
+    let stream = unsafe { fdopen(fd, stream_mode.as_ptr().cast()) };
+    if stream.is_null() {
+        let errno = sys::errno();
+        let _ = sys::close(fd);
+        state::forget_fd(fd);
+        set_errno(errno);
+    }
+    stream
+}
+
+/// freopen(3): the real one, given the host path, after libunion's checks.
+///
+/// # Safety
+/// `path` is null or a C string, `mode` a C string.
+unsafe fn stream_reopen(
     path: *const c_char,
     mode: *const c_char,
-    open: impl FnOnce(*const c_char) -> *mut c_void,
+    stream: *mut c_void,
+    real: FreopenFn,
 ) -> *mut c_void {
+    if path.is_null() {
+        // SAFETY: the caller's arguments.
+        return unsafe { real(path, mode, stream) };
+    }
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: the caller passes C strings.
     let flags = fopen_flags(unsafe { cstr(mode) });
     // SAFETY: as above.
     match unsafe { open_target(sys::AT_FDCWD, path, flags, &mut canon, &mut host) } {
-        Ok(false) => open(path),
-        Ok(true) => {
-            let stream = open(host.c().cast());
-            if !stream.is_null() && flags & sys::O_CREAT != 0 {
-                crate::upper::changed_at(state::get(), canon.as_bytes());
+        // SAFETY: the caller's arguments.
+        Ok(None) => unsafe { real(path, mode, stream) },
+        Ok(Some(found)) => {
+            // SAFETY: the host path is a C string.
+            let reopened = unsafe { real(host.c().cast(), mode, stream) };
+            if !reopened.is_null() && found.place == Place::Missing {
+                let state = state::get();
+                if state.root {
+                    let parent = parent_meta(&found, &canon, &host).ok();
+                    crate::write::created_as_root(None, &host, parent.as_ref(), false);
+                }
+                crate::upper::changed_at(state, canon.as_bytes());
             }
-            stream
+            reopened
         }
         Err(e) => {
             set_errno(e);
@@ -193,24 +421,25 @@ fn missing<T>() -> *mut T {
 
 export! {
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut c_void {
-        let Some(real) = real!("fopen": FopenFn) else { return missing() };
-        stream_open(path, mode, |p| real(p, mode))
+        stream_open(path, mode)
     }
     fn fopen64(path: *const c_char, mode: *const c_char) -> *mut c_void {
-        let Some(real) = real!("fopen64": FopenFn) else { return missing() };
-        stream_open(path, mode, |p| real(p, mode))
+        stream_open(path, mode)
     }
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut c_void) -> *mut c_void {
         let Some(real) = real!("freopen": FreopenFn) else { return missing() };
-        stream_open(path, mode, |p| real(p, mode, stream))
+        stream_reopen(path, mode, stream, real)
     }
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut c_void) -> *mut c_void {
         let Some(real) = real!("freopen64": FreopenFn) else { return missing() };
-        stream_open(path, mode, |p| real(p, mode, stream))
+        stream_reopen(path, mode, stream, real)
     }
 }
 
 /// fstatat(2) through the stack.
+///
+/// # Safety
+/// `path` is null or a C string; `buf` a `struct stat`.
 pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: i32) -> c_int {
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
@@ -229,11 +458,12 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
             c_ret(result)
         }
         Ok(Some(found)) => {
-            let result = match (found.place, found.upper_stat) {
+            let result = match (found.place, found.stat) {
                 (Place::Missing, _) => Err(sys::ENOENT),
-                (Place::Bind, _) => sys::fstatat(sys::AT_FDCWD, host.c(), buf, flags),
                 // Resolving took this very lstat: no second call.
-                (Place::Upper, Some(stat)) => {
+                (Place::Upper | Place::Bind, Some(stat))
+                    if !follow || found.kind != KIND_SYMLINK =>
+                {
                     // SAFETY: buf is the caller's struct stat, the 144 bytes
                     // the kernel filled into stat.
                     unsafe {
@@ -245,12 +475,8 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
                     }
                     Ok(0)
                 }
-                _ => sys::fstatat(
-                    sys::AT_FDCWD,
-                    host.c(),
-                    buf,
-                    flags | sys::AT_SYMLINK_NOFOLLOW,
-                ),
+                (Place::Bind, _) => crate::host::fstatat(&host, buf, flags & !sys::AT_EMPTY_PATH),
+                _ => crate::host::fstatat(&host, buf, sys::AT_SYMLINK_NOFOLLOW),
             };
             if result.is_ok() {
                 crate::root::adjust_found(buf, found.place, canon.as_bytes());
@@ -317,8 +543,8 @@ export! {
             Ok(Some(found)) => {
                 let result = match found.place {
                     Place::Missing => Err(sys::ENOENT),
-                    Place::Bind => sys::statx(sys::AT_FDCWD, host.c(), flags, mask, buf),
-                    _ => sys::statx(sys::AT_FDCWD, host.c(), flags | sys::AT_SYMLINK_NOFOLLOW, mask, buf),
+                    Place::Bind => crate::host::statx(&host, flags & !sys::AT_EMPTY_PATH, mask, buf),
+                    _ => crate::host::statx(&host, (flags & !sys::AT_EMPTY_PATH) | sys::AT_SYMLINK_NOFOLLOW, mask, buf),
                 };
                 if result.is_ok() && crate::root::active() {
                     crate::root::adjust_statx(buf, found.place, canon.as_bytes());
@@ -330,26 +556,41 @@ export! {
     }
 }
 
+const AT_EACCESS: i32 = 0x200;
+
 unsafe fn access_at(dirfd: i32, path: *const c_char, mode: i32, flags: i32) -> c_int {
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
-    let call =
-        |dirfd: i32, path: *const u8, flags: i32| match sys::faccessat(dirfd, path, mode, flags) {
-            // Kernels before 5.8 lack faccessat2; the plain call is right for
-            // a real user anyway.
-            Err(38) => sys::faccessat(dirfd, path, mode, 0),
-            other => other,
-        };
+    if mode & !7 != 0 {
+        return c_ret(Err(sys::EINVAL));
+    }
     // SAFETY: as the caller's.
     match unsafe { translate(dirfd, path, follow, &mut canon, &mut host) } {
-        Ok(None) => c_ret(call(dirfd, path.cast(), flags)),
+        Ok(None) => c_ret(match sys::faccessat(dirfd, path.cast(), mode, flags) {
+            Err(sys::ENOSYS) => sys::faccessat(dirfd, path.cast(), mode, 0),
+            other => other,
+        }),
         Ok(Some(found)) if found.place == Place::Missing => c_ret(Err(sys::ENOENT)),
-        Ok(Some(_)) => c_ret(call(sys::AT_FDCWD, host.c(), flags)),
+        Ok(Some(found)) if crate::root::active() => {
+            // Fake root's ids decide: the real ones, as access(2) uses, or
+            // the effective ones with AT_EACCESS.
+            let who = if flags & AT_EACCESS != 0 {
+                perm::As::FileSystem
+            } else {
+                perm::As::Real
+            };
+            let result = meta_of(&found, &canon, &host)
+                .and_then(|meta| perm::check_as(&meta, mode as u32, who));
+            c_ret(result.map(|()| 0))
+        }
+        Ok(Some(_)) => c_ret(crate::host::access(
+            &host,
+            mode,
+            flags & !sys::AT_SYMLINK_NOFOLLOW,
+        )),
         Err(e) => c_ret(Err(e)),
     }
 }
-
-const AT_EACCESS: i32 = 0x200;
 
 export! {
     fn access(path: *const c_char, mode: c_int) -> c_int { access_at(sys::AT_FDCWD, path, mode, 0) }
@@ -363,6 +604,9 @@ export! {
 unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: usize) -> isize {
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     let state = state::get();
+    if size == 0 || size > isize::MAX as usize {
+        return c_ret(Err(sys::EINVAL)) as isize;
+    }
     let copy = |bytes: &[u8]| {
         let n = bytes.len().min(size);
         // SAFETY: buf holds size bytes.
@@ -381,14 +625,8 @@ unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: u
             // /proc's links name host paths: answer with container ones.
             Place::Bind if crate::buf::is_under(canon.as_bytes(), b"/proc") => {
                 let mut target = Buf::new();
-                match sys::readlinkat(
-                    sys::AT_FDCWD,
-                    host.c(),
-                    target.spare(),
-                    crate::buf::CAPACITY,
-                ) {
-                    Ok(len) => {
-                        target.set_len(len);
+                match crate::host::read_link(&host, &mut target) {
+                    Ok(()) => {
                         let mut inside = Buf::new();
                         if state::to_container(state, target.as_bytes(), &mut inside) {
                             copy(inside.as_bytes())
@@ -399,18 +637,15 @@ unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: u
                     Err(e) => c_ret(Err(e)) as isize,
                 }
             }
-            Place::Lower(_) if found.kind == crate::index::KIND_SYMLINK => {
-                match state
-                    .index
-                    .and_then(|index| index.position(&canon.as_bytes()[1..]))
-                {
-                    Some(i) => copy(state.index.map_or(&[][..], |index| index.link(i))),
-                    None => {
-                        c_ret(sys::readlinkat(sys::AT_FDCWD, host.c(), buf.cast(), size)) as isize
-                    }
-                }
-            }
-            _ => c_ret(sys::readlinkat(sys::AT_FDCWD, host.c(), buf.cast(), size)) as isize,
+            _ if found.kind != KIND_SYMLINK && found.kind != 0 => c_ret(Err(sys::EINVAL)) as isize,
+            Place::Lower(_) => match state
+                .index
+                .and_then(|index| index.position(&canon.as_bytes()[1..]))
+            {
+                Some(i) => copy(state.index.map_or(&[][..], |index| index.link(i))),
+                None => c_ret(crate::host::readlink(&host, buf.cast(), size)) as isize,
+            },
+            _ => c_ret(crate::host::readlink(&host, buf.cast(), size)) as isize,
         },
         Err(e) => c_ret(Err(e)) as isize,
     }
@@ -472,7 +707,8 @@ export! {
                     set_errno(sys::ENOENT);
                     core::ptr::null_mut()
                 }
-                Place::Bind => {
+                // /proc's magic links are the kernel's to follow.
+                Place::Bind if crate::buf::is_under(canon.as_bytes(), b"/proc") => {
                     let mut on_host = [0u8; PATH_MAX];
                     if real(host.c().cast(), on_host.as_mut_ptr().cast()).is_null() {
                         return core::ptr::null_mut();
@@ -507,14 +743,21 @@ export! {
             Ok(None) => c_ret(sys::chdir(path.cast())),
             Ok(Some(found)) => match found.place {
                 Place::Missing => c_ret(Err(sys::ENOENT)),
-                _ if found.kind != 0 && found.kind != crate::index::KIND_DIR => c_ret(Err(sys::ENOTDIR)),
-                _ => match sys::chdir(host.c()) {
-                    Ok(_) => {
-                        state::set_cwd(canon.as_bytes());
-                        0
+                _ if found.kind != 0 && found.kind != KIND_DIR => c_ret(Err(sys::ENOTDIR)),
+                _ => {
+                    if perm::checking()
+                        && let Err(e) = meta_of(&found, &canon, &host).and_then(|m| perm::check(&m, MAY_EXEC))
+                    {
+                        return c_ret(Err(e));
                     }
-                    Err(e) => c_ret(Err(e)),
-                },
+                    match crate::host::chdir(&host) {
+                        Ok(_) => {
+                            state::set_cwd(canon.as_bytes());
+                            0
+                        }
+                        Err(e) => c_ret(Err(e)),
+                    }
+                }
             },
             Err(e) => c_ret(Err(e)),
         }
@@ -595,12 +838,11 @@ unsafe fn xattr_call(
     size: usize,
 ) -> isize {
     let (mut canon, mut host) = (Buf::new(), Buf::new());
-    let call = |path: *const u8| sys::xattr(syscall, path, name, value, size);
     // SAFETY: as the caller's.
     let result = match unsafe { translate(sys::AT_FDCWD, path, follow, &mut canon, &mut host) } {
-        Ok(None) => call(path.cast()),
+        Ok(None) => sys::xattr(syscall, path.cast(), name, value, size),
         Ok(Some(found)) if found.place == Place::Missing => Err(sys::ENOENT),
-        Ok(Some(_)) => call(host.c()),
+        Ok(Some(_)) => crate::host::xattr(syscall, &host, name, value, size),
         Err(e) => Err(e),
     };
     match result {
@@ -624,5 +866,97 @@ export! {
     }
     fn llistxattr(path: *const c_char, list: *mut c_char, size: usize) -> isize {
         xattr_call(sys::SYS_LLISTXATTR, path, false, list, core::ptr::null_mut(), size)
+    }
+}
+
+/// statfs(2) of `path` in the container into `buf` (a `struct statfs`).
+unsafe fn statfs_of(path: *const c_char, buf: *mut c_void) -> Result<(), i32> {
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: as the caller's.
+    match unsafe { translate(sys::AT_FDCWD, path, true, &mut canon, &mut host)? } {
+        None => sys::statfs(path.cast(), buf).map(|_| ()),
+        Some(found) if found.place == Place::Missing => Err(sys::ENOENT),
+        Some(_) => {
+            let k = crate::host::kernel(&host)?;
+            let mut long = Buf::new();
+            sys::statfs(k.absolute(&mut long)?, buf).map(|_| ())
+        }
+    }
+}
+
+/// glibc's `struct statvfs` from the kernel's `struct statfs`.
+fn statvfs_from(fs: &[u64; 15], out: *mut c_void) {
+    const ST_VALID: u64 = 0x20;
+    let flags = if fs[10] & ST_VALID != 0 {
+        fs[10] & !ST_VALID
+    } else {
+        0
+    };
+    let fsid = fs[7];
+    let values: [u64; 14] = [
+        fs[1],                                   // f_bsize
+        if fs[9] != 0 { fs[9] } else { fs[1] },  // f_frsize
+        fs[2],                                   // f_blocks
+        fs[3],                                   // f_bfree
+        fs[4],                                   // f_bavail
+        fs[5],                                   // f_files
+        fs[6],                                   // f_ffree
+        fs[6],                                   // f_favail
+        fsid & 0xffff_ffff | (fsid >> 32) << 32, // f_fsid
+        flags,                                   // f_flag
+        fs[8],                                   // f_namemax
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: the caller's struct statvfs (112 bytes).
+    unsafe { core::ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), out.cast::<u8>(), 112) };
+}
+
+type FpathconfFn = unsafe extern "C" fn(c_int, c_int) -> i64;
+
+export! {
+    fn statfs(path: *const c_char, buf: *mut c_void) -> c_int {
+        c_ret(statfs_of(path, buf).map(|()| 0))
+    }
+    fn statfs64(path: *const c_char, buf: *mut c_void) -> c_int {
+        c_ret(statfs_of(path, buf).map(|()| 0))
+    }
+    fn statvfs(path: *const c_char, buf: *mut c_void) -> c_int {
+        let mut fs = [0u64; 15];
+        let result = statfs_of(path, fs.as_mut_ptr().cast());
+        if result.is_ok() {
+            statvfs_from(&fs, buf);
+        }
+        c_ret(result.map(|()| 0))
+    }
+    fn statvfs64(path: *const c_char, buf: *mut c_void) -> c_int {
+        statvfs(path, buf)
+    }
+    fn pathconf(path: *const c_char, name: c_int) -> i64 {
+        let Some(fpathconf) = real!("fpathconf": FpathconfFn) else {
+            set_errno(sys::ENOSYS);
+            return -1;
+        };
+        let (mut canon, mut host) = (Buf::new(), Buf::new());
+        let fd = match translate(sys::AT_FDCWD, path, true, &mut canon, &mut host) {
+            Ok(None) => sys::openat(sys::AT_FDCWD, path.cast(), sys::O_PATH | sys::O_CLOEXEC, 0),
+            Ok(Some(found)) if found.place == Place::Missing => Err(sys::ENOENT),
+            Ok(Some(_)) => crate::host::open(&host, sys::O_PATH | sys::O_CLOEXEC, 0),
+            Err(e) => Err(e),
+        };
+        match fd {
+            Ok(fd) => {
+                let value = fpathconf(fd as c_int, name);
+                let errno = sys::errno();
+                let _ = sys::close(fd as i32);
+                set_errno(errno);
+                value
+            }
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        }
     }
 }

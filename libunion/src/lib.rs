@@ -11,14 +11,22 @@
 mod buf;
 mod dir;
 mod exec;
+mod fds;
 mod fs;
+mod host;
+mod ids;
 mod index;
 mod lock;
+mod net;
+mod perm;
+mod private;
 mod resolve;
 mod root;
+mod spawn;
 mod state;
 mod sys;
 mod upper;
+mod user;
 mod write;
 
 use core::ffi::{c_char, c_int};

@@ -1,70 +1,66 @@
-//! Fake root (`lpmx-exec --root`): the program sees itself as root, and
-//! what root could do to owners and device nodes is recorded instead of
-//! done, persistently, so later programs see it too.
+//! Fake root (`lpmx-exec --root`): what root could do to owners, modes and
+//! device nodes is recorded instead of done, persistently, so later
+//! programs see it too; `stat` reports what is recorded.
 //!
-//! - Identities: the real, effective and saved user and group ids are kept
-//!   in memory (all 0 at first), changed by the `set*id` family with the
-//!   kernel's rules, and passed on to exec'd programs in `LPMX_IDS`.
-//! - Owners: `upper.owners` beside `upper/` is an append-only log, a line
+//! - Records: `upper.owners` beside `upper/` is an append-only log, a line
 //!   per change: `INO UID GID MODE RDEV` for a file of the writable layer
-//!   (by inode, so renames and hard links keep it), `INO -` when the file
-//!   is gone. The image's files report what the index records (the owners,
-//!   modes and devices lpmx-unpack saw in the image). Anything else owned
-//!   by the real user reports root.
+//!   (by inode, so renames and hard links keep it; MODE is the whole
+//!   `st_mode`, type included, or 0 for the file's own), `INO -` when the
+//!   file is gone. The image's files report what the index records (the
+//!   owners, modes and devices lpmx-unpack saw in the image). Files of the
+//!   writable layer without a record report their own mode, and the real
+//!   user as root.
+//! - Modes on disk: the real user must be able to read and write every file
+//!   (and search every directory) for fake root to, so a mode that would
+//!   deny its owner is recorded and the disk keeps the owner's bits
+//!   (`disk_mode`).
+//! - Identities are `ids`'s; access checks `perm`'s.
 
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::buf::{Buf, cstr};
-use crate::fs::export;
+use crate::buf::Buf;
 use crate::lock::SpinLock;
+use crate::perm::Meta;
 use crate::resolve::Place;
 use crate::state::{self, State};
-use crate::sys::{self, c_ret, real};
-
-/// ruid, euid, suid, rgid, egid, sgid.
-static IDS: [AtomicU32; 6] = [const { AtomicU32::new(0) }; 6];
-static IDS_READY: AtomicU8 = AtomicU8::new(0);
+use crate::sys;
 
 pub fn active() -> bool {
     state::get().root
 }
 
-fn ids() -> &'static [AtomicU32; 6] {
-    if IDS_READY.load(Ordering::Acquire) == 0 {
-        // SAFETY: a NUL-terminated name; the value is read at once.
-        let given = unsafe { cstr(sys::getenv(c"LPMX_IDS".as_ptr())) };
-        for (slot, value) in IDS.iter().zip(given.split(|&b| b == b',')) {
-            slot.store(parse(value), Ordering::Relaxed);
-        }
-        IDS_READY.store(1, Ordering::Release);
-    }
-    &IDS
+/// What a file's `stat` says under fake root.
+#[derive(Clone, Copy, Debug)]
+pub struct Attrs {
+    pub uid: u32,
+    pub gid: u32,
+    /// The whole `st_mode`, type included.
+    pub mode: u32,
+    pub rdev: u64,
 }
 
-fn parse(digits: &[u8]) -> u32 {
-    digits
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u32, |n, b| {
-            n.wrapping_mul(10).wrapping_add(u32::from(b - b'0'))
-        })
+impl Attrs {
+    pub fn meta(&self) -> Meta {
+        Meta {
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+        }
+    }
 }
 
-/// `LPMX_IDS=r,e,s,r,e,s` for an exec, into `out`.
-pub fn ids_var(out: &mut Buf) -> Result<(), i32> {
-    out.set(b"LPMX_IDS=")?;
-    for (i, id) in ids().iter().enumerate() {
-        if i > 0 {
-            out.push(b",")?;
-        }
-        let mut digits = [0u8; 12];
-        out.push(state::format_int(
-            i64::from(id.load(Ordering::Relaxed)),
-            &mut digits,
-        ))?;
+/// The mode a file of the writable layer keeps on disk for virtual mode
+/// `mode`: its owner (the real user) may read and write it, search it if
+/// it is a directory and execute it if anyone may; the special bits stay
+/// in the record only.
+pub fn disk_mode(mode: u32) -> u32 {
+    let perms = mode & 0o777;
+    if mode & sys::S_IFMT == sys::S_IFDIR || perms & 0o111 != 0 {
+        perms | 0o700
+    } else {
+        perms | 0o600
     }
-    Ok(())
 }
 
 // The real ids never change under fake root (set*id is emulated).
@@ -80,175 +76,39 @@ fn real_id(slot: usize, get: fn() -> u32) -> u32 {
     id
 }
 
-fn real_uid() -> u32 {
+pub fn real_uid() -> u32 {
     real_id(0, sys::getuid_raw)
 }
 
-fn real_gid() -> u32 {
+pub fn real_gid() -> u32 {
     real_id(1, sys::getgid_raw)
 }
 
-/// Sets ids `at..at + 3` (real, effective, saved) by the kernel's rules
-/// for `set*res*id`: root may set anything, others only values they hold.
-fn set_ids(at: usize, wanted: [u32; 3]) -> c_int {
-    let ids = ids();
-    let privileged = ids[1].load(Ordering::Relaxed) == 0;
-    let held = [
-        ids[at].load(Ordering::Relaxed),
-        ids[at + 1].load(Ordering::Relaxed),
-        ids[at + 2].load(Ordering::Relaxed),
-    ];
-    for id in wanted {
-        if id != u32::MAX && !privileged && !held.contains(&id) {
-            return c_ret(Err(sys::EPERM));
-        }
+/// The writable layer's device: only its inodes have records.
+static UPPER_DEV: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn upper_dev(state: &State) -> u64 {
+    let dev = UPPER_DEV.load(Ordering::Relaxed);
+    if dev != u64::MAX {
+        return dev;
     }
-    for (i, id) in wanted.into_iter().enumerate() {
-        if id != u32::MAX {
-            ids[at + i].store(id, Ordering::Relaxed);
-        }
-    }
-    0
+    let mut st = [0u64; 18];
+    let dev = Buf::from(state.upper)
+        .ok()
+        .and_then(|upper| crate::host::lstat(&upper, &mut st).ok())
+        .map_or(u64::MAX - 1, |_| st[0]);
+    UPPER_DEV.store(dev, Ordering::Relaxed);
+    dev
 }
 
-type SetId1 = unsafe extern "C" fn(u32) -> c_int;
-type SetId2 = unsafe extern "C" fn(u32, u32) -> c_int;
-type SetId3 = unsafe extern "C" fn(u32, u32, u32) -> c_int;
-type SetGroups = unsafe extern "C" fn(usize, *const u32) -> c_int;
-type InitGroups = unsafe extern "C" fn(*const c_void, u32) -> c_int;
-
-/// setreuid(2): setting the real id, or an effective id other than the
-/// real one, also sets the saved id to the new effective one.
-fn saved_after_setre(at: usize, r: u32, e: u32) -> u32 {
-    let real = ids()[at].load(Ordering::Relaxed);
-    let effective = if e == u32::MAX {
-        ids()[at + 1].load(Ordering::Relaxed)
-    } else {
-        e
-    };
-    if r != u32::MAX || (e != u32::MAX && e != real) {
-        effective
-    } else {
-        u32::MAX
-    }
-}
-
-macro_rules! id_or_real {
-    ($index:expr, $real:expr) => {
-        if active() {
-            ids()[$index].load(Ordering::Relaxed)
-        } else {
-            $real
-        }
-    };
-}
-
-export! {
-    #[safe]
-    fn getuid() -> u32 { id_or_real!(0, real_uid()) }
-    #[safe]
-    fn geteuid() -> u32 { id_or_real!(1, sys::geteuid_raw()) }
-    #[safe]
-    fn getgid() -> u32 { id_or_real!(3, real_gid()) }
-    #[safe]
-    fn getegid() -> u32 { id_or_real!(4, sys::getegid_raw()) }
-    fn getresuid(r: *mut u32, e: *mut u32, s: *mut u32) -> c_int {
-        if !active() {
-            return c_ret(sys::getresuid_raw(r, e, s));
-        }
-        *r = ids()[0].load(Ordering::Relaxed);
-        *e = ids()[1].load(Ordering::Relaxed);
-        *s = ids()[2].load(Ordering::Relaxed);
-        0
-    }
-    fn getresgid(r: *mut u32, e: *mut u32, s: *mut u32) -> c_int {
-        if !active() {
-            return c_ret(sys::getresgid_raw(r, e, s));
-        }
-        *r = ids()[3].load(Ordering::Relaxed);
-        *e = ids()[4].load(Ordering::Relaxed);
-        *s = ids()[5].load(Ordering::Relaxed);
-        0
-    }
-    fn getgroups(size: c_int, list: *mut u32) -> c_int {
-        if !active() {
-            return c_ret(sys::getgroups_raw(size, list));
-        }
-        if size > 0 {
-            *list = ids()[4].load(Ordering::Relaxed);
-        }
-        1
-    }
-    fn setuid(id: u32) -> c_int {
-        if !active() {
-            return real!("setuid": SetId1).map_or(-1, |f| f(id));
-        }
-        if ids()[1].load(Ordering::Relaxed) == 0 { set_ids(0, [id, id, id]) } else { set_ids(0, [u32::MAX, id, u32::MAX]) }
-    }
-    fn seteuid(id: u32) -> c_int {
-        if !active() {
-            return real!("seteuid": SetId1).map_or(-1, |f| f(id));
-        }
-        set_ids(0, [u32::MAX, id, u32::MAX])
-    }
-    fn setreuid(r: u32, e: u32) -> c_int {
-        if !active() {
-            return real!("setreuid": SetId2).map_or(-1, |f| f(r, e));
-        }
-        set_ids(0, [r, e, saved_after_setre(0, r, e)])
-    }
-    fn setresuid(r: u32, e: u32, s: u32) -> c_int {
-        if !active() {
-            return real!("setresuid": SetId3).map_or(-1, |f| f(r, e, s));
-        }
-        set_ids(0, [r, e, s])
-    }
-    fn setgid(id: u32) -> c_int {
-        if !active() {
-            return real!("setgid": SetId1).map_or(-1, |f| f(id));
-        }
-        if ids()[1].load(Ordering::Relaxed) == 0 { set_ids(3, [id, id, id]) } else { set_ids(3, [u32::MAX, id, u32::MAX]) }
-    }
-    fn setegid(id: u32) -> c_int {
-        if !active() {
-            return real!("setegid": SetId1).map_or(-1, |f| f(id));
-        }
-        set_ids(3, [u32::MAX, id, u32::MAX])
-    }
-    fn setregid(r: u32, e: u32) -> c_int {
-        if !active() {
-            return real!("setregid": SetId2).map_or(-1, |f| f(r, e));
-        }
-        set_ids(3, [r, e, saved_after_setre(3, r, e)])
-    }
-    fn setresgid(r: u32, e: u32, s: u32) -> c_int {
-        if !active() {
-            return real!("setresgid": SetId3).map_or(-1, |f| f(r, e, s));
-        }
-        set_ids(3, [r, e, s])
-    }
-    fn setgroups(size: usize, list: *const u32) -> c_int {
-        if !active() {
-            return real!("setgroups": SetGroups).map_or(-1, |f| f(size, list));
-        }
-        if ids()[1].load(Ordering::Relaxed) == 0 { 0 } else { c_ret(Err(sys::EPERM)) }
-    }
-    fn initgroups(user: *const c_void, group: u32) -> c_int {
-        if !active() {
-            return real!("initgroups": InitGroups).map_or(-1, |f| f(user, group));
-        }
-        if ids()[1].load(Ordering::Relaxed) == 0 { 0 } else { c_ret(Err(sys::EPERM)) }
-    }
-}
-
-// --- Owners of the writable layer's files ------------------------------
+// --- The log ------------------------------------------------------------
 
 #[derive(Clone, Copy)]
 struct Owner {
     ino: u64,
     uid: u32,
     gid: u32,
-    /// Type and permission bits; 0: keep the file's own.
+    /// The whole st_mode; 0: keep the file's own.
     mode: u32,
     rdev: u64,
 }
@@ -272,14 +132,19 @@ static OWNERS: SpinLock<Owners> = SpinLock::new(Owners {
     generation: None,
 });
 
-fn locked<T>(f: impl FnOnce(&mut Owners) -> T) -> T {
-    OWNERS.with(f)
-}
-
 fn log_path(state: &State) -> Result<Buf, i32> {
     let mut path = Buf::from(state.upper)?;
     path.push(b".owners")?;
     Ok(path)
+}
+
+fn parse(digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |n, b| {
+            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+        })
 }
 
 impl Owners {
@@ -393,34 +258,31 @@ impl Owners {
 
     fn apply(&mut self, line: &[u8]) {
         let mut fields = line.split(|&b| b == b' ');
-        let ino = u64::from(parse(fields.next().unwrap_or(b"")));
-        let ino = if ino == 0 { return } else { ino };
-        let rest: [&[u8]; 4] = core::array::from_fn(|_| fields.next().unwrap_or(b""));
-        if rest[0] == b"-" {
-            self.put(
-                Owner {
-                    ino,
-                    uid: 0,
-                    gid: 0,
-                    mode: 0,
-                    rdev: 0,
-                },
-                true,
-            );
+        let ino = parse(fields.next().unwrap_or(b""));
+        if ino == 0 {
             return;
         }
+        let rest: [&[u8]; 4] = core::array::from_fn(|_| fields.next().unwrap_or(b""));
+        let gone = rest[0] == b"-";
         let owner = Owner {
             ino,
-            uid: parse(rest[0]),
-            gid: parse(rest[1]),
-            mode: parse(rest[2]),
-            rdev: u64::from(parse(rest[3])),
+            uid: parse(rest[0]) as u32,
+            gid: parse(rest[1]) as u32,
+            mode: parse(rest[2]) as u32,
+            rdev: parse(rest[3]),
         };
-        self.put(owner, false);
+        self.put(owner, gone);
     }
 }
 
-/// Appends a line to the log.
+fn recorded(state: &State, ino: u64) -> Option<Owner> {
+    OWNERS.with(|owners| {
+        owners.refresh(state);
+        owners.find(ino).ok().map(|i| owners.slice()[i])
+    })
+}
+
+/// Appends a line to the log and tells every process.
 fn append(state: &State, line: &[u8]) {
     let Ok(path) = log_path(state) else {
         return;
@@ -434,27 +296,11 @@ fn append(state: &State, line: &[u8]) {
         let _ = sys::write(fd as i32, line.as_ptr(), line.len());
         let _ = sys::close(fd as i32);
     }
+    crate::upper::owners_changed(state);
 }
 
-/// Records owner, group and (with `mode` not 0) type and permissions of
-/// the writable layer's file `host`.
-pub fn record(
-    host: *const u8,
-    follow: bool,
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    rdev: u64,
-) -> Result<(), i32> {
-    let state = state::get();
-    let mut st = [0u64; 18];
-    let flags = if follow { 0 } else { sys::AT_SYMLINK_NOFOLLOW };
-    sys::fstatat(sys::AT_FDCWD, host, st.as_mut_ptr().cast(), flags)?;
-    record_ino(state, st[1], uid, gid, mode, rdev);
-    Ok(())
-}
-
-fn record_ino(state: &State, ino: u64, uid: u32, gid: u32, mode: u32, rdev: u64) {
+/// Records what `stat` is to say of the writable layer's inode `ino`.
+pub fn record_ino(state: &State, ino: u64, attrs: Attrs) {
     let mut line = Buf::new();
     let mut digits = [0u8; 12];
     let mut field = |value: u64, last: bool| {
@@ -462,164 +308,203 @@ fn record_ino(state: &State, ino: u64, uid: u32, gid: u32, mode: u32, rdev: u64)
         let _ = line.push(if last { b"\n" } else { b" " });
     };
     field(ino, false);
-    field(u64::from(uid), false);
-    field(u64::from(gid), false);
-    field(u64::from(mode), false);
-    field(rdev, true);
+    field(u64::from(attrs.uid), false);
+    field(u64::from(attrs.gid), false);
+    field(u64::from(attrs.mode), false);
+    field(attrs.rdev, true);
     append(state, line.as_bytes());
-    crate::upper::owners_changed(state);
 }
 
-/// The current owner of an open file, for `fchown`'s "unchanged" (-1).
-fn current_owner(st: &[u64; 18]) -> (u32, u32, u32, u64) {
-    let mut copy = *st;
-    adjust_stat(copy.as_mut_ptr().cast(), None);
-    let word = copy[3];
-    (
-        (word >> 32) as u32,
-        copy[4] as u32,
-        (word & 0xffff_ffff) as u32,
-        copy[5],
-    )
+/// Before the last name of the writable layer's file `host` goes: its
+/// record goes too (the inode number may be reused).
+pub fn forget(host: &Buf) {
+    let state = state::get();
+    let mut st = [0u64; 18];
+    if crate::host::lstat(host, &mut st).is_err() {
+        return;
+    }
+    let is_dir = (st[3] as u32) & sys::S_IFMT == sys::S_IFDIR;
+    if (st[2] <= 1 || is_dir) && recorded(state, st[1]).is_some() {
+        let mut line = Buf::new();
+        let mut digits = [0u8; 12];
+        let _ = line.push(state::format_int(st[1] as i64, &mut digits));
+        let _ = line.push(b" -\n");
+        append(state, line.as_bytes());
+    }
 }
 
-/// Rewrites a `struct stat` as fake root sees it: recorded owners for the
-/// writable layer's files, the index's for the image's (`image`: its
-/// canonical path), root for the real user's own.
+// --- What stat says -------------------------------------------------------
+
+/// The device number the index stores (major << 20 | minor) as st_rdev.
+fn rdev_of(device: u32) -> u64 {
+    let (major, minor) = (u64::from(device >> 20), u64::from(device & 0xfffff));
+    (major << 8) | (minor & 0xff) | ((minor & !0xff) << 12)
+}
+
+/// The attributes fake root sees for a file whose `lstat` is `st`:
+/// `image` is its image path (`usr/bin/x`) when it is a file of the
+/// image's layers.
+pub fn attrs(st: &[u64; 18], image: Option<&[u8]>) -> Attrs {
+    let state = state::get();
+    let mode = (st[3] & 0xffff_ffff) as u32;
+    let (uid, gid) = ((st[3] >> 32) as u32, st[4] as u32);
+    if let (Some(key), Some(index)) = (image, state.index)
+        && let Some(entry) = index.position(key).map(|i| index.full_entry(i))
+    {
+        return Attrs {
+            uid: entry.uid,
+            gid: entry.gid,
+            mode: entry.mode,
+            rdev: if entry.device != 0 {
+                rdev_of(entry.device)
+            } else {
+                st[5]
+            },
+        };
+    }
+    if st[0] == upper_dev(state)
+        && let Some(owner) = recorded(state, st[1])
+    {
+        return Attrs {
+            uid: owner.uid,
+            gid: owner.gid,
+            mode: if owner.mode != 0 { owner.mode } else { mode },
+            rdev: if owner.rdev != 0 { owner.rdev } else { st[5] },
+        };
+    }
+    Attrs {
+        uid: if uid == real_uid() { 0 } else { uid },
+        gid: if gid == real_gid() { 0 } else { gid },
+        mode,
+        rdev: st[5],
+    }
+}
+
+/// Records `new` for the writable layer's file whose `lstat` is `st`,
+/// unless that is what `stat` says already.
+pub fn update(st: &[u64; 18], new: Attrs) {
+    let current = attrs(st, None);
+    let same = current.uid == new.uid
+        && current.gid == new.gid
+        && current.mode == new.mode
+        && current.rdev == new.rdev;
+    if !same {
+        record_ino(state::get(), st[1], new);
+    }
+}
+
+/// What the container records of a file found at `place` (`key` its
+/// image path): for the permission checks.
+pub fn meta(
+    state: &State,
+    place: Place,
+    key: &[u8],
+    stat: Option<&[u64; 18]>,
+    host: &Buf,
+) -> Result<Meta, i32> {
+    if let (Place::Lower(_), Some(index)) = (place, state.index)
+        && let Some(entry) = index.position(key).map(|i| index.full_entry(i))
+    {
+        return Ok(Meta {
+            uid: entry.uid,
+            gid: entry.gid,
+            mode: entry.mode,
+        });
+    }
+    if place == Place::Missing {
+        return Err(sys::ENOENT);
+    }
+    let mut st = [0u64; 18];
+    match stat {
+        Some(given) => st = *given,
+        None => {
+            crate::host::lstat(host, &mut st)?;
+        }
+    }
+    Ok(attrs(&st, None).meta())
+}
+
+/// Rewrites a `struct stat` as fake root sees it (`image`: see `attrs`).
 ///
 /// Layout (x86_64): st_mode u32 at 24, st_uid u32 at 28, st_gid u32 at 32,
 /// st_rdev u64 at 40.
 pub fn adjust_stat(buf: *mut c_void, image: Option<&[u8]>) {
-    let state = state::get();
-    let st = buf.cast::<u8>();
-    // SAFETY: a struct stat the kernel just filled.
-    let (ino, mode, uid, gid) = unsafe {
-        (
-            st.add(8).cast::<u64>().read_unaligned(),
-            st.add(24).cast::<u32>().read_unaligned(),
-            st.add(28).cast::<u32>().read_unaligned(),
-            st.add(32).cast::<u32>().read_unaligned(),
-        )
-    };
-    let write = |mode: u32, uid: u32, gid: u32, rdev: Option<u64>| {
-        // SAFETY: as above.
-        unsafe {
-            st.add(24).cast::<u32>().write_unaligned(mode);
-            st.add(28).cast::<u32>().write_unaligned(uid);
-            st.add(32).cast::<u32>().write_unaligned(gid);
-            if let Some(rdev) = rdev {
-                st.add(40).cast::<u64>().write_unaligned(rdev);
-            }
-        }
-    };
-    if let (Some(key), Some(index)) = (image, state.index)
-        && let Some(entry) = index.position(key).map(|i| index.full_entry(i))
-    {
-        let rdev = (entry.device != 0).then(|| {
-            let (major, minor) = (
-                u64::from(entry.device >> 20),
-                u64::from(entry.device & 0xfffff),
-            );
-            (major << 8) | (minor & 0xff) | ((minor & !0xff) << 12)
-        });
-        write(entry.mode, entry.uid, entry.gid, rdev);
-        return;
-    }
-    let recorded = locked(|owners| {
-        owners.refresh(state);
-        owners.find(ino).ok().map(|i| owners.slice()[i])
-    });
-    match recorded {
-        Some(owner) => {
-            let mode = if owner.mode != 0 { owner.mode } else { mode };
-            write(
-                mode,
-                owner.uid,
-                owner.gid,
-                (owner.rdev != 0).then_some(owner.rdev),
-            );
-        }
-        None => {
-            let uid = if uid == real_uid() { 0 } else { uid };
-            let gid = if gid == real_gid() { 0 } else { gid };
-            write(mode, uid, gid, None);
-        }
+    let mut st = [0u64; 18];
+    // SAFETY: a struct stat the kernel just filled (144 bytes).
+    unsafe { core::ptr::copy_nonoverlapping(buf.cast::<u64>(), st.as_mut_ptr(), 18) };
+    let a = attrs(&st, image);
+    let p = buf.cast::<u8>();
+    // SAFETY: as above.
+    unsafe {
+        p.add(24).cast::<u32>().write_unaligned(a.mode);
+        p.add(28).cast::<u32>().write_unaligned(a.uid);
+        p.add(32).cast::<u32>().write_unaligned(a.gid);
+        p.add(40).cast::<u64>().write_unaligned(a.rdev);
     }
 }
 
-/// Fixes a stat result for `found` (a resolved path) in fake-root mode.
+fn image_key(place: Place, canon: &[u8]) -> Option<&[u8]> {
+    matches!(place, Place::Lower(_)).then(|| canon.get(1..).unwrap_or(b""))
+}
+
+/// Fixes a stat result for a resolved path in fake-root mode.
 pub fn adjust_found(buf: *mut c_void, place: Place, canon: &[u8]) {
-    if !active() {
-        return;
+    if active() {
+        adjust_stat(buf, image_key(place, canon));
     }
-    let image = matches!(place, Place::Lower(_)).then(|| canon.get(1..).unwrap_or(b""));
-    adjust_stat(buf, image);
 }
 
 /// Fixes a `struct statx` as `adjust_found` does a `struct stat`.
 pub fn adjust_statx(buf: *mut c_void, place: Place, canon: &[u8]) {
-    let image = matches!(place, Place::Lower(_)).then(|| canon.get(1..).unwrap_or(b""));
-    adjust_statx_as(buf, image);
+    adjust_statx_as(buf, image_key(place, canon));
 }
 
-/// Fixes the `struct statx` of descriptor `fd` (`AT_EMPTY_PATH`), as
-/// `adjust_fd_stat` does a `struct stat`.
+/// Fixes the `struct statx` of descriptor `fd` (`AT_EMPTY_PATH`).
 pub fn adjust_fd_statx(fd: i32, buf: *mut c_void) {
     with_fd_image(fd, |image| adjust_statx_as(buf, image));
 }
 
-/// Fixes a `struct statx`: `image` is the image path whose record it
-/// reports, if it is a file of the image's layers.
+/// Fixes a `struct statx` through a `struct stat` of the same file.
 fn adjust_statx_as(buf: *mut c_void, image: Option<&[u8]>) {
     let sx = buf.cast::<u8>();
     let mut st = [0u64; 18];
-    let tmp = st.as_mut_ptr().cast::<u8>();
-    // SAFETY: a struct statx the kernel filled; a struct stat of our own.
+    // SAFETY: a struct statx the kernel filled.
     unsafe {
         let major = u64::from(sx.add(128).cast::<u32>().read_unaligned());
         let minor = u64::from(sx.add(132).cast::<u32>().read_unaligned());
-        tmp.add(8)
-            .cast::<u64>()
-            .write_unaligned(sx.add(32).cast::<u64>().read_unaligned());
-        tmp.add(24)
-            .cast::<u32>()
-            .write_unaligned(u32::from(sx.add(28).cast::<u16>().read_unaligned()));
-        tmp.add(28)
-            .cast::<u32>()
-            .write_unaligned(sx.add(20).cast::<u32>().read_unaligned());
-        tmp.add(32)
-            .cast::<u32>()
-            .write_unaligned(sx.add(24).cast::<u32>().read_unaligned());
-        tmp.add(40)
-            .cast::<u64>()
-            .write_unaligned((major << 8) | (minor & 0xff) | ((minor & !0xff) << 12));
+        let dev_major = u64::from(sx.add(136).cast::<u32>().read_unaligned());
+        let dev_minor = u64::from(sx.add(140).cast::<u32>().read_unaligned());
+        st[0] = (dev_major << 8) | (dev_minor & 0xff) | ((dev_minor & !0xff) << 12);
+        st[1] = sx.add(32).cast::<u64>().read_unaligned();
+        let mode = u64::from(sx.add(28).cast::<u16>().read_unaligned());
+        let uid = u64::from(sx.add(20).cast::<u32>().read_unaligned());
+        st[3] = mode | (uid << 32);
+        st[4] = u64::from(sx.add(24).cast::<u32>().read_unaligned());
+        st[5] = (major << 8) | (minor & 0xff) | ((minor & !0xff) << 12);
     }
-    adjust_stat(tmp.cast(), image);
+    let a = attrs(&st, image);
     // SAFETY: as above.
     unsafe {
-        let rdev = tmp.add(40).cast::<u64>().read_unaligned();
-        sx.add(20)
-            .cast::<u32>()
-            .write_unaligned(tmp.add(28).cast::<u32>().read_unaligned());
-        sx.add(24)
-            .cast::<u32>()
-            .write_unaligned(tmp.add(32).cast::<u32>().read_unaligned());
-        sx.add(28)
-            .cast::<u16>()
-            .write_unaligned(tmp.add(24).cast::<u32>().read_unaligned() as u16);
+        sx.add(20).cast::<u32>().write_unaligned(a.uid);
+        sx.add(24).cast::<u32>().write_unaligned(a.gid);
+        sx.add(28).cast::<u16>().write_unaligned(a.mode as u16);
         sx.add(128)
             .cast::<u32>()
-            .write_unaligned(((rdev >> 8) & 0xfff) as u32);
+            .write_unaligned(((a.rdev >> 8) & 0xfff) as u32);
         sx.add(132)
             .cast::<u32>()
-            .write_unaligned(((rdev & 0xff) | ((rdev >> 12) & !0xff)) as u32);
+            .write_unaligned(((a.rdev & 0xff) | ((a.rdev >> 12) & !0xff)) as u32);
     }
 }
 
-/// The container path of `fd` when it is a file of the image's layers (not
-/// of the writable layer): its record is then the image's.
-fn image_path_of(fd: i32) -> Option<Buf> {
+/// The container path (and host path) of `fd` when it is a file of the
+/// image's layers, not of the writable layer: its record is then the
+/// image's, and changing it changes a copy.
+pub fn fd_image(fd: i32) -> Option<(Buf, Buf)> {
     let state = state::get();
+    if !state.active || state::is_upper_fd(fd) {
+        return None;
+    }
     let mut canon = Buf::new();
     if !state::fd_path(state, fd, &mut canon) {
         return None;
@@ -628,7 +513,17 @@ fn image_path_of(fd: i32) -> Option<Buf> {
     let mut host = Buf::new();
     let found =
         crate::resolve::resolve(state, canon.as_bytes(), false, &mut resolved, &mut host).ok()?;
-    matches!(found.place, Place::Lower(_)).then_some(resolved)
+    matches!(found.place, Place::Lower(_)).then_some((resolved, host))
+}
+
+fn image_path_of(fd: i32) -> Option<Buf> {
+    fd_image(fd).map(|(canon, _)| canon)
+}
+
+/// Whether a `stat` result is of the writable layer's device (only its
+/// inodes have records).
+pub fn on_upper(st: &[u64; 18]) -> bool {
+    st[0] == upper_dev(state::get())
 }
 
 /// Fixes the `struct stat` of descriptor `fd` (fake root).
@@ -645,69 +540,53 @@ fn with_fd_image<T>(fd: i32, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
         .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")))
 }
 
-/// A file of the image copied up keeps the owner the image records.
+/// The attributes of open file `fd` as fake root sees them (`st` its
+/// fstat), and its image path when it is a file of the image's layers.
+pub fn fd_attrs(fd: i32, st: &mut [u64; 18]) -> Result<(Attrs, Option<(Buf, Buf)>), i32> {
+    sys::fstat(fd, st.as_mut_ptr().cast())?;
+    let image = fd_image(fd);
+    let key = image
+        .as_ref()
+        .map(|(canon, _)| canon.as_bytes().get(1..).unwrap_or(b""));
+    Ok((attrs(st, key), image))
+}
+
+/// A file of the image copied up keeps what the image records: owner,
+/// group and (when the disk cannot hold it) its mode.
 pub fn inherit(host: &Buf, canon: &[u8]) {
     let state = state::get();
-    if !state.root {
-        return;
-    }
     let Some(index) = state.index else {
         return;
     };
-    if let Some(entry) = index
+    let Some(entry) = index
         .position(canon.get(1..).unwrap_or(b""))
         .map(|i| index.full_entry(i))
-    {
-        let _ = record(host.c(), false, entry.uid, entry.gid, 0, 0);
-    }
-}
-
-/// Before a file of the writable layer disappears (its last link).
-pub fn forget(host: *const u8) {
-    let state = state::get();
-    if !state.root {
+    else {
+        return;
+    };
+    let mut st = [0u64; 18];
+    if crate::host::lstat(host, &mut st).is_err() {
         return;
     }
-    let mut st = [0u64; 18];
-    if sys::fstatat(
-        sys::AT_FDCWD,
-        host,
-        st.as_mut_ptr().cast(),
-        sys::AT_SYMLINK_NOFOLLOW,
-    )
-    .is_ok()
-        && st[2] <= 1
-    {
-        let mut line = Buf::new();
-        let mut digits = [0u8; 12];
-        let _ = line.push(state::format_int(st[1] as i64, &mut digits));
-        let _ = line.push(b" -\n");
-        append(state, line.as_bytes());
-        crate::upper::owners_changed(state);
+    let disk = (st[3] & 0xffff_ffff) as u32;
+    let default_owner = entry.uid == 0 && entry.gid == 0;
+    if default_owner && disk == entry.mode && entry.device == 0 {
+        return;
     }
-}
-
-/// fchown in fake-root mode: records, keeping what -1 leaves unchanged.
-pub fn chown_fd(fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
-    let mut st = [0u64; 18];
-    sys::fstat(fd, st.as_mut_ptr().cast())?;
-    let (old_uid, old_gid, _, _) = current_owner(&st);
-    let uid = if uid == u32::MAX { old_uid } else { uid };
-    let gid = if gid == u32::MAX { old_gid } else { gid };
-    record_ino(state::get(), st[1], uid, gid, 0, 0);
-    Ok(())
-}
-
-/// chown of a path in fake-root mode (the writable layer's copy).
-pub fn chown_host(host: &Buf, follow: bool, uid: u32, gid: u32) -> Result<(), i32> {
-    let mut st = [0u64; 18];
-    let flags = if follow { 0 } else { sys::AT_SYMLINK_NOFOLLOW };
-    sys::fstatat(sys::AT_FDCWD, host.c(), st.as_mut_ptr().cast(), flags)?;
-    let (old_uid, old_gid, _, _) = current_owner(&st);
-    let uid = if uid == u32::MAX { old_uid } else { uid };
-    let gid = if gid == u32::MAX { old_gid } else { gid };
-    record_ino(state::get(), st[1], uid, gid, 0, 0);
-    Ok(())
+    record_ino(
+        state,
+        st[1],
+        Attrs {
+            uid: entry.uid,
+            gid: entry.gid,
+            mode: entry.mode,
+            rdev: if entry.device != 0 {
+                rdev_of(entry.device)
+            } else {
+                0
+            },
+        },
+    );
 }
 
 export! {
@@ -717,16 +596,11 @@ export! {
         if result.is_ok() && active() {
             adjust_fd_stat(fd, buf);
         }
-        c_ret(result)
+        sys::c_ret(result)
     }
     fn fstat64(fd: c_int, buf: *mut c_void) -> c_int { fstat(fd, buf) }
     fn __fxstat(_ver: c_int, fd: c_int, buf: *mut c_void) -> c_int { fstat(fd, buf) }
     fn __fxstat64(_ver: c_int, fd: c_int, buf: *mut c_void) -> c_int { fstat(fd, buf) }
-    #[safe]
-    fn fchown(fd: c_int, uid: u32, gid: u32) -> c_int {
-        if active() {
-            return c_ret(chown_fd(fd, uid, gid).map(|()| 0));
-        }
-        c_ret(sys::fchown(fd, uid, gid))
-    }
 }
+
+use crate::fs::export;

@@ -20,6 +20,8 @@ pub const O_DIRECTORY: i32 = 0o200000;
 pub const O_NOFOLLOW: i32 = 0o400000;
 pub const O_CLOEXEC: i32 = 0o2000000;
 pub const O_TMPFILE: i32 = 0o20200000;
+pub const O_PATH: i32 = 0o10000000;
+pub const O_ACCMODE: i32 = 3;
 
 pub const ENOENT: i32 = 2;
 pub const EBADF: i32 = 9;
@@ -249,11 +251,6 @@ macro_rules! real {
 }
 pub(crate) use real;
 
-pub fn mkdir(path: *const u8, mode: u32) -> Sys {
-    const SYS_MKDIR: usize = 83;
-    call!(SYS_MKDIR, path, mode)
-}
-
 pub const ENOSYS: i32 = 38;
 
 pub fn execveat(
@@ -371,17 +368,11 @@ pub const ENOTEMPTY: i32 = 39;
 pub const SEEK_DATA: usize = 3;
 pub const SEEK_HOLE: usize = 4;
 
-pub fn unlink(path: *const u8) -> Sys {
-    call!(87usize, path)
-}
 pub fn unlinkat(dirfd: i32, path: *const u8, flags: i32) -> Sys {
     call!(263usize, dirfd as isize, path, flags as isize)
 }
 pub fn mkdirat(dirfd: i32, path: *const u8, mode: u32) -> Sys {
     call!(258usize, dirfd as isize, path, mode)
-}
-pub fn symlink(target: *const u8, path: *const u8) -> Sys {
-    call!(88usize, target, path)
 }
 pub fn symlinkat(target: *const u8, dirfd: i32, path: *const u8) -> Sys {
     call!(266usize, target, dirfd as isize, path)
@@ -400,7 +391,11 @@ pub fn linkat(olddir: i32, old: *const u8, newdir: i32, new: *const u8, flags: i
     )
 }
 pub fn renameat2(olddir: i32, old: *const u8, newdir: i32, new: *const u8, flags: u32) -> Sys {
-    call!(316usize, olddir as isize, old, newdir as isize, new, flags)
+    match call!(316usize, olddir as isize, old, newdir as isize, new, flags) {
+        // Kernels before 3.15 have renameat only.
+        Err(ENOSYS) if flags == 0 => call!(264usize, olddir as isize, old, newdir as isize, new),
+        other => other,
+    }
 }
 pub fn truncate(path: *const u8, length: i64) -> Sys {
     call!(76usize, path, length)
@@ -488,4 +483,68 @@ pub fn getgroups_raw(size: i32, list: *mut u32) -> Sys {
 }
 pub fn fchown(fd: i32, uid: u32, gid: u32) -> Sys {
     call!(93usize, fd as isize, uid, gid)
+}
+
+pub const EFAULT: i32 = 14;
+pub const EBUSY: i32 = 16;
+
+/// Copies `len` bytes at `remote` in this process to `local`: EFAULT when
+/// they are not readable, where touching them would crash.
+pub fn read_own_memory(local: *mut u8, remote: *const u8, len: usize) -> Sys {
+    let local_iov = [local as usize, len];
+    let remote_iov = [remote as usize, len];
+    call!(
+        310usize,
+        getpid() as isize,
+        local_iov.as_ptr(),
+        1usize,
+        remote_iov.as_ptr(),
+        1usize,
+        0usize
+    )
+}
+
+/// mincore(2) of one page: ENOMEM when nothing is mapped there.
+pub fn mincore(page: usize) -> Sys {
+    let mut vec = [0u8; 1];
+    call!(27usize, page, 4096usize, vec.as_mut_ptr())
+}
+
+pub fn dup3(from: i32, to: i32, flags: i32) -> Sys {
+    call!(292usize, from as isize, to as isize, flags as isize)
+}
+
+pub fn dup2(from: i32, to: i32) -> Sys {
+    call!(33usize, from as isize, to as isize)
+}
+
+pub fn close_range(first: u32, last: u32, flags: u32) -> Sys {
+    call!(436usize, first, last, flags)
+}
+
+pub fn statfs(path: *const u8, buf: *mut c_void) -> Sys {
+    call!(137usize, path, buf)
+}
+
+pub const EOPNOTSUPP: i32 = 95;
+
+pub const EADDRINUSE: i32 = 98;
+
+pub fn bind(fd: i32, addr: *const c_void, len: u32) -> Sys {
+    call!(49usize, fd as isize, addr, len)
+}
+
+pub fn connect(fd: i32, addr: *const c_void, len: u32) -> Sys {
+    call!(42usize, fd as isize, addr, len)
+}
+
+pub fn sendto(
+    fd: i32,
+    buf: *const c_void,
+    len: usize,
+    flags: i32,
+    addr: *const c_void,
+    alen: u32,
+) -> Sys {
+    call!(44usize, fd as isize, buf, len, flags as isize, addr, alen)
 }

@@ -557,3 +557,8 @@ pub fn remember_dir(state: &State, path: &[u8]) {
     KNOWN_DIRS[2 * slot + 1].store(b, Ordering::Relaxed);
     KNOWN_DIRS[2 * slot].store(a, Ordering::Release);
 }
+
+/// The counter of removed and renamed directories (0 when not shared).
+pub fn dirs_generation(state: &State) -> u64 {
+    counter(state).map_or(0, |c| c[DIRS].load(Ordering::Acquire))
+}

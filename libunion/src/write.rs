@@ -2,29 +2,36 @@
 //! image is copied up (bytes, holes, mode, times) before its first change;
 //! deleting or renaming away an image path records a whiteout
 //! (`upper::set_whiteout`); the image's layers are never written.
+//!
+//! Each call answers as the kernel does: the final component's kind
+//! (`rmdir d/.` is EINVAL), trailing slashes, types (`unlink` of a
+//! directory is EISDIR), and under fake root `perm`'s access rules, with
+//! new owners and modes recorded (`root`).
 
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::{Buf, cstr};
-use crate::fs::{export, translate};
-use crate::index::KIND_DIR;
-use crate::resolve::{Found, Place};
+use crate::fs::{export, meta_of, parent_meta, translate, translate_bytes};
+use crate::index::{KIND_DIR, KIND_SYMLINK};
+use crate::perm::{self, MAY_READ, MAY_WRITE, Meta};
+use crate::resolve::{Found, Last, Place};
+use crate::root::{self, Attrs, disk_mode};
 use crate::state::{self, State};
 use crate::sys::{self, c_ret, set_errno};
 use crate::upper;
+
+const AT_REMOVEDIR: i32 = 0x200;
+const AT_SYMLINK_FOLLOW: i32 = 0x400;
+const UTIME_NOW: i64 = (1 << 30) - 1;
+const UTIME_OMIT: i64 = (1 << 30) - 2;
 
 /// The stat fields libunion reads (x86_64 `struct stat`).
 struct Stat([u64; 18]);
 
 impl Stat {
-    fn of(path: *const u8) -> Result<Stat, i32> {
+    fn of(path: &Buf) -> Result<Stat, i32> {
         let mut st = Stat([0; 18]);
-        sys::fstatat(
-            sys::AT_FDCWD,
-            path,
-            st.0.as_mut_ptr().cast(),
-            sys::AT_SYMLINK_NOFOLLOW,
-        )?;
+        crate::host::lstat(path, &mut st.0)?;
         Ok(st)
     }
     fn mode(&self) -> u32 {
@@ -53,7 +60,8 @@ fn in_image(state: &State, canon: &[u8]) -> bool {
 }
 
 /// The writable layer's directories above canonical `canon`, made like the
-/// image's (mode, times), writable by their owner so files go in.
+/// image's (mode, times, and under fake root its owners), writable by
+/// their owner so files go in.
 pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
     let state = state::get();
     let Some(index) = state.index else {
@@ -64,7 +72,7 @@ pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
     // Usually the parent is there already: one stat instead of a mkdir per
     // level.
     dir.push(&canon[..parent_end])?;
-    if Stat::of(dir.c()).is_ok_and(|st| st.mode() & sys::S_IFMT == sys::S_IFDIR) {
+    if Stat::of(&dir).is_ok_and(|st| st.mode() & sys::S_IFMT == sys::S_IFDIR) {
         return Ok(());
     }
     dir.set(state.upper)?;
@@ -77,17 +85,23 @@ pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
         dir.push(component)?;
         let inside = &dir.as_bytes()[state.upper.len()..];
         let mut mode = 0o755;
-        if let Some(entry) = index.lookup(image_key(inside)) {
+        let in_index = index.lookup(image_key(inside));
+        if let Some(entry) = in_index {
             let mut lower = Buf::from(index.layer_root(entry.layer))?;
             lower.push(inside)?;
-            if let Ok(st) = Stat::of(lower.c()) {
+            if let Ok(st) = Stat::of(&lower) {
                 mode = (st.mode() & 0o7777) | 0o700;
             }
         }
-        match sys::mkdir(dir.c(), mode) {
-            // Only a new top-level directory changes the processes' caches.
-            Ok(_) => made |= dir.len() == state.upper.len() + 1 + component.len(),
-            Err(17) => {} // EEXIST
+        match crate::host::mkdir(&dir, mode) {
+            Ok(_) => {
+                // Only a new top-level directory changes the processes' caches.
+                made |= dir.len() == state.upper.len() + 1 + component.len();
+                if state.root && in_index.is_some() {
+                    root::inherit(&dir, inside);
+                }
+            }
+            Err(sys::EEXIST) => {}
             Err(e) => return Err(e),
         }
     }
@@ -103,25 +117,25 @@ pub fn copy_up(state: &State, canon: &[u8], lower: &Buf) -> Result<Buf, i32> {
     make_upper_parents(canon)?;
     let mut target = Buf::from(state.upper)?;
     target.push(canon)?;
-    let st = Stat::of(lower.c())?;
+    let st = Stat::of(lower)?;
     match st.mode() & sys::S_IFMT {
         sys::S_IFLNK => {
             let mut link = Buf::new();
-            let len =
-                sys::readlinkat(sys::AT_FDCWD, lower.c(), link.spare(), crate::buf::CAPACITY)?;
-            link.set_len(len);
-            match sys::symlink(link.c(), target.c()) {
-                Ok(_) | Err(17) => {}
+            crate::host::read_link(lower, &mut link)?;
+            match crate::host::symlink(link.c(), &target) {
+                Ok(_) | Err(sys::EEXIST) => {}
                 Err(e) => return Err(e),
             }
         }
-        sys::S_IFDIR => match sys::mkdir(target.c(), (st.mode() & 0o7777) | 0o700) {
-            Ok(_) | Err(17) => {}
+        sys::S_IFDIR => match crate::host::mkdir(&target, (st.mode() & 0o7777) | 0o700) {
+            Ok(_) | Err(sys::EEXIST) => {}
             Err(e) => return Err(e),
         },
         _ => copy_file(lower, &target, &st)?,
     }
-    crate::root::inherit(&target, canon);
+    if state.root {
+        root::inherit(&target, canon);
+    }
     upper::changed_at(state, canon);
     Ok(target)
 }
@@ -131,11 +145,10 @@ pub fn copy_up(state: &State, canon: &[u8], lower: &Buf) -> Result<Buf, i32> {
 fn copy_file(from: &Buf, to: &Buf, st: &Stat) -> Result<(), i32> {
     let mut temp = Buf::from(to.as_bytes())?;
     temp.push(b".lpmx-copy-up")?;
-    let source = sys::openat(sys::AT_FDCWD, from.c(), sys::O_CLOEXEC, 0)? as i32;
+    let source = crate::host::open(from, sys::O_CLOEXEC, 0)? as i32;
     let result = (|| {
-        let target = sys::openat(
-            sys::AT_FDCWD,
-            temp.c(),
+        let target = crate::host::open(
+            &temp,
             sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC,
             0o600,
         )? as i32;
@@ -145,11 +158,11 @@ fn copy_file(from: &Buf, to: &Buf, st: &Stat) -> Result<(), i32> {
             .and_then(|()| sys::futimens(target, &st.times()).map(|_| ()));
         let _ = sys::close(target);
         copied?;
-        sys::rename(temp.c(), to.c()).map(|_| ())
+        crate::host::rename(&temp, to, 0).map(|_| ())
     })();
     let _ = sys::close(source);
     if result.is_err() {
-        let _ = sys::unlink(temp.c());
+        let _ = crate::host::unlink(&temp, 0);
     }
     result
 }
@@ -201,47 +214,45 @@ fn copy_range(source: i32, target: i32, offset: u64, len: usize) -> Result<usize
     }
 }
 
-/// The host path to change for `path`: its writable-layer copy, made
-/// first when it is the image's. `Ok(None)`: pass the call through.
-///
-/// # Safety
-/// `path` is null or a C string.
-pub unsafe fn for_change(
-    dirfd: i32,
-    path: *const c_char,
-    follow: bool,
-    canon: &mut Buf,
-) -> Result<Option<Buf>, i32> {
-    let mut host = Buf::new();
-    // SAFETY: as the caller's.
-    let Some(found) = (unsafe { translate(dirfd, path, follow, canon, &mut host)? }) else {
-        return Ok(None);
+/// Under fake root, after creating `host` (open as `fd`, if it is) in
+/// directory `parent`: the new file is the caller's (a set-group-ID
+/// directory gives its group), and a mode that would deny the real user
+/// is recorded while the disk keeps the owner's bits.
+pub fn created_as_root(fd: Option<i32>, host: &Buf, parent: Option<&Meta>, is_dir: bool) {
+    let mut st = [0u64; 18];
+    let taken = match fd {
+        Some(fd) => sys::fstat(fd, st.as_mut_ptr().cast()),
+        None => crate::host::lstat(host, &mut st),
     };
-    match found.place {
-        Place::Missing => Err(sys::ENOENT),
-        Place::Lower(_) => copy_up(state::get(), canon.as_bytes(), &host).map(Some),
-        _ => Ok(Some(host)),
+    if taken.is_err() {
+        return;
     }
-}
-
-/// The host path where `path` (which must not exist) is to be created.
-unsafe fn for_create(dirfd: i32, path: *const c_char, canon: &mut Buf) -> Result<Option<Buf>, i32> {
-    let mut host = Buf::new();
-    // SAFETY: as the caller's.
-    let Some(found) = (unsafe { translate(dirfd, path, false, canon, &mut host)? }) else {
-        return Ok(None);
-    };
-    match found.place {
-        Place::Missing => {
-            make_upper_parents(canon.as_bytes())?;
-            Ok(Some(host))
+    let mode = (st[3] & 0xffff_ffff) as u32;
+    let (uid, gid, virtual_mode) = perm::new_owner(parent, is_dir, mode);
+    if mode & sys::S_IFMT != sys::S_IFLNK {
+        let disk = disk_mode(virtual_mode);
+        if disk != mode & 0o7777 {
+            let changed = match fd {
+                Some(fd) => sys::fchmod(fd, disk),
+                None => crate::host::chmod(host, disk),
+            };
+            if changed.is_ok() {
+                st[3] = (st[3] & !0xffff_ffff) | u64::from((mode & sys::S_IFMT) | disk);
+            }
         }
-        Place::Bind => Ok(Some(host)),
-        _ => Err(sys::EEXIST),
     }
+    root::update(
+        &st,
+        Attrs {
+            uid,
+            gid,
+            mode: virtual_mode,
+            rdev: 0,
+        },
+    );
 }
 
-/// A new non-directory at `canon` replaces whatever the image had there.
+/// A new entry at `canon` replaces whatever the image had there.
 fn created(state: &State, canon: &[u8], dir: bool) {
     let key = image_key(canon);
     if upper::has_whiteout(state, key) {
@@ -256,99 +267,242 @@ fn created(state: &State, canon: &[u8], dir: bool) {
     }
 }
 
-macro_rules! change {
-    ($dirfd:expr, $path:expr, $follow:expr, |$host:ident| $call:expr, $pass:expr) => {{
-        let mut canon = Buf::new();
-        // Used inside `export!` bodies, which are unsafe blocks already.
-        match for_change($dirfd, $path, $follow, &mut canon) {
-            Ok(Some($host)) => c_ret($call),
-            Ok(None) => c_ret($pass),
-            Err(e) => c_ret(Err(e)),
-        }
-    }};
+/// The result of a call libunion handled, or the kernel's own.
+enum Handled<T> {
+    Done(Result<T, i32>),
+    Pass,
 }
 
-export! {
-    fn truncate(path: *const c_char, length: i64) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| sys::truncate(host.c(), length), sys::truncate(path.cast(), length))
+/// Resolves `path` for a change of an existing file: the file, its
+/// writable copy once `change` says it will change (`Lower` only), with
+/// `check` run on its record first under fake root's checks.
+///
+/// # Safety
+/// `path` is null or a C string.
+unsafe fn existing(
+    dirfd: i32,
+    path: *const c_char,
+    follow: bool,
+    canon: &mut Buf,
+    host: &mut Buf,
+) -> Result<Option<Found>, i32> {
+    // SAFETY: as the caller's.
+    let Some(found) = (unsafe { translate(dirfd, path, follow, canon, host)? }) else {
+        return Ok(None);
+    };
+    if found.place == Place::Missing {
+        return Err(sys::ENOENT);
     }
-    fn truncate64(path: *const c_char, length: i64) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| sys::truncate(host.c(), length), sys::truncate(path.cast(), length))
-    }
-    fn chmod(path: *const c_char, mode: u32) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| sys::fchmodat(sys::AT_FDCWD, host.c(), mode), sys::fchmodat(sys::AT_FDCWD, path.cast(), mode))
-    }
-    fn fchmodat(dirfd: c_int, path: *const c_char, mode: u32, flags: c_int) -> c_int {
-        let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
-        change!(dirfd, path, follow, |host| sys::fchmodat(sys::AT_FDCWD, host.c(), mode), sys::fchmodat(dirfd, path.cast(), mode))
-    }
-    fn utimensat(dirfd: c_int, path: *const c_char, times: *const c_void, flags: c_int) -> c_int {
-        if path.is_null() {
-            return c_ret(sys::utimensat(dirfd, core::ptr::null(), times, flags));
-        }
-        let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
-        change!(dirfd, path, follow, |host| sys::utimensat(sys::AT_FDCWD, host.c(), times, flags), sys::utimensat(dirfd, path.cast(), times, flags))
-    }
-    fn utimes(path: *const c_char, times: *const [i64; 4]) -> c_int {
-        let spec = timevals(times);
-        let p = spec.as_ref().map_or(core::ptr::null(), |s| s.as_ptr().cast());
-        change!(sys::AT_FDCWD, path, true, |host| sys::utimensat(sys::AT_FDCWD, host.c(), p, 0), sys::utimensat(sys::AT_FDCWD, path.cast(), p, 0))
-    }
-    fn lutimes(path: *const c_char, times: *const [i64; 4]) -> c_int {
-        let spec = timevals(times);
-        let p = spec.as_ref().map_or(core::ptr::null(), |s| s.as_ptr().cast());
-        let nofollow = sys::AT_SYMLINK_NOFOLLOW;
-        change!(sys::AT_FDCWD, path, false, |host| sys::utimensat(sys::AT_FDCWD, host.c(), p, nofollow), sys::utimensat(sys::AT_FDCWD, path.cast(), p, nofollow))
-    }
-    fn utime(path: *const c_char, times: *const [i64; 2]) -> c_int {
-        let spec = if times.is_null() { None } else { let t = *times; Some([t[0], 0, t[1], 0]) };
-        let p = spec.as_ref().map_or(core::ptr::null(), |s| s.as_ptr().cast());
-        change!(sys::AT_FDCWD, path, true, |host| sys::utimensat(sys::AT_FDCWD, host.c(), p, 0), sys::utimensat(sys::AT_FDCWD, path.cast(), p, 0))
-    }
+    Ok(Some(found))
 }
 
-// Owners: as the invoking user the kernel decides (chown to oneself
-// succeeds); the writable layer's copy is what changes.
-export! {
-    fn chown(path: *const c_char, uid: u32, gid: u32) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| owner_change(&host, true, uid, gid), sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, 0))
+/// The writable copy of `found` (made now if it is the image's).
+fn writable(found: &Found, canon: &Buf, host: &mut Buf) -> Result<(), i32> {
+    if let Place::Lower(_) = found.place {
+        *host = copy_up(state::get(), canon.as_bytes(), host)?;
     }
-    fn lchown(path: *const c_char, uid: u32, gid: u32) -> c_int {
-        let nofollow = sys::AT_SYMLINK_NOFOLLOW;
-        change!(sys::AT_FDCWD, path, false, |host| owner_change(&host, false, uid, gid), sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, nofollow))
-    }
-    fn fchownat(dirfd: c_int, path: *const c_char, uid: u32, gid: u32, flags: c_int) -> c_int {
-        if cstr(path).is_empty() {
-            if crate::root::active() {
-                return c_ret(crate::root::chown_fd(dirfd, uid, gid).map(|()| 0));
+    Ok(())
+}
+
+unsafe fn truncate_path(path: *const c_char, length: i64) -> Handled<i32> {
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: as the caller's.
+    let found = match unsafe { existing(sys::AT_FDCWD, path, true, &mut canon, &mut host) } {
+        Ok(Some(found)) => found,
+        Ok(None) => return Handled::Pass,
+        Err(e) => return Handled::Done(Err(e)),
+    };
+    Handled::Done((|| {
+        if found.kind == KIND_DIR {
+            return Err(sys::EISDIR);
+        }
+        if length < 0 {
+            return Err(sys::EINVAL);
+        }
+        let checking = perm::checking();
+        if checking {
+            perm::check(&meta_of(&found, &canon, &host)?, MAY_WRITE)?;
+        }
+        writable(&found, &canon, &mut host)?;
+        crate::host::truncate(&host, length)?;
+        if checking && !found.under_bind {
+            drop_privileges_of(&host);
+        }
+        Ok(0)
+    })())
+}
+
+/// A write by someone other than root takes the set-user-ID and
+/// set-group-ID bits off (`file_remove_privs`).
+pub fn drop_privileges_of(host: &Buf) {
+    if let Ok(st) = Stat::of(host) {
+        let mut attrs = root::attrs(&st.0, None);
+        if attrs.mode & perm::S_ISUID != 0
+            || attrs.mode & (perm::S_ISGID | 0o010) == perm::S_ISGID | 0o010
+        {
+            attrs.mode &= !perm::S_ISUID;
+            if attrs.mode & 0o010 != 0 {
+                attrs.mode &= !perm::S_ISGID;
             }
-            return c_ret(sys::fchownat(dirfd, path.cast(), uid, gid, flags));
+            root::update(&st.0, attrs);
         }
-        let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
-        change!(dirfd, path, follow, |host| owner_change(&host, follow, uid, gid), sys::fchownat(dirfd, path.cast(), uid, gid, flags))
-    }
-    fn setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: usize, flags: c_int) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| sys::setxattr(sys::SYS_SETXATTR, host.c(), name, value, size, flags), sys::setxattr(sys::SYS_SETXATTR, path.cast(), name, value, size, flags))
-    }
-    fn lsetxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: usize, flags: c_int) -> c_int {
-        change!(sys::AT_FDCWD, path, false, |host| sys::setxattr(sys::SYS_LSETXATTR, host.c(), name, value, size, flags), sys::setxattr(sys::SYS_LSETXATTR, path.cast(), name, value, size, flags))
-    }
-    fn removexattr(path: *const c_char, name: *const c_char) -> c_int {
-        change!(sys::AT_FDCWD, path, true, |host| sys::removexattr(sys::SYS_REMOVEXATTR, host.c(), name), sys::removexattr(sys::SYS_REMOVEXATTR, path.cast(), name))
-    }
-    fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int {
-        change!(sys::AT_FDCWD, path, false, |host| sys::removexattr(sys::SYS_LREMOVEXATTR, host.c(), name), sys::removexattr(sys::SYS_LREMOVEXATTR, path.cast(), name))
     }
 }
 
-/// chown of the writable layer's `host`: recorded under fake root, done by
-/// the kernel otherwise.
-fn owner_change(host: &Buf, follow: bool, uid: u32, gid: u32) -> sys::Sys {
-    if crate::root::active() {
-        return crate::root::chown_host(host, follow, uid, gid).map(|()| 0);
+unsafe fn chmod_at(dirfd: i32, path: *const c_char, mode: u32, follow: bool) -> Handled<i32> {
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: as the caller's.
+    let found = match unsafe { existing(dirfd, path, follow, &mut canon, &mut host) } {
+        Ok(Some(found)) => found,
+        Ok(None) => return Handled::Pass,
+        Err(e) => return Handled::Done(Err(e)),
+    };
+    Handled::Done((|| {
+        if found.kind == KIND_SYMLINK {
+            // Linux has no modes for symlinks.
+            return Err(sys::EOPNOTSUPP);
+        }
+        if !root::active() || found.under_bind {
+            writable(&found, &canon, &mut host)?;
+            return crate::host::chmod(&host, mode & 0o7777).map(|_| 0);
+        }
+        let meta = meta_of(&found, &canon, &host)?;
+        let perms = perm::chmod(&meta, mode)?;
+        writable(&found, &canon, &mut host)?;
+        set_mode(&host, (meta.mode & sys::S_IFMT) | perms).map(|()| 0)
+    })())
+}
+
+/// Fake root's chmod of the writable layer's `host` to virtual `mode`.
+fn set_mode(host: &Buf, mode: u32) -> Result<(), i32> {
+    // The real chmod also updates the change time.
+    crate::host::chmod(host, disk_mode(mode))?;
+    let st = Stat::of(host)?;
+    let mut attrs = root::attrs(&st.0, None);
+    attrs.mode = mode;
+    root::update(&st.0, attrs);
+    Ok(())
+}
+
+unsafe fn chown_at(
+    dirfd: i32,
+    path: *const c_char,
+    uid: u32,
+    gid: u32,
+    follow: bool,
+) -> Handled<i32> {
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: as the caller's.
+    let found = match unsafe { existing(dirfd, path, follow, &mut canon, &mut host) } {
+        Ok(Some(found)) => found,
+        Ok(None) => return Handled::Pass,
+        Err(e) => return Handled::Done(Err(e)),
+    };
+    let nofollow = if follow { 0 } else { sys::AT_SYMLINK_NOFOLLOW };
+    Handled::Done((|| {
+        if !root::active() {
+            // As the invoking user the kernel decides (chown to oneself
+            // succeeds); the writable layer's copy is what changes.
+            writable(&found, &canon, &mut host)?;
+            return crate::host::chown(&host, uid, gid, nofollow).map(|_| 0);
+        }
+        let meta = meta_of(&found, &canon, &host)?;
+        let (new_uid, new_gid) = perm::chown(&meta, uid, gid)?;
+        if found.under_bind {
+            // A host file: nothing is recorded for it.
+            return Ok(0);
+        }
+        writable(&found, &canon, &mut host)?;
+        set_owner(&host, &meta, (uid, gid), (new_uid, new_gid))
+    })())
+}
+
+/// Fake root's chown of the writable layer's `host`: `asked` as given
+/// (-1 unchanged), `owner` what is recorded.
+fn set_owner(host: &Buf, meta: &Meta, asked: (u32, u32), owner: (u32, u32)) -> Result<i32, i32> {
+    // chown(-1, -1) updates the change time, as every chown does.
+    crate::host::chown(host, u32::MAX, u32::MAX, sys::AT_SYMLINK_NOFOLLOW)?;
+    let st = Stat::of(host)?;
+    let mut attrs = root::attrs(&st.0, None);
+    attrs.uid = owner.0;
+    attrs.gid = owner.1;
+    attrs.mode = perm::mode_after_chown(meta, asked.0, asked.1);
+    root::update(&st.0, attrs);
+    Ok(0)
+}
+
+/// The times argument of utimensat: `Some(true)` both to now, `Some(false)`
+/// any other change, `None` nothing to change.
+unsafe fn times_kind(times: *const c_void) -> Result<Option<bool>, i32> {
+    if times.is_null() {
+        return Ok(Some(true));
     }
-    let flags = if follow { 0 } else { sys::AT_SYMLINK_NOFOLLOW };
-    sys::fchownat(sys::AT_FDCWD, host.c(), uid, gid, flags)
+    let mut t = [0i64; 4];
+    // SAFETY: the caller's two timespecs, read as the kernel would.
+    if sys::read_own_memory(t.as_mut_ptr().cast(), times.cast(), 32).is_err() {
+        return Err(sys::EFAULT);
+    }
+    let (a, m) = (t[1], t[3]);
+    if a == UTIME_OMIT && m == UTIME_OMIT {
+        return Ok(None);
+    }
+    Ok(Some(
+        (a == UTIME_NOW || a == UTIME_OMIT) && (m == UTIME_NOW || m == UTIME_OMIT),
+    ))
+}
+
+unsafe fn utimens_at(
+    dirfd: i32,
+    path: *const c_char,
+    times: *const c_void,
+    flags: i32,
+) -> Handled<i32> {
+    let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: as the caller's.
+    let found = match unsafe { existing(dirfd, path, follow, &mut canon, &mut host) } {
+        Ok(Some(found)) => found,
+        Ok(None) => return Handled::Pass,
+        Err(e) => return Handled::Done(Err(e)),
+    };
+    Handled::Done((|| {
+        // SAFETY: the caller's timespecs.
+        let Some(to_now) = (unsafe { times_kind(times)? }) else {
+            return Ok(0);
+        };
+        if perm::checking() && !found.under_bind {
+            perm::set_times(&meta_of(&found, &canon, &host)?, to_now)?;
+        }
+        writable(&found, &canon, &mut host)?;
+        crate::host::utimens(&host, times, flags & sys::AT_SYMLINK_NOFOLLOW).map(|_| 0)
+    })())
+}
+
+/// setxattr-like calls: on the writable copy, by the kernel.
+unsafe fn xattr_change(
+    path: *const c_char,
+    follow: bool,
+    call: impl FnOnce(&Buf) -> sys::Sys,
+) -> Handled<i32> {
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: as the caller's.
+    let found = match unsafe { existing(sys::AT_FDCWD, path, follow, &mut canon, &mut host) } {
+        Ok(Some(found)) => found,
+        Ok(None) => return Handled::Pass,
+        Err(e) => return Handled::Done(Err(e)),
+    };
+    Handled::Done(
+        writable(&found, &canon, &mut host)
+            .and_then(|()| call(&host))
+            .map(|n| n as i32),
+    )
+}
+
+fn finish(handled: Handled<i32>, pass: impl FnOnce() -> sys::Sys) -> c_int {
+    match handled {
+        Handled::Done(result) => c_ret(result.map(|n| n as usize)),
+        Handled::Pass => c_ret(pass()),
+    }
 }
 
 /// `struct timeval[2]` as `struct timespec[2]`.
@@ -361,14 +515,227 @@ unsafe fn timevals(times: *const [i64; 4]) -> Option<[i64; 4]> {
     Some([t[0], t[1] * 1000, t[2], t[3] * 1000])
 }
 
+export! {
+    fn truncate(path: *const c_char, length: i64) -> c_int {
+        finish(truncate_path(path, length), || sys::truncate(path.cast(), length))
+    }
+    fn truncate64(path: *const c_char, length: i64) -> c_int {
+        finish(truncate_path(path, length), || sys::truncate(path.cast(), length))
+    }
+    fn chmod(path: *const c_char, mode: u32) -> c_int {
+        finish(chmod_at(sys::AT_FDCWD, path, mode, true), || sys::fchmodat(sys::AT_FDCWD, path.cast(), mode))
+    }
+    fn fchmodat(dirfd: c_int, path: *const c_char, mode: u32, flags: c_int) -> c_int {
+        let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
+        finish(chmod_at(dirfd, path, mode, follow), || sys::fchmodat(dirfd, path.cast(), mode))
+    }
+    fn lchmod(path: *const c_char, mode: u32) -> c_int {
+        finish(chmod_at(sys::AT_FDCWD, path, mode, false), || Err(sys::EOPNOTSUPP))
+    }
+    fn utimensat(dirfd: c_int, path: *const c_char, times: *const c_void, flags: c_int) -> c_int {
+        if path.is_null() {
+            return futimens_fd(dirfd, times);
+        }
+        finish(utimens_at(dirfd, path, times, flags), || sys::utimensat(dirfd, path.cast(), times, flags))
+    }
+    fn utimes(path: *const c_char, times: *const [i64; 4]) -> c_int {
+        let spec = timevals(times);
+        let p = spec.as_ref().map_or(core::ptr::null(), |s| s.as_ptr().cast());
+        finish(utimens_at(sys::AT_FDCWD, path, p, 0), || sys::utimensat(sys::AT_FDCWD, path.cast(), p, 0))
+    }
+    fn lutimes(path: *const c_char, times: *const [i64; 4]) -> c_int {
+        let spec = timevals(times);
+        let p = spec.as_ref().map_or(core::ptr::null(), |s| s.as_ptr().cast());
+        let nofollow = sys::AT_SYMLINK_NOFOLLOW;
+        finish(utimens_at(sys::AT_FDCWD, path, p, nofollow), || sys::utimensat(sys::AT_FDCWD, path.cast(), p, nofollow))
+    }
+    fn utime(path: *const c_char, times: *const [i64; 2]) -> c_int {
+        let spec = if times.is_null() { None } else { let t = *times; Some([t[0], 0, t[1], 0]) };
+        let p = spec.as_ref().map_or(core::ptr::null(), |s| s.as_ptr().cast());
+        finish(utimens_at(sys::AT_FDCWD, path, p, 0), || sys::utimensat(sys::AT_FDCWD, path.cast(), p, 0))
+    }
+    fn futimens(fd: c_int, times: *const c_void) -> c_int { futimens_fd(fd, times) }
+    fn chown(path: *const c_char, uid: u32, gid: u32) -> c_int {
+        finish(chown_at(sys::AT_FDCWD, path, uid, gid, true), || sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, 0))
+    }
+    fn lchown(path: *const c_char, uid: u32, gid: u32) -> c_int {
+        let nofollow = sys::AT_SYMLINK_NOFOLLOW;
+        finish(chown_at(sys::AT_FDCWD, path, uid, gid, false), || sys::fchownat(sys::AT_FDCWD, path.cast(), uid, gid, nofollow))
+    }
+    fn fchownat(dirfd: c_int, path: *const c_char, uid: u32, gid: u32, flags: c_int) -> c_int {
+        if !path.is_null() && cstr(path).is_empty() && flags & sys::AT_EMPTY_PATH != 0 {
+            return fchown(dirfd, uid, gid);
+        }
+        let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
+        finish(chown_at(dirfd, path, uid, gid, follow), || sys::fchownat(dirfd, path.cast(), uid, gid, flags))
+    }
+    fn setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: usize, flags: c_int) -> c_int {
+        finish(xattr_change(path, true, |host| crate::host::setxattr(sys::SYS_SETXATTR, host, name, value, size, flags)),
+            || sys::setxattr(sys::SYS_SETXATTR, path.cast(), name, value, size, flags))
+    }
+    fn lsetxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: usize, flags: c_int) -> c_int {
+        finish(xattr_change(path, false, |host| crate::host::setxattr(sys::SYS_LSETXATTR, host, name, value, size, flags)),
+            || sys::setxattr(sys::SYS_LSETXATTR, path.cast(), name, value, size, flags))
+    }
+    fn removexattr(path: *const c_char, name: *const c_char) -> c_int {
+        finish(xattr_change(path, true, |host| crate::host::removexattr(sys::SYS_REMOVEXATTR, host, name)),
+            || sys::removexattr(sys::SYS_REMOVEXATTR, path.cast(), name))
+    }
+    fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int {
+        finish(xattr_change(path, false, |host| crate::host::removexattr(sys::SYS_LREMOVEXATTR, host, name)),
+            || sys::removexattr(sys::SYS_LREMOVEXATTR, path.cast(), name))
+    }
+}
+
+// --- Changes through a descriptor -------------------------------------------
+
+/// The writable copy of image file `canon`, made now.
+fn copy_of(canon: &Buf, lower: &Buf) -> Result<Buf, i32> {
+    copy_up(state::get(), canon.as_bytes(), lower)
+}
+
+/// fchmod(2): a descriptor of an image file changes its writable copy (the
+/// descriptor keeps reading the image's file, as on overlayfs).
+fn fchmod_fd(fd: i32, mode: u32) -> Result<(), i32> {
+    if !root::active() {
+        return match root::fd_image(fd) {
+            Some((canon, lower)) => {
+                crate::host::chmod(&copy_of(&canon, &lower)?, mode & 0o7777).map(|_| ())
+            }
+            None => sys::fchmod(fd, mode & 0o7777).map(|_| ()),
+        };
+    }
+    let mut st = [0u64; 18];
+    let (attrs, image) = root::fd_attrs(fd, &mut st)?;
+    let perms = perm::chmod(&attrs.meta(), mode)?;
+    let virtual_mode = (attrs.mode & sys::S_IFMT) | perms;
+    match image {
+        Some((canon, lower)) => set_mode(&copy_of(&canon, &lower)?, virtual_mode),
+        None => {
+            sys::fchmod(fd, disk_mode(virtual_mode))?;
+            if root::on_upper(&st) {
+                let mut new = attrs;
+                new.mode = virtual_mode;
+                root::update(&st, new);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn fchown_fd(fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
+    if !root::active() {
+        return match root::fd_image(fd) {
+            Some((canon, lower)) => {
+                crate::host::chown(&copy_of(&canon, &lower)?, uid, gid, 0).map(|_| ())
+            }
+            None => sys::fchown(fd, uid, gid).map(|_| ()),
+        };
+    }
+    let mut st = [0u64; 18];
+    let (attrs, image) = root::fd_attrs(fd, &mut st)?;
+    let meta = attrs.meta();
+    let owner = perm::chown(&meta, uid, gid)?;
+    match image {
+        Some((canon, lower)) => {
+            set_owner(&copy_of(&canon, &lower)?, &meta, (uid, gid), owner).map(|_| ())
+        }
+        None if root::on_upper(&st) => {
+            // chown(-1, -1) updates the change time, as every chown does.
+            let _ = sys::fchown(fd, u32::MAX, u32::MAX);
+            let mut new = attrs;
+            new.uid = owner.0;
+            new.gid = owner.1;
+            new.mode = perm::mode_after_chown(&meta, uid, gid);
+            root::update(&st, new);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+unsafe fn futimens_fd(fd: i32, times: *const c_void) -> c_int {
+    // SAFETY: the caller's timespecs.
+    let result = (|| {
+        let Some(to_now) = (unsafe { times_kind(times)? }) else {
+            return Ok(0);
+        };
+        if perm::checking() {
+            let mut st = [0u64; 18];
+            let (attrs, _) = root::fd_attrs(fd, &mut st)?;
+            perm::set_times(&attrs.meta(), to_now)?;
+        }
+        if let Some((canon, lower)) = root::fd_image(fd) {
+            let copy = copy_of(&canon, &lower)?;
+            return crate::host::utimens(&copy, times, 0);
+        }
+        sys::utimensat(fd, core::ptr::null(), times, 0)
+    })();
+    c_ret(result)
+}
+
+export! {
+    #[safe]
+    fn fchmod(fd: c_int, mode: u32) -> c_int { c_ret(fchmod_fd(fd, mode).map(|()| 0)) }
+    #[safe]
+    fn fchown(fd: c_int, uid: u32, gid: u32) -> c_int { c_ret(fchown_fd(fd, uid, gid).map(|()| 0)) }
+}
+
+// --- Creating and removing names ------------------------------------------
+
+/// Resolves `path` for creating a name there: `Ok(None)` passes the call
+/// through; otherwise the place to create at (`Missing`), checked for the
+/// caller's permission, its parents made in the writable layer.
+/// `want_dir`: mkdir, which accepts a trailing slash.
+///
+/// # Safety
+/// `path` is null or a C string.
+unsafe fn for_create(
+    dirfd: i32,
+    path: *const c_char,
+    want_dir: bool,
+    canon: &mut Buf,
+    host: &mut Buf,
+) -> Result<Option<(Found, Option<Meta>)>, i32> {
+    // SAFETY: as the caller's.
+    let Some(found) = (unsafe { translate(dirfd, path, false, canon, host)? }) else {
+        return Ok(None);
+    };
+    if found.last != Last::Name || found.place != Place::Missing {
+        return Err(sys::EEXIST);
+    }
+    if found.slash && !want_dir {
+        return Err(sys::ENOENT);
+    }
+    let state = state::get();
+    let parent = if state.root {
+        Some(parent_meta(&found, canon, host)?)
+    } else {
+        None
+    };
+    if perm::checking()
+        && let Some(parent) = &parent
+    {
+        perm::check_create(parent)?;
+    }
+    if !found.under_bind {
+        make_upper_parents(canon.as_bytes())?;
+    }
+    Ok(Some((found, parent)))
+}
+
 unsafe fn mkdir_at(dirfd: i32, path: *const c_char, mode: u32) -> c_int {
-    let mut canon = Buf::new();
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: the caller's C path.
-    match unsafe { for_create(dirfd, path, &mut canon) } {
-        Ok(Some(host)) => {
-            let result = sys::mkdir(host.c(), mode);
-            if result.is_ok() {
-                created(state::get(), canon.as_bytes(), true);
+    match unsafe { for_create(dirfd, path, true, &mut canon, &mut host) } {
+        Ok(Some((found, parent))) => {
+            let result = crate::host::mkdir(&host, mode);
+            if result.is_ok() && !found.under_bind {
+                let state = state::get();
+                if state.root {
+                    created_as_root(None, &host, parent.as_ref(), true);
+                }
+                created(state, canon.as_bytes(), true);
             }
             c_ret(result)
         }
@@ -378,13 +745,24 @@ unsafe fn mkdir_at(dirfd: i32, path: *const c_char, mode: u32) -> c_int {
 }
 
 unsafe fn symlink_at(target: *const c_char, dirfd: i32, path: *const c_char) -> c_int {
-    let mut canon = Buf::new();
+    let target_bytes = match crate::user::path(target) {
+        Ok(bytes) => bytes,
+        Err(e) => return c_ret(Err(e)),
+    };
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: the caller's C path.
-    match unsafe { for_create(dirfd, path, &mut canon) } {
-        Ok(Some(host)) => {
-            let result = sys::symlink(target.cast(), host.c());
-            if result.is_ok() {
-                created(state::get(), canon.as_bytes(), false);
+    match unsafe { for_create(dirfd, path, false, &mut canon, &mut host) } {
+        Ok(Some((found, parent))) => {
+            if target_bytes.is_empty() {
+                return c_ret(Err(sys::ENOENT));
+            }
+            let result = crate::host::symlink(target.cast(), &host);
+            if result.is_ok() && !found.under_bind {
+                let state = state::get();
+                if state.root {
+                    created_as_root(None, &host, parent.as_ref(), false);
+                }
+                created(state, canon.as_bytes(), false);
             }
             c_ret(result)
         }
@@ -394,38 +772,58 @@ unsafe fn symlink_at(target: *const c_char, dirfd: i32, path: *const c_char) -> 
 }
 
 unsafe fn mknod_at(dirfd: i32, path: *const c_char, mode: u32, device: u64) -> c_int {
-    let mut canon = Buf::new();
-    // SAFETY: the caller's C path.
-    match unsafe { for_create(dirfd, path, &mut canon) } {
-        Ok(Some(host)) => {
-            let kind = mode & sys::S_IFMT;
-            let device_node = kind == 0o020000 || kind == 0o060000;
-            let result = if device_node && crate::root::active() {
-                // A device node as root would make it: a placeholder file
-                // whose type and number are recorded.
-                // The placeholder's permissions are what the umask left.
-                sys::mknodat(sys::AT_FDCWD, host.c(), 0o100000 | (mode & 0o7777), 0).and_then(|r| {
-                    let mut st = [0u64; 18];
-                    sys::fstatat(
-                        sys::AT_FDCWD,
-                        host.c(),
-                        st.as_mut_ptr().cast(),
-                        sys::AT_SYMLINK_NOFOLLOW,
-                    )?;
-                    let perms = (st[3] & 0o7777) as u32;
-                    crate::root::record(host.c(), false, 0, 0, kind | perms, device).map(|()| r)
-                })
-            } else {
-                sys::mknodat(sys::AT_FDCWD, host.c(), mode, device)
-            };
-            if result.is_ok() {
-                created(state::get(), canon.as_bytes(), false);
-            }
-            c_ret(result)
-        }
-        Ok(None) => c_ret(sys::mknodat(dirfd, path.cast(), mode, device)),
-        Err(e) => c_ret(Err(e)),
+    let kind = mode & sys::S_IFMT;
+    let device_node = kind == 0o020000 || kind == 0o060000;
+    match kind {
+        0 | 0o100000 | 0o010000 | 0o140000 | 0o020000 | 0o060000 => {}
+        0o040000 => return c_ret(Err(sys::EPERM)),
+        _ => return c_ret(Err(sys::EINVAL)),
     }
+    let (mut canon, mut host) = (Buf::new(), Buf::new());
+    // SAFETY: the caller's C path.
+    let (found, parent) = match unsafe { for_create(dirfd, path, false, &mut canon, &mut host) } {
+        Ok(Some(place)) => place,
+        Ok(None) => return c_ret(sys::mknodat(dirfd, path.cast(), mode, device)),
+        Err(e) => return c_ret(Err(e)),
+    };
+    let state = state::get();
+    let result = if device_node && state.root && !found.under_bind {
+        if perm::checking() {
+            // Only root makes device nodes (CAP_MKNOD).
+            return c_ret(Err(sys::EPERM));
+        }
+        // A device node as root would make it: a placeholder file whose
+        // type and number are recorded; its permissions are what the
+        // umask left.
+        crate::host::mknod(&host, 0o100000 | (mode & 0o7777), 0).and_then(|r| {
+            let st = Stat::of(&host)?;
+            let perms = st.mode() & 0o7777;
+            let (uid, gid, perms) = perm::new_owner(parent.as_ref(), false, perms);
+            let _ = crate::host::chmod(&host, disk_mode(perms));
+            let st = Stat::of(&host)?;
+            root::record_ino(
+                state,
+                st.0[1],
+                Attrs {
+                    uid,
+                    gid,
+                    mode: kind | perms,
+                    rdev: device,
+                },
+            );
+            Ok(r)
+        })
+    } else {
+        let made = crate::host::mknod(&host, mode, device);
+        if made.is_ok() && state.root && !found.under_bind {
+            created_as_root(None, &host, parent.as_ref(), false);
+        }
+        made
+    };
+    if result.is_ok() && !found.under_bind {
+        created(state, canon.as_bytes(), false);
+    }
+    c_ret(result)
 }
 
 unsafe fn link_at(
@@ -435,91 +833,179 @@ unsafe fn link_at(
     new: *const c_char,
     flags: i32,
 ) -> c_int {
-    const AT_SYMLINK_FOLLOW: i32 = 0x400;
-    let (mut old_canon, mut new_canon) = (Buf::new(), Buf::new());
+    if flags & !(AT_SYMLINK_FOLLOW | sys::AT_EMPTY_PATH) != 0 {
+        return c_ret(Err(sys::EINVAL));
+    }
+    let (mut old_canon, mut old_host) = (Buf::new(), Buf::new());
+    let (mut new_canon, mut new_host) = (Buf::new(), Buf::new());
+    let follow = flags & AT_SYMLINK_FOLLOW != 0;
     // SAFETY: the caller's C paths.
-    let from = unsafe { for_change(olddir, old, flags & AT_SYMLINK_FOLLOW != 0, &mut old_canon) };
+    let from = unsafe { translate(olddir, old, follow, &mut old_canon, &mut old_host) };
+    let from = match from {
+        Ok(Some(found)) if found.place == Place::Missing => Err(sys::ENOENT),
+        other => other,
+    };
     // SAFETY: as above.
-    let to = unsafe { for_create(newdir, new, &mut new_canon) };
-    match (from, to) {
-        (Ok(Some(from)), Ok(Some(to))) => {
-            let result = sys::linkat(sys::AT_FDCWD, from.c(), sys::AT_FDCWD, to.c(), 0);
-            if result.is_ok() {
-                created(state::get(), new_canon.as_bytes(), false);
+    let to = unsafe { translate(newdir, new, false, &mut new_canon, &mut new_host) };
+    let result = (|| match (from?, to?) {
+        (None, None) => Err(i32::MIN),
+        (Some(from), Some(to)) => {
+            if from.kind == KIND_DIR {
+                return Err(sys::EPERM);
             }
-            c_ret(result)
+            if to.last != Last::Name || to.place != Place::Missing {
+                return Err(sys::EEXIST);
+            }
+            if to.slash {
+                return Err(sys::ENOENT);
+            }
+            if from.under_bind != to.under_bind {
+                return Err(sys::EXDEV);
+            }
+            let state = state::get();
+            if perm::checking() {
+                perm::check_create(&parent_meta(&to, &new_canon, &new_host)?)?;
+                let meta = meta_of(&from, &old_canon, &old_host)?;
+                // fs.protected_hardlinks: a link to someone else's file
+                // needs a regular file one may read and write.
+                let regular = meta.mode & sys::S_IFMT == 0o100000;
+                let risky = meta.mode & perm::S_ISUID != 0
+                    || meta.mode & (perm::S_ISGID | 0o010) == perm::S_ISGID | 0o010;
+                if !perm::owns(&meta)
+                    && (!regular || risky || perm::check(&meta, MAY_READ | MAY_WRITE).is_err())
+                {
+                    return Err(sys::EPERM);
+                }
+            }
+            if !to.under_bind {
+                writable(&from, &old_canon, &mut old_host)?;
+                make_upper_parents(new_canon.as_bytes())?;
+            }
+            crate::host::link(&old_host, &new_host, 0)?;
+            if !to.under_bind {
+                created(state, new_canon.as_bytes(), false);
+            }
+            Ok(0)
         }
-        (Ok(None), Ok(None)) => c_ret(sys::linkat(olddir, old.cast(), newdir, new.cast(), flags)),
-        (Err(e), _) | (_, Err(e)) => c_ret(Err(e)),
-        _ => c_ret(Err(sys::EXDEV)),
+        _ => Err(sys::EXDEV),
+    })();
+    match result {
+        Err(i32::MIN) => c_ret(sys::linkat(olddir, old.cast(), newdir, new.cast(), flags)),
+        other => c_ret(other),
     }
 }
 
-/// Whether merged directory `canon` has no entry.
-fn merged_empty(canon: &Buf) -> bool {
-    // SAFETY: a C path.
-    let dir = unsafe { crate::dir::open_dir_at(sys::AT_FDCWD, canon.c().cast()) };
-    if dir.is_null() {
+/// `path` without its trailing slashes (the root stays `/`), and whether
+/// it had any.
+fn strip_slashes(path: &[u8]) -> Result<(Buf, bool), i32> {
+    let mut end = path.len();
+    while end > 1 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    Ok((Buf::from(&path[..end])?, end < path.len()))
+}
+
+/// Whether the image shows any entry below directory `canon` (the
+/// writable layer's entries aside).
+fn image_has_entries(state: &State, canon: &[u8]) -> bool {
+    let Some(index) = state.index else {
+        return false;
+    };
+    let key = image_key(canon);
+    if upper::hides_below(state, key) || index.position(key).is_none() {
         return false;
     }
-    let empty = crate::dir::is_empty(dir);
-    // SAFETY: ours.
-    unsafe { crate::dir::closedir(dir) };
-    empty
+    let mut child = Buf::new();
+    let mut any = false;
+    index.children(key, |name, _, _| {
+        if any {
+            return;
+        }
+        child.clear();
+        let visible = (key.is_empty() || (child.push(key).is_ok() && child.push(b"/").is_ok()))
+            && child.push(name).is_ok()
+            && !upper::hides(state, child.as_bytes());
+        any |= visible;
+    });
+    any
 }
 
 unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
-    const AT_REMOVEDIR: i32 = 0x200;
-    let (mut canon, mut host) = (Buf::new(), Buf::new());
     let state = state::get();
-    // SAFETY: the caller's C path.
-    let found = match unsafe { translate(dirfd, path, false, &mut canon, &mut host) } {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return c_ret(sys::unlinkat(
-                dirfd,
-                path.cast(),
-                if directory { AT_REMOVEDIR } else { 0 },
-            ));
-        }
+    if !state.active {
+        let flags = if directory { AT_REMOVEDIR } else { 0 };
+        return c_ret(sys::unlinkat(dirfd, path.cast(), flags));
+    }
+    let given = match crate::user::path(path) {
+        Ok(given) => given,
         Err(e) => return c_ret(Err(e)),
     };
-    let is_dir = found.kind == KIND_DIR;
-    let result = match found.place {
-        Place::Missing => Err(sys::ENOENT),
-        Place::Bind => sys::unlinkat(
-            sys::AT_FDCWD,
-            host.c(),
-            if directory { AT_REMOVEDIR } else { 0 },
-        )
-        .map(|_| 0),
-        _ if directory && !is_dir => Err(sys::ENOTDIR),
-        _ if !directory && is_dir => Err(sys::EISDIR),
-        _ if directory && !merged_empty(&canon) => Err(sys::ENOTEMPTY),
-        Place::Upper => {
-            crate::root::forget(host.c());
-            let removed = if directory {
-                remove_upper_dir(&host)
-            } else {
-                sys::unlink(host.c()).map(|_| ())
-            };
-            removed
-                .and_then(|()| whiteout_if_in_image(state, &canon))
-                .map(|()| 0)
+    let result = (|| {
+        // The final component is never followed, a trailing slash or not.
+        let (stripped, slash) = strip_slashes(given)?;
+        let (mut canon, mut host) = (Buf::new(), Buf::new());
+        let Some(found) =
+            translate_bytes(dirfd, stripped.as_bytes(), false, &mut canon, &mut host)?
+        else {
+            return Err(i32::MIN);
+        };
+        match found.last {
+            Last::Name => {}
+            _ if !directory => return Err(sys::EISDIR),
+            Last::Dot => return Err(sys::EINVAL),
+            Last::DotDot => return Err(sys::ENOTEMPTY),
+            Last::Root => return Err(sys::EBUSY),
         }
-        Place::Lower(_) => make_upper_parents(canon.as_bytes())
-            .and_then(|()| upper::set_whiteout(state, image_key(canon.as_bytes()), Some(b'W')))
-            .map(|()| 0),
-    };
-    c_ret(result)
-}
-
-/// Removes an upper directory that shows nothing (the merged view is
-/// empty, so nothing in it is visible).
-fn remove_upper_dir(host: &Buf) -> Result<(), i32> {
-    let result = sys::unlinkat(sys::AT_FDCWD, host.c(), 0x200).map(|_| ());
-    crate::upper::dirs_changed(state::get());
-    result
+        if found.place == Place::Missing {
+            return Err(sys::ENOENT);
+        }
+        let is_dir = found.kind == KIND_DIR;
+        if directory && !is_dir {
+            return Err(sys::ENOTDIR);
+        }
+        if !directory && is_dir {
+            return Err(sys::EISDIR);
+        }
+        if !directory && slash {
+            return Err(sys::ENOTDIR);
+        }
+        if perm::checking() {
+            let dir = parent_meta(&found, &canon, &host)?;
+            perm::check_delete(&dir, &meta_of(&found, &canon, &host)?)?;
+        }
+        let flags = if directory { AT_REMOVEDIR } else { 0 };
+        match found.place {
+            Place::Bind => {
+                crate::host::unlink(&host, flags)?;
+                if directory {
+                    upper::dirs_changed(state);
+                }
+                Ok(0)
+            }
+            _ if directory && image_has_entries(state, canon.as_bytes()) => Err(sys::ENOTEMPTY),
+            Place::Upper => {
+                root::forget(&host);
+                crate::host::unlink(&host, flags)?;
+                if directory {
+                    upper::dirs_changed(state);
+                }
+                whiteout_if_in_image(state, &canon)?;
+                Ok(0)
+            }
+            _ => {
+                make_upper_parents(canon.as_bytes())?;
+                upper::set_whiteout(state, image_key(canon.as_bytes()), Some(b'W'))?;
+                Ok(0)
+            }
+        }
+    })();
+    match result {
+        Err(i32::MIN) => {
+            let flags = if directory { AT_REMOVEDIR } else { 0 };
+            c_ret(sys::unlinkat(dirfd, path.cast(), flags))
+        }
+        other => c_ret(other),
+    }
 }
 
 fn whiteout_if_in_image(state: &State, canon: &Buf) -> Result<(), i32> {
@@ -528,6 +1014,14 @@ fn whiteout_if_in_image(state: &State, canon: &Buf) -> Result<(), i32> {
     } else {
         upper::changed_at(state, canon.as_bytes());
         Ok(())
+    }
+}
+
+/// The device and inode of `found`'s file.
+fn identity(found: &Found, host: &Buf) -> Option<(u64, u64)> {
+    match found.stat {
+        Some(st) => Some((st[0], st[1])),
+        None => Stat::of(host).ok().map(|st| (st.0[0], st.0[1])),
     }
 }
 
@@ -540,88 +1034,148 @@ unsafe fn rename_at(
 ) -> c_int {
     const RENAME_NOREPLACE: u32 = 1;
     let state = state::get();
-    let (mut old_canon, mut old_host) = (Buf::new(), Buf::new());
-    let (mut new_canon, mut new_host) = (Buf::new(), Buf::new());
-    // SAFETY: the caller's C paths.
-    let from = unsafe { translate(olddir, old, false, &mut old_canon, &mut old_host) };
-    // SAFETY: as above.
-    let to = unsafe { translate(newdir, new, false, &mut new_canon, &mut new_host) };
-    let (from, to): (Found, Found) = match (from, to) {
-        (Ok(Some(f)), Ok(Some(t))) => (f, t),
-        (Ok(None), Ok(None)) => {
-            return c_ret(sys::renameat2(
-                olddir,
-                old.cast(),
-                newdir,
-                new.cast(),
-                flags,
-            ));
-        }
+    let pass = || {
+        c_ret(sys::renameat2(
+            olddir,
+            old.cast(),
+            newdir,
+            new.cast(),
+            flags,
+        ))
+    };
+    if !state.active {
+        return pass();
+    }
+    let (old_given, new_given) = match (crate::user::path(old), crate::user::path(new)) {
+        (Ok(o), Ok(n)) => (o, n),
         (Err(e), _) | (_, Err(e)) => return c_ret(Err(e)),
-        _ => return c_ret(Err(sys::EXDEV)),
     };
-    if flags & !RENAME_NOREPLACE != 0 {
-        return c_ret(Err(sys::EINVAL));
-    }
-    if from.place == Place::Missing {
-        return c_ret(Err(sys::ENOENT));
-    }
-    if flags & RENAME_NOREPLACE != 0 && to.place != Place::Missing {
-        return c_ret(Err(sys::EEXIST));
-    }
-    if from.place == Place::Bind || to.place == Place::Bind {
-        if from.place == Place::Bind && to.place == Place::Bind {
-            return c_ret(sys::renameat2(
-                sys::AT_FDCWD,
-                old_host.c(),
-                sys::AT_FDCWD,
-                new_host.c(),
-                flags,
-            ));
+    let result = (|| {
+        if flags & !RENAME_NOREPLACE != 0 {
+            return Err(sys::EINVAL);
         }
-        return c_ret(Err(sys::EXDEV));
-    }
-    // A directory of the image would need its whole tree copied up:
-    // refused as overlayfs does, and mv copies instead.
-    let from_dir = from.kind == KIND_DIR;
-    if from_dir && in_image(state, old_canon.as_bytes()) {
-        return c_ret(Err(sys::EXDEV));
-    }
-    if to.kind == KIND_DIR && in_image(state, new_canon.as_bytes()) {
-        if !from_dir {
-            return c_ret(Err(sys::EISDIR));
+        let (old_path, old_slash) = strip_slashes(old_given)?;
+        let (new_path, new_slash) = strip_slashes(new_given)?;
+        let (mut old_canon, mut old_host) = (Buf::new(), Buf::new());
+        let (mut new_canon, mut new_host) = (Buf::new(), Buf::new());
+        let from = translate_bytes(
+            olddir,
+            old_path.as_bytes(),
+            false,
+            &mut old_canon,
+            &mut old_host,
+        );
+        let to = translate_bytes(
+            newdir,
+            new_path.as_bytes(),
+            false,
+            &mut new_canon,
+            &mut new_host,
+        );
+        let (from, to) = match (from?, to?) {
+            (Some(f), Some(t)) => (f, t),
+            (None, None) => return Err(i32::MIN),
+            _ => return Err(sys::EXDEV),
+        };
+        if from.last != Last::Name {
+            return Err(sys::EBUSY);
         }
-        if !merged_empty(&new_canon) {
-            return c_ret(Err(sys::ENOTEMPTY));
+        if to.last != Last::Name {
+            return Err(if flags & RENAME_NOREPLACE != 0 {
+                sys::EEXIST
+            } else {
+                sys::EBUSY
+            });
         }
-    }
-    if let Place::Lower(_) = from.place {
-        match copy_up(state, old_canon.as_bytes(), &old_host) {
-            Ok(host) => old_host = host,
-            Err(e) => return c_ret(Err(e)),
+        if from.place == Place::Missing {
+            return Err(sys::ENOENT);
         }
-    }
-    if let Err(e) = make_upper_parents(new_canon.as_bytes()) {
-        return c_ret(Err(e));
-    }
-    let mut target = match Buf::from(state.upper) {
-        Ok(b) => b,
-        Err(e) => return c_ret(Err(e)),
-    };
-    if let Err(e) = target.push(new_canon.as_bytes()) {
-        return c_ret(Err(e));
-    }
-    // Replacing an image entry: the upper copy shadows it.
-    crate::root::forget(target.c());
-    let result = sys::rename(old_host.c(), target.c());
-    if from_dir || to.kind == KIND_DIR {
-        crate::upper::dirs_changed(state);
-    }
-    if result.is_ok() {
+        let from_dir = from.kind == KIND_DIR;
+        if (old_slash || new_slash) && !from_dir {
+            return Err(sys::ENOTDIR);
+        }
+        let target_exists = to.place != Place::Missing;
+        if target_exists && flags & RENAME_NOREPLACE != 0 {
+            return Err(sys::EEXIST);
+        }
+        if target_exists && identity(&from, &old_host) == identity(&to, &new_host) {
+            // Two names of one file: nothing to do.
+            return Ok(0);
+        }
+        if from_dir && crate::buf::is_under(new_canon.as_bytes(), old_canon.as_bytes()) {
+            return Err(sys::EINVAL);
+        }
+        if target_exists {
+            let to_dir = to.kind == KIND_DIR;
+            if from_dir && !to_dir {
+                return Err(sys::ENOTDIR);
+            }
+            if !from_dir && to_dir {
+                return Err(sys::EISDIR);
+            }
+        }
+        if perm::checking() {
+            let from_parent = parent_meta(&from, &old_canon, &old_host)?;
+            let from_meta = meta_of(&from, &old_canon, &old_host)?;
+            perm::check_delete(&from_parent, &from_meta)?;
+            let to_parent = parent_meta(&to, &new_canon, &new_host)?;
+            if target_exists {
+                perm::check_delete(&to_parent, &meta_of(&to, &new_canon, &new_host)?)?;
+            } else {
+                perm::check_create(&to_parent)?;
+            }
+            let same_parent = old_canon.as_bytes()[..old_canon
+                .as_bytes()
+                .iter()
+                .rposition(|&b| b == b'/')
+                .unwrap_or(0)]
+                == new_canon.as_bytes()[..new_canon
+                    .as_bytes()
+                    .iter()
+                    .rposition(|&b| b == b'/')
+                    .unwrap_or(0)];
+            if from_dir && !same_parent {
+                // Its `..` changes.
+                perm::check(&from_meta, MAY_WRITE)?;
+            }
+        }
+        if from.under_bind || to.under_bind {
+            if from.under_bind && to.under_bind {
+                crate::host::rename(&old_host, &new_host, flags)?;
+                if from_dir {
+                    upper::dirs_changed(state);
+                }
+                return Ok(0);
+            }
+            return Err(sys::EXDEV);
+        }
+        // A directory of the image would need its whole tree copied up:
+        // refused as overlayfs does, and mv copies instead.
+        if from_dir && in_image(state, old_canon.as_bytes()) {
+            return Err(sys::EXDEV);
+        }
+        if target_exists && to.kind == KIND_DIR && image_has_entries(state, new_canon.as_bytes()) {
+            return Err(sys::ENOTEMPTY);
+        }
+        writable(&from, &old_canon, &mut old_host)?;
+        make_upper_parents(new_canon.as_bytes())?;
+        let mut target = Buf::from(state.upper)?;
+        target.push(new_canon.as_bytes())?;
+        // Replacing an entry: its record goes with its last name.
+        root::forget(&target);
+        let result = crate::host::rename(&old_host, &target, 0);
+        if from_dir || to.kind == KIND_DIR {
+            upper::dirs_changed(state);
+        }
+        result?;
         created(state, new_canon.as_bytes(), from_dir);
         let _ = whiteout_if_in_image(state, &old_canon);
+        Ok(0)
+    })();
+    match result {
+        Err(i32::MIN) => pass(),
+        other => c_ret(other),
     }
-    c_ret(result)
 }
 
 export! {
@@ -645,7 +1199,12 @@ export! {
     }
     fn unlink(path: *const c_char) -> c_int { remove_at(sys::AT_FDCWD, path, false) }
     fn rmdir(path: *const c_char) -> c_int { remove_at(sys::AT_FDCWD, path, true) }
-    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int { remove_at(dirfd, path, flags & 0x200 != 0) }
+    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+        if flags & !AT_REMOVEDIR != 0 {
+            return c_ret(Err(sys::EINVAL));
+        }
+        remove_at(dirfd, path, flags & AT_REMOVEDIR != 0)
+    }
     fn remove(path: *const c_char) -> c_int {
         let mut st = [0u64; 18];
         if crate::fs::stat_at(sys::AT_FDCWD, path, st.as_mut_ptr().cast(), sys::AT_SYMLINK_NOFOLLOW) != 0 {

@@ -9,13 +9,25 @@ use lpmx_core::oci::Platform;
 use crate::Env;
 use crate::image::{Format, Image};
 use crate::registry::{LocalRegistry, Target};
-use crate::rootfs::debian_rootfs_tar;
+use crate::rootfs::debian_rootfs_tar_with;
 
 /// Container `name` of Debian `suite` (one layer) in `env`'s store, with
 /// `mkroot_args` passed to lpmx-mkroot; the registry must outlive the test's
 /// use of it.
 pub fn debian_container(env: &Env, suite: &str, name: &str, mkroot_args: &[&str]) -> LocalRegistry {
-    let tar = fs::read(debian_rootfs_tar(suite)).expect("rootfs tar");
+    debian_container_with(env, suite, &[], name, mkroot_args)
+}
+
+/// As [`debian_container`], the image with Debian `packages` installed
+/// (`lpmx_tests::rootfs::debian_rootfs_tar_with`).
+pub fn debian_container_with(
+    env: &Env,
+    suite: &str,
+    packages: &[&str],
+    name: &str,
+    mkroot_args: &[&str],
+) -> LocalRegistry {
+    let tar = fs::read(debian_rootfs_tar_with(suite, packages)).expect("rootfs tar");
     let image = Image::build(Format::Oci, &Platform::host().to_string(), vec![tar]);
     let registry = LocalRegistry::start();
     registry.push_image("debian", suite, &image);

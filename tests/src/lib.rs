@@ -12,6 +12,7 @@
 //! - [`layers`]: layer metadata and the merged view of a stack of layers.
 //! - [`elf`]: what a built binary needs of glibc (`objdump -T`).
 //! - [`tree`]: directory trees as values to compare, and overlay merges.
+//! - [`pjdfstest`]: the POSIX file-system conformance suite, built and run.
 
 pub mod containers;
 pub mod elf;
@@ -20,6 +21,7 @@ pub mod faulty;
 pub mod image;
 pub mod layers;
 pub mod oci_layout;
+pub mod pjdfstest;
 pub mod registry;
 pub mod rootfs;
 pub mod sif;

@@ -16,6 +16,18 @@ use crate::env::running_as_root;
 /// The suites the tests use; debootstrap knows each of them.
 pub const SUITES: [&str; 3] = ["bullseye", "bookworm", "trixie"];
 
+/// The Debian suite this machine runs, when it is one the tests know:
+/// programs built here then run in its containers too.
+pub fn host_suite() -> Option<&'static str> {
+    let release = fs::read_to_string("/etc/os-release").ok()?;
+    let codename = release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))?
+        .trim_matches('"')
+        .to_owned();
+    SUITES.into_iter().find(|s| *s == codename)
+}
+
 /// Where built root filesystems are kept between runs: `$LPMX_TEST_CACHE`,
 /// else `/var/cache/lpmx-tests` for root, else
 /// `$XDG_CACHE_HOME/lpmx-tests` (default `~/.cache/lpmx-tests`).
@@ -43,12 +55,24 @@ pub fn cache_dir() -> PathBuf {
 /// tests and processes: one builds while the others wait on a lock file,
 /// and the tar appears by rename, whole.
 pub fn debian_rootfs_tar(suite: &str) -> PathBuf {
+    debian_rootfs_tar_with(suite, &[])
+}
+
+/// As [`debian_rootfs_tar`], with the Debian `packages` installed too
+/// (`debootstrap --include`), cached under a name that lists them: for
+/// tests that run real programs (python3, git) inside a container.
+pub fn debian_rootfs_tar_with(suite: &str, packages: &[&str]) -> PathBuf {
     assert!(
         SUITES.contains(&suite),
         "unknown Debian suite {suite:?}: expected one of {SUITES:?}"
     );
     let cache = cache_dir();
-    let tar = cache.join(format!("debian-{suite}-minbase.tar"));
+    let flavour = if packages.is_empty() {
+        "minbase".to_owned()
+    } else {
+        format!("minbase+{}", packages.join("+"))
+    };
+    let tar = cache.join(format!("debian-{suite}-{flavour}.tar"));
     // The rename makes an existing tar a complete one: no lock needed.
     if tar.is_file() {
         return tar;
@@ -63,29 +87,41 @@ pub fn debian_rootfs_tar(suite: &str) -> PathBuf {
     fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("create {}: {e}", cache.display()));
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o755)).expect("chmod cache dir");
 
-    let lock_path = cache.join(format!(".debian-{suite}.lock"));
+    let lock_path = cache.join(format!(".debian-{suite}-{flavour}.lock"));
     let lock =
         File::create(&lock_path).unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
     // flock: held per open file, so it serialises threads as well as processes.
     lock.lock().expect("lock the rootfs cache");
     if !tar.is_file() {
-        build(suite, &cache, &tar);
+        build(suite, packages, &cache, &tar);
     }
     tar
 }
 
 /// Runs debootstrap into a scratch directory beside the cache and tars it.
 /// Called with the suite's lock held.
-fn build(suite: &str, cache: &Path, tar: &Path) {
+fn build(suite: &str, packages: &[&str], cache: &Path, tar: &Path) {
     let started = Instant::now();
-    eprintln!("building a Debian {suite} root filesystem with debootstrap (1-2 minutes, once)");
+    eprintln!(
+        "building a Debian {suite} root filesystem with debootstrap{} (1-2 minutes, once)",
+        if packages.is_empty() {
+            String::new()
+        } else {
+            format!(" and {}", packages.join(", "))
+        }
+    );
     let scratch = tempfile::Builder::new()
         .prefix(&format!(".debian-{suite}-build-"))
         .tempdir_in(cache)
         .expect("debootstrap scratch dir");
     let root = scratch.path().join("root");
-    let output = Command::new("debootstrap")
-        .args(["--variant=minbase", suite])
+    let mut debootstrap = Command::new("debootstrap");
+    debootstrap.arg("--variant=minbase");
+    if !packages.is_empty() {
+        debootstrap.arg(format!("--include={}", packages.join(",")));
+    }
+    let output = debootstrap
+        .arg(suite)
         .arg(&root)
         // debootstrap runs chroot, mknod and friends from the sbin dirs.
         .env(
@@ -113,10 +149,7 @@ fn build(suite: &str, cache: &Path, tar: &Path) {
     // Sorted names make the tar's order stable; xattrs are left out since
     // minbase sets none and --xattrs switches GNU tar to pax headers
     // carrying every file's atime.
-    let temp = cache.join(format!(
-        ".debian-{suite}-minbase.tar.{}",
-        std::process::id()
-    ));
+    let temp = tar.with_extension(format!("tar.{}", std::process::id()));
     let status = Command::new("tar")
         .arg("-C")
         .arg(&root)
