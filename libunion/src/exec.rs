@@ -117,6 +117,9 @@ pub struct Launch {
     strings_len: usize,
     pub argv: PtrList,
     pub envp: PtrList,
+    /// The arguments put before the program's for the loader (3 under
+    /// the trap: `libunion.so --lpmx-run FILE`, else 0).
+    loader_args: usize,
 }
 
 #[expect(
@@ -278,6 +281,9 @@ fn is_ours(entry: &[u8]) -> bool {
         b"LPMX_IDS",
         b"LPMX_HOST_PROGRAMS",
         b"LPMX_TOOLS",
+        b"LPMX_STORE",
+        b"LPMX_LOADER",
+        b"LPMX_TRAP",
     ];
     OURS.iter()
         .any(|name| starts_with(entry, name) && entry.get(name.len()) == Some(&b'='))
@@ -298,6 +304,30 @@ fn executable(found: &crate::resolve::Found, canon: &Buf, host: &Buf) -> Result<
 }
 
 impl Launch {
+    /// Under the trap, every exec runs the loader first (`lpmx_trap`):
+    /// `lpmx-loader --lpmx-run FILE` before FILE's argv.
+    fn through_loader(&mut self, state: &State, interp: bool) -> Result<(), i32> {
+        self.argv.push(state.loader.as_ptr().cast())?;
+        self.argv.push(if interp {
+            lpmx_trap::exec::RUN_INTERP.as_ptr()
+        } else {
+            lpmx_trap::exec::RUN.as_ptr()
+        })?;
+        self.argv.push(self.loader.c().cast())?;
+        self.loader_args = 3;
+        Ok(())
+    }
+
+    /// The file to exec: the loader under the trap, else the program's
+    /// loader (or a host program) itself.
+    pub fn exec_path(&self) -> *const u8 {
+        if self.loader_args > 0 {
+            state::get().loader.as_ptr()
+        } else {
+            self.loader.c()
+        }
+    }
+
     /// `path` made absolute from the base directory when it is relative
     /// and a base is set; as given otherwise.
     fn rooted(&self, path: &[u8]) -> Result<Buf, i32> {
@@ -583,6 +613,9 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
+        if crate::trap::active() {
+            self.through_loader(state::get(), false)?;
+        }
         for (list, source, filter) in [(&mut self.argv, argv, false), (&mut self.envp, envp, true)]
         {
             if source.is_null() {
@@ -600,7 +633,7 @@ impl Launch {
                 }
             }
         }
-        if self.argv.len == 0 {
+        if self.argv.len == self.loader_args {
             self.argv.push(self.loader.c().cast())?;
         }
         if self.envp.len == 0 {
@@ -680,6 +713,9 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
+        if crate::trap::active() {
+            self.through_loader(state, true)?;
+        }
         self.argv.push(self.loader.c().cast())?;
         self.argv.push(c"--inhibit-cache".as_ptr())?;
         self.argv.push(c"--library-path".as_ptr())?;
@@ -766,6 +802,12 @@ impl Launch {
             (b"LPMX_GPU_LIBS=", state.gpu_libs),
             (b"LPMX_HOST_EXEC=", state.host_exec),
             (b"LPMX_LIBS=", state.libs),
+            (b"LPMX_STORE=", state.store),
+            (b"LPMX_LOADER=", state.loader),
+            (
+                b"LPMX_TRAP=",
+                if crate::trap::active() { b"1" } else { b"" },
+            ),
         ] {
             let entry = self.add_string(&[name, value])?;
             self.envp.push(entry)?;
@@ -804,6 +846,7 @@ macro_rules! launch {
                 core::ptr::addr_of_mut!((*list).len).write(0);
             }
             core::ptr::addr_of_mut!((*p).libpath_len).write(0);
+            core::ptr::addr_of_mut!((*p).loader_args).write(0);
             core::ptr::addr_of_mut!((*p).strings_len).write(0);
             (*p).libpath[0] = 0;
             &mut *p
@@ -829,7 +872,7 @@ pub unsafe fn exec(
     // SAFETY: the caller's arrays.
     match unsafe { launch.prepare(cstr(path), search, argv, envp) } {
         Ok(()) => sys::c_ret(sys::execve(
-            launch.loader.c(),
+            launch.exec_path(),
             launch.argv.as_ptr(),
             launch.envp.as_ptr(),
         )),
@@ -899,6 +942,8 @@ export! {
     // The entry point of lpmx-exec, which dlopens libunion to start the
     // container's first program exactly as a program inside would.
     fn lpmx_exec(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        // The container's process tree starts here: the trap goes in now.
+        crate::trap::begin();
         exec(file, true, argv, envp)
     }
 }
@@ -990,7 +1035,7 @@ unsafe fn spawn(
     if failing != 0 {
         return failing;
     }
-    let given = match crate::user::path(path) {
+    let given = match lpmx_sys::user::path(path) {
         Ok(given) => given,
         Err(e) => return e,
     };
@@ -1000,7 +1045,7 @@ unsafe fn spawn(
         Ok(()) => unsafe {
             real(
                 pid,
-                launch.loader.c().cast(),
+                launch.exec_path().cast(),
                 actions,
                 attributes,
                 launch.argv.as_ptr(),

@@ -28,7 +28,7 @@ pub unsafe fn translate(
     if !state::get().active {
         return Ok(None);
     }
-    translate_bytes(dirfd, crate::user::path(path)?, follow, canon, host)
+    translate_bytes(dirfd, lpmx_sys::user::path(path)?, follow, canon, host)
 }
 
 /// `translate` of a path already read.
@@ -336,7 +336,7 @@ unsafe fn stream_open(path: *const c_char, mode: *const c_char) -> *mut c_void {
         set_errno(sys::ENOMEM);
         return core::ptr::null_mut();
     };
-    let given = match crate::user::c_str(mode, 64) {
+    let given = match lpmx_sys::user::c_str(mode, 64) {
         Ok(given) => given,
         Err(e) => {
             set_errno(e);

@@ -25,8 +25,9 @@ mod root;
 mod spawn;
 mod state;
 mod sys;
+mod trap;
+mod trapped;
 mod upper;
-mod user;
 mod write;
 
 use core::ffi::{c_char, c_int};

@@ -39,7 +39,7 @@ fn host_address(
         family: 0,
         path: [0; SUN_PATH],
     };
-    crate::user::check(addr.cast(), len as usize)?;
+    lpmx_sys::user::check(addr.cast(), len as usize)?;
     // SAFETY: len readable bytes of the caller's address, at most a
     // sockaddr_un.
     unsafe {

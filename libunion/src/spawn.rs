@@ -139,7 +139,7 @@ export! {
         if !state::get().active {
             return real(actions, fd, path, flags, mode);
         }
-        let given = match crate::user::path(path) {
+        let given = match lpmx_sys::user::path(path) {
             Ok(given) => given,
             Err(e) => return e,
         };
@@ -164,7 +164,7 @@ export! {
         if !state::get().active {
             return real(actions, path);
         }
-        let given = match crate::user::path(path) {
+        let given = match lpmx_sys::user::path(path) {
             Ok(given) => given,
             Err(e) => return e,
         };

@@ -17,6 +17,9 @@
 //! LPMX_ROOT     1 for fake root (`root.rs`); LPMX_IDS its ids
 //! LPMX_ENV_FILE the container's environment file, applied at every exec
 //! LPMX_ENV_KEYS the variables it set at the last exec (':'-joined)
+//! LPMX_STORE    the store (its host paths the trap leaves as they are)
+//! LPMX_LOADER   the loader every exec starts under the trap
+//! LPMX_TRAP     1 under the system-call trap (0 in lpmx-exec: not wanted)
 //! LPMX_EXE      (one exec only) the program's container path
 //! LPMX_ARGV0    (one exec only) the argv[0] the program was given
 //! ```
@@ -64,6 +67,12 @@ pub struct State {
     pub env_keys: &'static [u8],
     pub libs: &'static [u8],
     pub exe: &'static [u8],
+    /// The store (`LPMX_STORE`), and the directory libunion.so is in:
+    /// host paths libunion hands out, the trap leaves them the host's.
+    pub store: &'static [u8],
+    pub lib_dir: &'static [u8],
+    /// The loader every exec starts under the trap (`LPMX_LOADER`).
+    pub loader: &'static [u8],
 }
 
 struct Cell<T>(UnsafeCell<T>);
@@ -95,6 +104,9 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     env_keys: &[],
     libs: &[],
     exe: &[],
+    store: &[],
+    lib_dir: &[],
+    loader: &[],
 }));
 static INIT: AtomicU8 = AtomicU8::new(0);
 
@@ -157,6 +169,12 @@ fn init() {
     }
     // SAFETY: this thread won the right to initialise.
     let state = unsafe { &mut *STATE.0.get() };
+    // Under the trap, libunion's calls from the start are the gadget's.
+    let trapped = var(b"LPMX_TRAP\0") == b"1";
+    if trapped {
+        // Started by the loader, which carries the gadget.
+        sys::gadget_mapped();
+    }
     state.upper = trim_slash(var(b"LPMX_UPPER\0"));
     state.index_var = var(b"LPMX_INDEX\0");
     state.binds_var = var(b"LPMX_BINDS\0");
@@ -171,6 +189,13 @@ fn init() {
     state.env_keys = var(b"LPMX_ENV_KEYS\0");
     state.libs = var(b"LPMX_LIBS\0");
     state.exe = var(b"LPMX_EXE\0");
+    state.store = trim_slash(var(b"LPMX_STORE\0"));
+    state.loader = var(b"LPMX_LOADER\0");
+    state.lib_dir = state
+        .lib
+        .iter()
+        .rposition(|&b| b == b'/')
+        .map_or(&[][..], |i| &state.lib[..i.max(1)]);
     if !state.upper.is_empty() && !state.index_var.is_empty() {
         // The arena keeps a NUL after each value.
         // SAFETY: index_var is followed by its NUL in the arena.
@@ -203,6 +228,9 @@ fn init() {
     INIT.store(2, Ordering::Release);
     if state.active {
         init_cwd(state);
+        if trapped {
+            crate::trap::inherit();
+        }
     }
 }
 
@@ -478,24 +506,7 @@ pub fn fd_path_of(state: &State, fd: i32, id: Option<(u64, u64)>, out: &mut Buf)
     known
 }
 
-pub fn format_int(mut value: i64, out: &mut [u8; 12]) -> &[u8] {
-    let negative = value < 0;
-    value = value.abs();
-    let mut at = out.len();
-    loop {
-        at -= 1;
-        out[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 || at == 1 {
-            break;
-        }
-    }
-    if negative {
-        at -= 1;
-        out[at] = b'-';
-    }
-    &out[at..]
-}
+pub use lpmx_sys::format_int;
 
 /// Whether `path` (the container's) names this process's executable.
 pub fn is_self_exe(path: &[u8]) -> bool {

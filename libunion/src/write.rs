@@ -745,7 +745,7 @@ unsafe fn mkdir_at(dirfd: i32, path: *const c_char, mode: u32) -> c_int {
 }
 
 unsafe fn symlink_at(target: *const c_char, dirfd: i32, path: *const c_char) -> c_int {
-    let target_bytes = match crate::user::path(target) {
+    let target_bytes = match lpmx_sys::user::path(target) {
         Ok(bytes) => bytes,
         Err(e) => return c_ret(Err(e)),
     };
@@ -936,7 +936,7 @@ unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
         let flags = if directory { AT_REMOVEDIR } else { 0 };
         return c_ret(sys::unlinkat(dirfd, path.cast(), flags));
     }
-    let given = match crate::user::path(path) {
+    let given = match lpmx_sys::user::path(path) {
         Ok(given) => given,
         Err(e) => return c_ret(Err(e)),
     };
@@ -1046,7 +1046,7 @@ unsafe fn rename_at(
     if !state.active {
         return pass();
     }
-    let (old_given, new_given) = match (crate::user::path(old), crate::user::path(new)) {
+    let (old_given, new_given) = match (lpmx_sys::user::path(old), lpmx_sys::user::path(new)) {
         (Ok(o), Ok(n)) => (o, n),
         (Err(e), _) | (_, Err(e)) => return c_ret(Err(e)),
     };

@@ -105,6 +105,9 @@ pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBu
             .is_ok_and(|()| &head[..8] == MAGIC && head[8..12] == VERSION.to_le_bytes())
     };
     if farm.is_dir() && current() {
+        if !crate::libraries::has_probed(&farm) {
+            crate::libraries::add_probed(&farm).map_err(io_error(&farm))?;
+        }
         return Ok(path);
     }
     let dirs: Vec<LayerDir> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();

@@ -11,6 +11,12 @@
 //! image's `ld.so.conf`, then the usual directories), pointing to the file
 //! in the layer that holds it. Symlinks keep the layers' files shared.
 //!
+//! The loader also tries subdirectories of each directory of its path for
+//! CPU-specific builds (`glibc-hwcaps/x86-64-v3`, and before glibc 2.37
+//! `tls`, `x86_64`, `haswell`...), an open and a stat each, in every
+//! process. Here each of those names is a symlink to the directory itself
+//! (`PROBED`), so the first one tried finds the library.
+//!
 //! A library found this way sees `$ORIGIN` as this directory; libraries
 //! of system directories do not use `$ORIGIN`, and a program's own
 //! `LD_LIBRARY_PATH` directories are searched first, in every layer.
@@ -35,6 +41,37 @@ pub const LIBRARY_DIRS: &[&str] = &[
     "/lib",
     "/usr/lib",
 ];
+
+/// The subdirectories the loader tries (glibc-hwcaps levels, and the legacy
+/// platform and hwcap names), each a symlink to `.` in the directory.
+pub const PROBED: &[&str] = &[
+    "glibc-hwcaps",
+    "x86-64-v4",
+    "x86-64-v3",
+    "x86-64-v2",
+    "tls",
+    "x86_64",
+    "haswell",
+    "xeon_phi",
+    "avx512_1",
+];
+
+/// Adds the `PROBED` symlinks to library directory `dir`, those it lacks
+/// (a directory built before they were).
+pub fn add_probed(dir: &Path) -> io::Result<()> {
+    for name in PROBED {
+        match std::os::unix::fs::symlink(".", dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether library directory `dir` has the `PROBED` symlinks.
+pub fn has_probed(dir: &Path) -> bool {
+    dir.join(PROBED[0]).symlink_metadata().is_ok()
+}
 
 /// The library directory of the stack whose index is at `index_path`.
 pub fn farm_path(index_path: &Path) -> PathBuf {
@@ -138,5 +175,5 @@ pub fn build(index: &Index, view: &View, out: &Path) -> io::Result<()> {
             names.insert(name);
         }
     }
-    Ok(())
+    add_probed(out)
 }

@@ -74,6 +74,12 @@ pub struct Cli {
     /// NVIDIA_VISIBLE_DEVICES.
     #[arg(long)]
     pub gpu: bool,
+
+    /// Run without the system-call trap: the preload library alone keeps
+    /// programs inside (files glibc opens for itself, such as NSS's
+    /// /etc/passwd, are then the host's).
+    #[arg(long)]
+    pub no_trap: bool,
 }
 
 /// The clap definition, for the man page generator.
@@ -103,6 +109,7 @@ pub fn main() -> ExitCode {
             env: cli.env,
             root: cli.root,
             gpu: cli.gpu,
+            no_trap: cli.no_trap,
         };
         let Err(error) = launch::exec(store.root(), &stack, &request);
         shell_status = error.shell_status();

@@ -99,6 +99,8 @@ pub struct Request {
     pub env: Vec<String>,
     pub root: bool,
     pub gpu: bool,
+    /// Run without the system-call trap (the preload alone).
+    pub no_trap: bool,
 }
 
 /// `HOST:CONTAINER` or `PATH`.
@@ -254,6 +256,17 @@ pub fn find_libunion() -> Result<PathBuf, LaunchError> {
     Err(LaunchError::NoLibunion(candidates[0].clone()))
 }
 
+/// Where lpmx-loader (the system-call trap's loader) is: `$LPMX_LOADER`,
+/// else beside libunion.so. None when it is not there: programs then run
+/// without the trap.
+pub fn find_loader(libunion: &Path) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LPMX_LOADER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let candidate = libunion.parent()?.join("lpmx-loader");
+    candidate.is_file().then_some(candidate)
+}
+
 fn c_string(bytes: Vec<u8>, what: &str) -> Result<CString, LaunchError> {
     CString::new(bytes).map_err(|_| LaunchError::Nul(what.to_owned()))
 }
@@ -286,6 +299,12 @@ pub fn exec(
     request: &Request,
 ) -> Result<std::convert::Infallible, LaunchError> {
     let mut binds = binds(stack, request)?;
+    if !request.root
+        && let Some(container_dir) = stack.upper.parent()
+    {
+        // You in the container's /etc/passwd and /etc/group.
+        binds.extend(crate::identity::views(stack, container_dir));
+    }
     let mut env = environment(stack, request)?;
     let mut gpu_libs = PathBuf::new();
     let mut host_exec = Vec::new();
@@ -328,7 +347,11 @@ pub fn exec(
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     let host_programs = HostPrograms::path(stack);
-    let config: [(&str, OsString); 12] = [
+    let loader = find_loader(&libunion).unwrap_or_default();
+    let config: [(&str, OsString); 15] = [
+        ("LPMX_STORE", store_root.as_os_str().to_owned()),
+        ("LPMX_LOADER", loader.into_os_string()),
+        ("LPMX_TRAP", if request.no_trap { "0" } else { "" }.into()),
         ("LPMX_GPU_LIBS", gpu_libs.into_os_string()),
         ("LPMX_HOST_EXEC", host_exec.join(":").into()),
         ("LPMX_HOST_PROGRAMS", host_programs.into_os_string()),

@@ -10,4 +10,5 @@
 pub mod cli;
 pub mod elf;
 pub mod gpu;
+pub mod identity;
 pub mod launch;

@@ -197,3 +197,231 @@ fn apt_get_installs_many_packages_with_the_default_binds() {
     run.success();
     assert_eq!(run.stdout, "6\n", "{run:#?}");
 }
+
+// --- What glibc opens for itself, and programs' own system calls ----------
+
+/// Builds tests/c/`name`.c where the container sees it (under /tmp).
+fn c_program(env: &Env, name: &str) -> PathBuf {
+    let binary = env.path().join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
+    let built = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc {}", source.display());
+    binary
+}
+
+fn exec(env: &Env, options: &[&str], script: &str) -> Run {
+    let mut c = env.tool("lpmx-exec");
+    c.args(options).args(["c", "--", "/bin/sh", "-c", script]);
+    Run::from(c.output().expect("run lpmx-exec"))
+}
+
+#[test]
+fn glibc_reads_the_containers_user_database_time_zone_and_gconv_modules() {
+    let env = Env::new();
+    let _registry = debian_container(&env, "bookworm", "c", &[]);
+    // As root inside: users and groups by the image's own tools (they lock
+    // /etc/.pwd.lock with lckpwdf), a time zone, a gconv module removed.
+    let run = exec(
+        &env,
+        &["--root"],
+        "usermod -c lpmx-inside daemon && groupadd lpmxteam && useradd -m -G lpmxteam alice && \
+         ln -sf /usr/share/zoneinfo/Asia/Tokyo /etc/localtime && \
+         rm /usr/lib/x86_64-linux-gnu/gconv/ISO8859-15.so && stat -c %U:%G /home/alice",
+    );
+    run.success();
+    // Fake root sees the owner useradd gave; without --root, files are the
+    // invoking user's, as on the host.
+    assert_eq!(run.stdout, "alice:alice\n", "{run:#?}");
+    let trap = c_program(&env, "trap");
+    let run = exec(
+        &env,
+        &[],
+        &format!(
+            "getent passwd daemon | cut -d: -f5; id -nG alice; getent group lpmxteam | cut -d: -f1,4; \
+             date +%Z; {}",
+            trap.display()
+        ),
+    );
+    run.success();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        &lines[..4],
+        ["lpmx-inside", "alice lpmxteam", "lpmxteam:alice", "JST"],
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("iconv_open_latin9=Invalid argument"),
+        "gconv loaded a module the container does not have: {run:#?}"
+    );
+    // The preload alone (--no-trap): glibc's own opens are the host's.
+    let run = exec(&env, &["--no-trap"], "getent passwd daemon | cut -d: -f5");
+    run.success();
+    assert_ne!(run.stdout.trim(), "lpmx-inside", "{run:#?}");
+}
+
+#[test]
+fn programs_making_system_calls_themselves_see_the_container_and_keep_the_trap() {
+    let env = Env::new();
+    let _registry = debian_container(&env, "trixie", "c", &[]);
+    // A host file the container must not see (/var/tmp is not a bind).
+    let marker = tempfile::Builder::new()
+        .prefix("lpmx-host-only-")
+        .tempfile_in("/var/tmp")
+        .expect("marker");
+    let marker = marker.path().to_str().unwrap().to_owned();
+    let trap = c_program(&env, "trap");
+    let inside = exec(&env, &[], "cat /etc/debian_version").stdout;
+    let command = format!(
+        "cd /usr/share && {} /etc/debian_version {marker}",
+        trap.display()
+    );
+    let run = exec(&env, &[], &command);
+    run.success();
+    let version = inside.trim();
+    assert!(
+        run.stdout.contains(&format!("syscall_openat={version}\n"))
+            && run.stdout.contains(&format!("syscall_open={version}\n"))
+            && run.stdout.contains("syscall_stat=ok\n")
+            && run.stdout.contains("syscall_getcwd=/usr/share\n")
+            && run
+                .stdout
+                .contains("syscall_host_marker=No such file or directory\n"),
+        "a program's own system calls left the container (it ignored and blocked SIGSYS first): {run:#?}"
+    );
+    // On a 16 KiB alternate signal stack, and from a handler running on
+    // it: the trap moves to a stack of its own.
+    assert!(
+        run.stdout
+            .contains(&format!("small_altstack_openat={version}\n"))
+            && run
+                .stdout
+                .contains(&format!("signal_handler_openat={version}\n")),
+        "{run:#?}"
+    );
+    let host = fs::read_to_string("/etc/debian_version").unwrap_or_default();
+    let run = exec(&env, &["--no-trap"], &command);
+    run.success();
+    assert!(
+        run.stdout
+            .contains(&format!("syscall_openat={}\n", host.trim())),
+        "without the trap such calls are the host's: {run:#?}"
+    );
+}
+
+#[test]
+fn go_programs_see_the_container_through_their_own_system_calls() {
+    let env = Env::new();
+    let _registry = debian_container(&env, "trixie", "c", &[]);
+    let marker = tempfile::Builder::new()
+        .prefix("lpmx-host-only-")
+        .tempfile_in("/var/tmp")
+        .expect("marker");
+    let marker = marker.path().to_str().unwrap().to_owned();
+    // Built with cgo (dynamically linked, so lpmx runs it on the image's
+    // loader); its file operations are the Go runtime's own system calls.
+    let program = env.path().join("fileops");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&program)
+        .arg(".")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("go/fileops"))
+        .env("CGO_ENABLED", "1")
+        .env("GOCACHE", env.path().join("go-cache"))
+        .env("GOPATH", env.path().join("go-path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .expect("run go (golang-go)");
+    assert!(built.success(), "go build tests/go/fileops");
+    let inside = exec(&env, &[], "cat /etc/debian_version").stdout;
+    let version = inside.trim();
+    let command = format!("{} /etc/debian_version {marker}", program.display());
+    let run = exec(&env, &[], &command);
+    run.success();
+    let user = exec(&env, &[], "id -un").stdout;
+    let expected = format!(
+        "read={version}\ngetwd=/usr/share\nwalk=true\nmkdirtemp_write_removeall=ok\n\
+         exec={version}\nuser={}\nhost_marker=stat {marker}: no such file or directory\n\
+         parallel_failures=0\n",
+        user.trim()
+    );
+    assert_eq!(run.stdout, expected, "{run:#?}");
+    // The preload alone does not see them.
+    let run = exec(&env, &["--no-trap"], &command);
+    let host = fs::read_to_string("/etc/debian_version").unwrap_or_default();
+    assert!(
+        run.stdout.starts_with(&format!("read={}\n", host.trim())),
+        "without the trap a Go program reads the host's files: {run:#?}"
+    );
+}
+
+#[test]
+fn the_invoking_user_has_a_name_inside() {
+    // A user the image does not know (and the host may not either).
+    let env = Env::other_user();
+    let _registry = debian_container(&env, "bookworm", "c", &[]);
+    let mut c = env.tool("lpmx-exec");
+    c.env("USER", "lpmxtester").args([
+        "c",
+        "--",
+        "/bin/sh",
+        "-c",
+        "whoami; id -un; id -gn; grep -c '^lpmxtester:' /etc/passwd; ls -ld . | cut -d' ' -f3",
+    ]);
+    c.current_dir(env.home());
+    let run = Run::from(c.output().expect("run lpmx-exec"));
+    run.success();
+    let name = match lpmx_tests::env::running_as_root() {
+        // The host's own entry for the uid, when it has one.
+        true => host_name(lpmx_tests::env::OTHER_UID).unwrap_or_else(|| "lpmxtester".to_owned()),
+        false => current_user_name(),
+    };
+    assert_eq!(
+        run.stdout,
+        format!("{name}\n{name}\n{}\n1\n{name}\n", group_name_or(&name)),
+        "{run:#?}"
+    );
+    // Under --root the program is root, and nothing is added.
+    let run = exec(
+        &env,
+        &["--root"],
+        "whoami; grep -c lpmxtester /etc/passwd || true",
+    );
+    assert_eq!(run.stdout, "root\n0\n", "{run:#?}");
+}
+
+fn host_name(uid: u32) -> Option<String> {
+    fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(&uid.to_string()))
+        .map(|l| l.split(':').next().unwrap_or("").to_owned())
+}
+
+fn current_user_name() -> String {
+    std::env::var("USER").unwrap_or_default()
+}
+
+/// The group the view gives the user: the host's name of their group, or
+/// their own name.
+fn group_name_or(name: &str) -> String {
+    let gid = if lpmx_tests::env::running_as_root() {
+        lpmx_tests::env::OTHER_GID
+    } else {
+        // SAFETY: getgid has no preconditions.
+        unsafe { libc::getgid() }
+    };
+    fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.split(':').nth(2) == Some(&gid.to_string()))
+                .map(|l| l.split(':').next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_else(|| name.to_owned())
+}

@@ -10,8 +10,10 @@ use lpmx_tests::env::tool_dir;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Built binaries named lpmx-* that are not tools.
-const NOT_TOOLS: [&str; 2] = ["lpmx-fixture", "lpmx-man"];
+/// Built binaries named lpmx-* that are not tools: the test fixture, the
+/// man page generator, and the loader libunion starts programs through
+/// (installed beside libunion.so, never run by hand).
+const NOT_TOOLS: [&str; 3] = ["lpmx-fixture", "lpmx-man", "lpmx-loader"];
 
 fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

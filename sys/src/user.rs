@@ -11,7 +11,7 @@
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::sys;
+use crate as sys;
 
 const PAGE: usize = 4096;
 const SLOTS: usize = 64;
@@ -64,7 +64,7 @@ pub fn c_str<'a>(p: *const c_char, limit: usize) -> Result<&'a [u8], i32> {
 
 /// A path argument: at most `PATH_MAX - 1` bytes, as the kernel takes.
 pub fn path<'a>(p: *const c_char) -> Result<&'a [u8], i32> {
-    c_str(p, crate::host::PATH_MAX)
+    c_str(p, sys::PATH_MAX)
 }
 
 /// Whether the `len` bytes at `p` may be read (EFAULT otherwise).

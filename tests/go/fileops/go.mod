@@ -1,0 +1,3 @@
+module lpmx.test/fileops
+
+go 1.19

@@ -1,0 +1,280 @@
+//! lpmx-loader: every exec under the system-call trap starts here.
+//!
+//! ```text
+//! lpmx-loader --lpmx-run FILE ARGV0 ARGS...      a program (and its ELF interpreter)
+//! lpmx-loader --lpmx-interp LDSO ARGV0 ARGS...   an ELF interpreter run as the program
+//! ```
+//!
+//! The kernel starts this small static program with no libc: it maps the
+//! gadget, installs a SIGSYS handler that makes trapped calls as they are,
+//! and starts FILE as the kernel would (`lpmx_trap::exec`). A container's
+//! program then gets libunion's handler, which translates; a host program
+//! keeps this one, so that its calls are the host's, its execs go through
+//! the loader again, and `/proc/self/exe` names its file, not the loader.
+#![no_std]
+#![no_main]
+
+use core::ffi::{c_char, c_int, c_void};
+
+use lpmx_sys as sys;
+use lpmx_trap::exec::{self, RUN, RUN_INTERP, bytes};
+use lpmx_trap::handler::{self, Call};
+
+/// This loader's path (its argv[0]), NUL-terminated: execs go through it.
+static mut SELF_PATH: [u8; 4096] = [0; 4096];
+
+/// The entry point.
+///
+/// # Safety
+/// Only the kernel calls this, at exec.
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "xor ebp, ebp",
+        "mov rdi, rsp",
+        "and rsp, -16",
+        "call {start}",
+        "ud2",
+        start = sym start,
+    )
+}
+
+// The gadget page is part of this program (build.rs puts the section at
+// `lpmx_sys::GADGET`): the kernel maps it with the rest, no call needed.
+core::arch::global_asm!(
+    ".pushsection .lpmx_gadget, \"axR\", @progbits",
+    ".balign 4096",
+    "lpmx_gadget_page:",
+    "    syscall",
+    "    ret",
+    ".balign 16",
+    "    mov eax, 15",
+    "    syscall",
+    ".balign 64",
+    ".ascii \"LPMXGDGT\"",
+    ".balign 4096",
+    ".popsection",
+);
+
+unsafe extern "C" fn start(sp: *mut usize) -> ! {
+    sys::gadget_mapped();
+    handler::install(on_sigsys);
+    // SAFETY: the kernel's initial stack: argc, argv, NULL, envp, NULL, auxv.
+    let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
+    // SAFETY: as above.
+    let arg = |i: usize| unsafe { *argv.add(i) };
+    // SAFETY: the kernel's argument strings.
+    let mode = if argc >= 4 {
+        unsafe { bytes(arg(1)) }
+    } else {
+        b""
+    };
+    let interp = mode == RUN_INTERP.to_bytes();
+    if !interp && mode != RUN.to_bytes() {
+        sys::warn(&[b"lpmx-loader starts programs for lpmx-exec under its system-call trap\n"]);
+        sys::exit_group(2);
+    }
+    // SAFETY: as above.
+    let own = unsafe { bytes(arg(0)) };
+    let len = own.len().min(4095);
+    // SAFETY: written once, before anything reads it.
+    unsafe {
+        let copy = &mut *(&raw mut SELF_PATH).cast::<[u8; 4096]>();
+        copy[..len].copy_from_slice(&own[..len]);
+        copy[len] = 0;
+    }
+    // SAFETY: argv[3..argc] are the program's arguments, then envp and the
+    // auxiliary vector.
+    unsafe { exec::run(arg(2), interp, argv.add(3), argc - 3, argv.add(argc + 1)) }
+}
+
+extern "C" fn on_sigsys(_signal: c_int, info: *mut c_void, context: *mut c_void) {
+    // SAFETY: the kernel's siginfo and ucontext of this SIGSYS.
+    let call = unsafe { Call::of(info, context) };
+    let result = match call.guard() {
+        Some(result) => result,
+        None => match call.nr {
+            59 | 322 => reroute_exec(&call),
+            _ if handler::is_ld_so_preload(call.nr, call.args) => -(sys::ENOENT as isize),
+            _ => self_exe(&call).unwrap_or_else(|| call.raw()),
+        },
+    };
+    call.set_result(result);
+}
+
+/// Whether `path` names this process's executable in /proc.
+fn is_self_exe(path: &[u8]) -> bool {
+    if path == b"/proc/self/exe" || path == b"/proc/thread-self/exe" {
+        return true;
+    }
+    let Some(pid) = path
+        .strip_prefix(b"/proc/")
+        .and_then(|r| r.strip_suffix(b"/exe"))
+    else {
+        return false;
+    };
+    let mut digits = [0u8; 12];
+    pid == sys::format_int(i64::from(sys::getpid()), &mut digits)
+}
+
+/// `/proc/self/exe` is the program's file, not the loader's: its readlink
+/// names it and its open opens it.
+fn self_exe(call: &Call) -> Option<isize> {
+    let a = call.args;
+    let (path, rest) = match call.nr {
+        89 | 2 => (a[0], &a[1..]),
+        267 | 257 => (a[1], &a[2..]),
+        _ => return None,
+    };
+    let given = sys::user::path(path as *const c_char).ok()?;
+    if !is_self_exe(given) {
+        return None;
+    }
+    let exe = exec::exe();
+    if exe.is_empty() {
+        return None;
+    }
+    Some(match call.nr {
+        89 | 267 => {
+            let (buf, size) = (rest[0] as *mut u8, rest[1]);
+            let n = exe.len().min(size);
+            if sys::user::check(buf.cast_const(), n).is_err() {
+                return Some(-(sys::EFAULT as isize));
+            }
+            // SAFETY: the caller's buffer of `size` bytes.
+            unsafe { core::ptr::copy_nonoverlapping(exe.as_ptr(), buf, n) };
+            n as isize
+        }
+        _ => match sys::openat(sys::AT_FDCWD, exe.as_ptr(), rest[0] as i32, rest[1] as u32) {
+            Ok(fd) => fd as isize,
+            Err(e) => -(e as isize),
+        },
+    })
+}
+
+/// An exec in a host program: through the loader again, which puts this
+/// handler back in the new program.
+fn reroute_exec(call: &Call) -> isize {
+    const AT_EMPTY_PATH: usize = 0x1000;
+    let a = call.args;
+    let mut path = [0u8; 4096];
+    let (file, argv, envp) = if call.nr == 59 {
+        (a[0] as *const c_char, a[1], a[2])
+    } else {
+        let (dirfd, file, argv, envp, flags) = (a[0] as i32, a[1], a[2], a[3], a[4]);
+        let given = match sys::user::path(file as *const c_char) {
+            Ok(given) => given,
+            Err(e) => return -(e as isize),
+        };
+        if given.first() == Some(&b'/') {
+            (file as *const c_char, argv, envp)
+        } else {
+            // Relative to a descriptor: through its /proc/self/fd link.
+            let mut digits = [0u8; 12];
+            let fd = sys::format_int(i64::from(dirfd), &mut digits);
+            let parts: [&[u8]; 4] = [
+                b"/proc/self/fd/",
+                fd,
+                if given.is_empty() && flags & AT_EMPTY_PATH != 0 {
+                    b""
+                } else {
+                    b"/"
+                },
+                given,
+            ];
+            let mut at = 0;
+            for part in parts {
+                if at + part.len() >= path.len() {
+                    return -(sys::ENAMETOOLONG as isize);
+                }
+                path[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            path[at] = 0;
+            (path.as_ptr().cast(), argv, envp)
+        }
+    };
+    // The loader's path, set at start.
+    let loader = (&raw const SELF_PATH).cast::<u8>();
+    // SAFETY: the program's own exec arguments, which the kernel would
+    // have read the same.
+    match unsafe { exec::through_loader(loader, file, argv as _, envp as _) } {
+        Ok(()) => 0,
+        Err(e) => -(e as isize),
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    sys::warn(&[b"lpmx-loader: internal error\n"]);
+    sys::exit_group(127)
+}
+
+/// The precompiled `core` refers to the unwinder's personality routine;
+/// nothing unwinds here (panic = "abort"), so it is never called.
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
+
+// What the compiler calls for copies and comparisons, in assembly so that
+// it cannot turn them back into calls of themselves; there is no libc.
+core::arch::global_asm!(
+    ".globl memcpy",
+    "memcpy:",
+    "    mov rax, rdi",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    ret",
+    ".globl memmove",
+    "memmove:",
+    "    mov rax, rdi",
+    "    mov rcx, rdx",
+    "    cmp rdi, rsi",
+    "    jbe 2f",
+    "    lea rsi, [rsi + rdx - 1]",
+    "    lea rdi, [rdi + rdx - 1]",
+    "    std",
+    "    rep movsb",
+    "    cld",
+    "    ret",
+    "2:",
+    "    rep movsb",
+    "    ret",
+    ".globl memset",
+    "memset:",
+    "    mov r8, rdi",
+    "    mov eax, esi",
+    "    mov rcx, rdx",
+    "    rep stosb",
+    "    mov rax, r8",
+    "    ret",
+    ".globl memcmp",
+    ".globl bcmp",
+    "memcmp:",
+    "bcmp:",
+    "    xor eax, eax",
+    "3:",
+    "    test rdx, rdx",
+    "    jz 4f",
+    "    movzx eax, byte ptr [rdi]",
+    "    movzx ecx, byte ptr [rsi]",
+    "    sub eax, ecx",
+    "    jnz 4f",
+    "    inc rdi",
+    "    inc rsi",
+    "    dec rdx",
+    "    jmp 3b",
+    "4:",
+    "    ret",
+    ".globl strlen",
+    "strlen:",
+    "    mov rax, rdi",
+    "5:",
+    "    cmp byte ptr [rax], 0",
+    "    je 6f",
+    "    inc rax",
+    "    jmp 5b",
+    "6:",
+    "    sub rax, rdi",
+    "    ret",
+);
