@@ -13,6 +13,7 @@
 #   ls -lR   ls -lR /usr > /dev/null            (readdir, statx, readlink)
 #   compile  a small C program, when the image has a compiler (bookworm
 #            minbase has none: skipped, and said so)
+# (lpmx 1 layer also without the system-call trap, --no-trap, for its cost)
 # and: create a container from the pulled layers and run /bin/true in it.
 #
 # Goals (issue 4): lpmx at most 1.3x native for process launch, at most
@@ -85,8 +86,10 @@ if [ "$(id -u)" -eq 0 ]; then
 else
     printf '%s\t%s\t%s\n' '*' native "not root: chroot(2) needs root, native reference skipped" >> "$skips"
 fi
-names+=("lpmx 1 layer" "lpmx 10 layers" proot fakechroot)
+names+=("lpmx 1 layer" "lpmx 10 layers" "lpmx 1 layer, no trap" proot fakechroot)
 prefix["lpmx 1 layer"]="$lpmx_exec one --"
+# The same without the system-call trap: what the trap costs.
+prefix["lpmx 1 layer, no trap"]="$lpmx_exec --no-trap one --"
 prefix["lpmx 10 layers"]="$lpmx_exec ten --"
 prefix[proot]="proot -r $root -b /dev -b /proc -b /sys -w /"
 prefix[fakechroot]="fakechroot chroot $root"
@@ -156,7 +159,7 @@ for key in keys:
         return f"{r[name] / native:.2f}x" if native else f"{r[name]:.3f} s"
     head = f"native {native:.3f} s" if native else "native n/a"
     print(f"{labels[key]}: {head}; lpmx 1 layer {f('lpmx 1 layer')}, 10 layers {f('lpmx 10 layers')}; "
-          f"proot {f('proot')}; fakechroot {f('fakechroot')}")
+          f"1 layer without the trap {f('lpmx 1 layer, no trap')}; proot {f('proot')}; fakechroot {f('fakechroot')}")
     one, ten = r.get("lpmx 1 layer"), r.get("lpmx 10 layers")
     parts = []
     if key in goals and native and one:

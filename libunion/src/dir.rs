@@ -158,7 +158,7 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
         }
         return Ok(());
     }
-    if index.entry(top).kind != KIND_DIR {
+    if index.entry(top).kind as u8 != KIND_DIR {
         return Ok(());
     }
     if !have_dots {
@@ -187,7 +187,7 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
         if child.push(name).is_err() || crate::upper::hides(state, child.as_bytes()) {
             return;
         }
-        result = dir.push(index.ino(i), d_type(entry.kind), name);
+        result = dir.push(index.ino(i), d_type(entry.kind as u8), name);
     });
     result
 }

@@ -134,17 +134,8 @@ static OWNERS: SpinLock<Owners> = SpinLock::new(Owners {
 
 fn log_path(state: &State) -> Result<Buf, i32> {
     let mut path = Buf::from(state.upper)?;
-    path.push(b".owners")?;
+    path.push(lpmx_union::upper::OWNERS)?;
     Ok(path)
-}
-
-fn parse(digits: &[u8]) -> u64 {
-    digits
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, b| {
-            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
-        })
 }
 
 impl Owners {
@@ -257,21 +248,23 @@ impl Owners {
     }
 
     fn apply(&mut self, line: &[u8]) {
-        let mut fields = line.split(|&b| b == b' ');
-        let ino = parse(fields.next().unwrap_or(b""));
-        if ino == 0 {
+        let Some((ino, record)) = lpmx_union::upper::owner(line) else {
             return;
-        }
-        let rest: [&[u8]; 4] = core::array::from_fn(|_| fields.next().unwrap_or(b""));
-        let gone = rest[0] == b"-";
+        };
+        let r = record.unwrap_or(lpmx_union::upper::Owner {
+            uid: 0,
+            gid: 0,
+            mode: 0,
+            rdev: 0,
+        });
         let owner = Owner {
             ino,
-            uid: parse(rest[0]) as u32,
-            gid: parse(rest[1]) as u32,
-            mode: parse(rest[2]) as u32,
-            rdev: parse(rest[3]),
+            uid: r.uid,
+            gid: r.gid,
+            mode: r.mode,
+            rdev: r.rdev,
         };
-        self.put(owner, gone);
+        self.put(owner, record.is_none());
     }
 }
 
@@ -301,18 +294,17 @@ fn append(state: &State, line: &[u8]) {
 
 /// Records what `stat` is to say of the writable layer's inode `ino`.
 pub fn record_ino(state: &State, ino: u64, attrs: Attrs) {
-    let mut line = Buf::new();
-    let mut digits = [0u8; 12];
-    let mut field = |value: u64, last: bool| {
-        let _ = line.push(state::format_int(value as i64, &mut digits));
-        let _ = line.push(if last { b"\n" } else { b" " });
+    let record = lpmx_union::upper::Owner {
+        uid: attrs.uid,
+        gid: attrs.gid,
+        mode: attrs.mode,
+        rdev: attrs.rdev,
     };
-    field(ino, false);
-    field(u64::from(attrs.uid), false);
-    field(u64::from(attrs.gid), false);
-    field(u64::from(attrs.mode), false);
-    field(attrs.rdev, true);
-    append(state, line.as_bytes());
+    let mut line = [0u8; lpmx_union::upper::OWNER_LINE];
+    append(
+        state,
+        lpmx_union::upper::owner_line(ino, Some(&record), &mut line),
+    );
 }
 
 /// Before the last name of the writable layer's file `host` goes: its
@@ -325,11 +317,8 @@ pub fn forget(host: &Buf) {
     }
     let is_dir = (st[3] as u32) & sys::S_IFMT == sys::S_IFDIR;
     if (st[2] <= 1 || is_dir) && recorded(state, st[1]).is_some() {
-        let mut line = Buf::new();
-        let mut digits = [0u8; 12];
-        let _ = line.push(state::format_int(st[1] as i64, &mut digits));
-        let _ = line.push(b" -\n");
-        append(state, line.as_bytes());
+        let mut line = [0u8; lpmx_union::upper::OWNER_LINE];
+        append(state, lpmx_union::upper::owner_line(st[1], None, &mut line));
     }
 }
 
@@ -349,7 +338,7 @@ pub fn attrs(st: &[u64; 18], image: Option<&[u8]>) -> Attrs {
     let mode = (st[3] & 0xffff_ffff) as u32;
     let (uid, gid) = ((st[3] >> 32) as u32, st[4] as u32);
     if let (Some(key), Some(index)) = (image, state.index)
-        && let Some(entry) = index.position(key).map(|i| index.full_entry(i))
+        && let Some(entry) = index.position(key).map(|i| index.entry(i))
     {
         return Attrs {
             uid: entry.uid,
@@ -403,7 +392,7 @@ pub fn meta(
     host: &Buf,
 ) -> Result<Meta, i32> {
     if let (Place::Lower(_), Some(index)) = (place, state.index)
-        && let Some(entry) = index.position(key).map(|i| index.full_entry(i))
+        && let Some(entry) = index.position(key).map(|i| index.entry(i))
     {
         return Ok(Meta {
             uid: entry.uid,
@@ -560,7 +549,7 @@ pub fn inherit(host: &Buf, canon: &[u8]) {
     };
     let Some(entry) = index
         .position(canon.get(1..).unwrap_or(b""))
-        .map(|i| index.full_entry(i))
+        .map(|i| index.entry(i))
     else {
         return;
     };

@@ -202,7 +202,7 @@ fn init() {
         let with_nul = unsafe {
             core::slice::from_raw_parts(state.index_var.as_ptr(), state.index_var.len() + 1)
         };
-        state.index = Index::map(with_nul);
+        state.index = crate::index::map(with_nul);
         if state.index.is_none() {
             sys::warn(&[
                 b"lpmx: libunion: cannot read the layer index ",

@@ -13,6 +13,8 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
+use lpmx_union::upper::{self as upper_files, Counter};
+
 use crate::buf::Buf;
 use crate::lock::SpinLock;
 use crate::state::State;
@@ -53,17 +55,17 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
 /// The container's change counters (`upper.gen`, mapped shared): for the
 /// root's names, the whiteouts and the owners log. A writer bumps only the
 /// one it changed, so most writes invalidate nothing.
-static COUNTER: AtomicPtr<[AtomicU64; 4]> = AtomicPtr::new(core::ptr::null_mut());
-const ROOT: usize = 0;
-const WHITEOUTS: usize = 1;
-const OWNERS: usize = 2;
-/// Bumped when a directory of the writable layer goes (rmdir, rename).
-const DIRS: usize = 3;
+static COUNTER: AtomicPtr<Counters> = AtomicPtr::new(core::ptr::null_mut());
+type Counters = [AtomicU64; upper_files::COUNTER_SLOTS];
+const ROOT: usize = Counter::Root as usize;
+const WHITEOUTS: usize = Counter::Whiteouts as usize;
+const OWNERS: usize = Counter::Owners as usize;
+const DIRS: usize = Counter::Dirs as usize;
 static COUNTER_STATE: AtomicU8 = AtomicU8::new(0);
 
 /// The shared change counter, mapped on first use; None if it cannot be
 /// (then nothing is cached).
-fn counter(state: &State) -> Option<&'static [AtomicU64; 4]> {
+fn counter(state: &State) -> Option<&'static Counters> {
     match COUNTER_STATE.load(Ordering::Acquire) {
         2 => {
             // SAFETY: a mapping that is never unmapped.
@@ -90,9 +92,9 @@ fn counter(state: &State) -> Option<&'static [AtomicU64; 4]> {
     mapped.and_then(|p| unsafe { p.as_ref() })
 }
 
-fn map_counter(state: &State) -> Option<*mut [AtomicU64; 4]> {
+fn map_counter(state: &State) -> Option<*mut Counters> {
     let mut path = Buf::from(state.upper).ok()?;
-    path.push(b".gen").ok()?;
+    path.push(upper_files::COUNTERS).ok()?;
     let fd = sys::openat(
         sys::AT_FDCWD,
         path.c(),
@@ -100,16 +102,17 @@ fn map_counter(state: &State) -> Option<*mut [AtomicU64; 4]> {
         0o644,
     )
     .ok()? as i32;
+    const BYTES: usize = upper_files::COUNTER_BYTES;
     let mut st = [0u64; 18];
     let sized = sys::fstat(fd, st.as_mut_ptr().cast()).is_ok()
-        && (st[6] >= 32 || sys::ftruncate(fd, 32).is_ok());
+        && (st[6] >= BYTES as u64 || sys::ftruncate(fd, BYTES as u64).is_ok());
     let mapped = if sized {
-        sys::mmap_shared(fd, 32).ok()
+        sys::mmap_shared(fd, BYTES).ok()
     } else {
         None
     };
     let _ = sys::close(fd);
-    mapped.map(|p| p as *mut [AtomicU64; 4])
+    mapped.map(|p| p as *mut Counters)
 }
 
 fn locked<T>(f: impl FnOnce(&mut Cache) -> T) -> T {
@@ -187,10 +190,8 @@ fn read_whiteouts(state: &State, cache: &mut Cache) -> bool {
     for line in bytes.split(|&b| b == b'\n') {
         let here = start;
         start += line.len() + 1;
-        let (opaque, path) = match line {
-            [b'W', b' ', path @ ..] => (false, path),
-            [b'O', b' ', path @ ..] => (true, path),
-            _ => continue,
+        let Some((path, opaque)) = upper_files::whiteout(line) else {
+            continue;
         };
         // SAFETY: n < count.
         unsafe {
@@ -290,7 +291,7 @@ pub fn hides_below(state: &State, key: &[u8]) -> bool {
 
 pub fn whiteouts_path(state: &State) -> Buf {
     let mut path = Buf::from(state.upper).unwrap_or_else(|_| Buf::new());
-    let _ = path.push(b".whiteouts");
+    let _ = path.push(upper_files::WHITEOUTS);
     path
 }
 
@@ -329,7 +330,7 @@ fn read_file(path: &Buf) -> Option<(*mut u8, usize)> {
 /// under the container's lock, and tells every process.
 pub fn set_whiteout(state: &State, key: &[u8], kind: Option<u8>) -> Result<(), i32> {
     let mut lock_path = Buf::from(state.upper)?;
-    lock_path.push(b".gen")?;
+    lock_path.push(upper_files::COUNTERS)?;
     let lock = sys::openat(
         sys::AT_FDCWD,
         lock_path.c(),

@@ -257,7 +257,7 @@ fn created(state: &State, canon: &[u8], dir: bool) {
     let key = image_key(canon);
     if upper::has_whiteout(state, key) {
         let kind = if dir && state.index.is_some_and(|i| i.position(key).is_some()) {
-            Some(b'O')
+            Some(lpmx_union::upper::OPAQUE)
         } else {
             None
         };
@@ -994,7 +994,11 @@ unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
             }
             _ => {
                 make_upper_parents(canon.as_bytes())?;
-                upper::set_whiteout(state, image_key(canon.as_bytes()), Some(b'W'))?;
+                upper::set_whiteout(
+                    state,
+                    image_key(canon.as_bytes()),
+                    Some(lpmx_union::upper::DELETED),
+                )?;
                 Ok(0)
             }
         }
@@ -1010,7 +1014,11 @@ unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
 
 fn whiteout_if_in_image(state: &State, canon: &Buf) -> Result<(), i32> {
     if in_image(state, canon.as_bytes()) {
-        upper::set_whiteout(state, image_key(canon.as_bytes()), Some(b'W'))
+        upper::set_whiteout(
+            state,
+            image_key(canon.as_bytes()),
+            Some(lpmx_union::upper::DELETED),
+        )
     } else {
         upper::changed_at(state, canon.as_bytes());
         Ok(())

@@ -5,20 +5,19 @@
 //! containers/<name>/stack.json   StackDocument: the layers, bottom to top,
 //!                                the image config, host paths passed through
 //! containers/<name>/upper/       the container's own writable layer
-//! containers/<name>/upper.gen    a counter libunion bumps on every change
-//!                                to upper/ (its processes' caches check it)
-//! containers/<name>/upper.whiteouts  what the container deleted from the
-//!                                image: `W path` (a path and all below it)
-//!                                and `O path` (a directory made again:
-//!                                the image's entries below it are hidden),
-//!                                one per line, paths relative to `/`
+//! containers/<name>/upper.*      its side files (`lpmx_union::upper`):
+//!                                whiteouts, fake root's owners log, the
+//!                                change counters
 //! containers/<name>/env          its environment file (KEY=VALUE lines)
 //! containers/<name>/host-programs  container paths run as host programs
 //! ```
 //!
 //! Creating one copies nothing from the layers, whatever the image's size.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use lpmx_union::upper as upper_files;
 
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +98,19 @@ pub(crate) fn beside(upper: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// `upper` with a side file's suffix (`lpmx_union::upper`).
+fn side_file(upper: &Path, suffix: &[u8]) -> PathBuf {
+    beside(upper, &String::from_utf8_lossy(suffix))
+}
+
+/// A side file's text; empty when it is missing.
+fn read_side_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// The writable layer's whiteouts, as libunion records them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Whiteouts {
@@ -111,104 +123,69 @@ pub struct Whiteouts {
 impl Whiteouts {
     /// The whiteouts file of writable layer `upper` (`upper.whiteouts`).
     pub fn path(upper: &Path) -> PathBuf {
-        beside(upper, ".whiteouts")
+        side_file(upper, upper_files::WHITEOUTS)
     }
 
     /// Reads the whiteouts of writable layer `upper`; none if the file is
     /// missing.
     pub fn read(upper: &Path) -> std::io::Result<Whiteouts> {
-        let text = match std::fs::read_to_string(Whiteouts::path(upper)) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e),
-        };
+        let text = read_side_file(&Whiteouts::path(upper))?;
         let mut whiteouts = Whiteouts::default();
-        for line in text.lines() {
-            if let Some(path) = line.strip_prefix("W ") {
-                whiteouts.deleted.push(path.to_owned());
-            } else if let Some(path) = line.strip_prefix("O ") {
-                whiteouts.opaque.push(path.to_owned());
+        for (path, opaque) in upper_files::whiteouts(&text) {
+            let path = String::from_utf8_lossy(path).into_owned();
+            if opaque {
+                whiteouts.opaque.push(path);
+            } else {
+                whiteouts.deleted.push(path);
             }
         }
         Ok(whiteouts)
     }
 }
 
-/// The fake-root owners log of a writable layer (`upper.owners`): what
-/// `lpmx-exec --root` recorded of owners, modes and device nodes, a line
-/// per change, `INO UID GID MODE RDEV`, or `INO -` when the file is gone.
-/// libunion writes and reads it (its root.rs); this reads it for the tools.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OwnerRecord {
-    pub uid: u32,
-    pub gid: u32,
-    /// File type and permission bits; 0: the file's own.
-    pub mode: u32,
-    /// The device number (Linux `dev_t` encoding) of a device node.
-    pub rdev: u64,
-}
+/// What `lpmx-exec --root` recorded of a file's owner, mode and device.
+pub use lpmx_union::upper::Owner as OwnerRecord;
 
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFBLK: u32 = 0o060000;
 
-impl OwnerRecord {
-    /// The owners log of writable layer `upper`.
-    pub fn log_path(upper: &Path) -> PathBuf {
-        beside(upper, ".owners")
-    }
+/// The fake-root owners log of writable layer `upper` (`upper.owners`).
+pub fn owners_log_path(upper: &Path) -> PathBuf {
+    side_file(upper, upper_files::OWNERS)
+}
 
-    /// The records of writable layer `upper` by inode, the last line for an
-    /// inode winning; none if there is no log.
-    pub fn read_log(upper: &Path) -> std::io::Result<std::collections::HashMap<u64, OwnerRecord>> {
-        let text = match std::fs::read_to_string(OwnerRecord::log_path(upper)) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e),
-        };
-        let mut records = std::collections::HashMap::new();
-        for line in text.lines() {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let Some(Ok(ino)) = fields.first().map(|f| f.parse::<u64>()) else {
-                continue;
-            };
-            if fields.get(1) == Some(&"-") {
+/// The records of writable layer `upper`'s owners log by inode, the last
+/// line for an inode winning; none if there is no log.
+pub fn read_owners_log(upper: &Path) -> std::io::Result<HashMap<u64, OwnerRecord>> {
+    let text = read_side_file(&owners_log_path(upper))?;
+    let mut records = HashMap::new();
+    for line in text.split(|&b| b == b'\n') {
+        match upper_files::owner(line) {
+            Some((ino, Some(record))) => {
+                records.insert(ino, record);
+            }
+            Some((ino, None)) => {
                 records.remove(&ino);
-                continue;
             }
-            let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-            if let (Some(uid), Some(gid), Some(mode), Some(rdev)) =
-                (number(1), number(2), number(3), number(4))
-            {
-                records.insert(
-                    ino,
-                    OwnerRecord {
-                        uid: uid as u32,
-                        gid: gid as u32,
-                        mode: mode as u32,
-                        rdev,
-                    },
-                );
-            }
+            None => {}
         }
-        Ok(records)
     }
+    Ok(records)
+}
 
-    /// The log line recording this for inode `ino`.
-    pub fn line(&self, ino: u64) -> String {
-        format!(
-            "{ino} {} {} {} {}\n",
-            self.uid, self.gid, self.mode, self.rdev
-        )
-    }
+/// The owners log line recording `record` for inode `ino`.
+pub fn owner_line(record: &OwnerRecord, ino: u64) -> String {
+    let mut line = [0u8; upper_files::OWNER_LINE];
+    String::from_utf8_lossy(upper_files::owner_line(ino, Some(record), &mut line)).into_owned()
+}
 
-    /// Whether it makes the file a character or block device.
-    pub fn device_kind(&self) -> Option<crate::layer::DeviceKind> {
-        match self.mode & S_IFMT {
-            S_IFCHR => Some(crate::layer::DeviceKind::Char),
-            S_IFBLK => Some(crate::layer::DeviceKind::Block),
-            _ => None,
-        }
+/// Whether `record` makes the file a character or block device.
+pub fn device_kind(record: &OwnerRecord) -> Option<crate::layer::DeviceKind> {
+    match record.mode & S_IFMT {
+        S_IFCHR => Some(crate::layer::DeviceKind::Char),
+        S_IFBLK => Some(crate::layer::DeviceKind::Block),
+        _ => None,
     }
 }
 
@@ -438,13 +415,13 @@ mod tests {
             mode: S_IFCHR | 0o600,
             rdev: make_dev(4, 300),
         };
-        let log = format!("{}7 1 1 0 0\n7 -\n8 1 2 3 4\nbad\n", record.line(9));
-        std::fs::write(OwnerRecord::log_path(&upper), log).unwrap();
-        let records = OwnerRecord::read_log(&upper).unwrap();
+        let log = format!("{}7 1 1 0 0\n7 -\n8 1 2 3 4\nbad\n", owner_line(&record, 9));
+        std::fs::write(owners_log_path(&upper), log).unwrap();
+        let records = read_owners_log(&upper).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[&9], record);
         assert_eq!(
-            records[&9].device_kind(),
+            device_kind(&records[&9]),
             Some(crate::layer::DeviceKind::Char)
         );
         assert_eq!(split_dev(records[&9].rdev), (4, 300));

@@ -6,27 +6,8 @@
 //! read-only so a lookup in the lower layers is a binary search, with no
 //! system call, however many layers there are.
 //!
-//! Format, version 2, little-endian:
-//!
-//! ```text
-//! header   magic "LPMXIDX\0", version u32, layer count u32,
-//!          entry count u64, string table offset u64, string table length u64
-//! layers   per layer, top first: root path offset u64, length u32, 0 u32
-//! entries  per path, sorted by its bytes (56 bytes each):
-//!          path offset u64, path length u32, layer u16, kind u8, 0 u8,
-//!          mode u32 (st_mode: type and permission bits), uid u32, gid u32,
-//!          device u32 (major << 20 | minor, for device nodes),
-//!          inode u64 (of the layer's file), symlink target offset u64,
-//!          target length u32, 0 u32
-//! strings  the paths, relative without a leading `/` (the root is ""),
-//!          and symlink targets
-//! ```
-//!
-//! With the inodes and link targets in the index, libunion lists a lower
-//! directory and follows a lower symlink without any system call. The
-//! inodes are those of the store the index was built in: a store copied
-//! file by file needs its indexes rebuilt (delete `indexes/`; lpmx-mkroot
-//! builds them again).
+//! The format is the union core's (`lpmx_union::index`): this builds it
+//! from unpacked layers and reads it for the tools.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -39,39 +20,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use crate::document::parse_document;
 use crate::layer::{DeviceKind, LayerDir, LayerMeta};
 
-pub const MAGIC: &[u8; 8] = b"LPMXIDX\0";
-pub const VERSION: u32 = 2;
-const HEADER: usize = 40;
-const LAYER: usize = 16;
-const ENTRY: usize = 56;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    Dir = 1,
-    File = 2,
-    Symlink = 3,
-    Char = 4,
-    Block = 5,
-    Fifo = 6,
-    Socket = 7,
-}
-
-/// One path of the merged lower layers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// Index into the layers, top first.
-    pub layer: u16,
-    pub kind: Kind,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub device: u32,
-    /// The inode of the layer's file.
-    pub ino: u64,
-    /// A symlink's target; empty for anything else.
-    pub link: Vec<u8>,
-}
+use lpmx_union::index as format;
+pub use lpmx_union::index::{Entry, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -102,7 +52,7 @@ pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBu
         let mut head = [0u8; 12];
         fs::File::open(&path)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-            .is_ok_and(|()| &head[..8] == MAGIC && head[8..12] == VERSION.to_le_bytes())
+            .is_ok_and(|()| format::is_current(&head))
     };
     if farm.is_dir() && current() {
         if !crate::libraries::has_probed(&farm) {
@@ -147,7 +97,7 @@ pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBu
 /// Builds the index of `layers` (bottom first, as documents list them).
 pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
     let top_first: Vec<&LayerDir> = layers.iter().rev().collect();
-    let mut entries: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+    let mut entries: BTreeMap<Vec<u8>, (Entry, Vec<u8>)> = BTreeMap::new();
     // Paths below which lower layers are hidden by the layers seen so far.
     let mut hidden_below: HashSet<Vec<u8>> = HashSet::new();
     let mut hidden_exactly: HashSet<Vec<u8>> = HashSet::new();
@@ -194,19 +144,16 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
             if kind != Kind::Dir {
                 hides_below.push(key.clone());
             }
-            entries.insert(
-                key,
-                Entry {
-                    layer: number as u16,
-                    kind,
-                    mode: type_bits(kind) | permissions,
-                    uid: record.and_then(|r| r.uid).unwrap_or(0),
-                    gid: record.and_then(|r| r.gid).unwrap_or(0),
-                    device,
-                    ino: disk.ino(),
-                    link,
-                },
-            );
+            let entry = Entry {
+                layer: number as u16,
+                kind,
+                mode: kind.type_bits() | permissions,
+                uid: record.and_then(|r| r.uid).unwrap_or(0),
+                gid: record.and_then(|r| r.gid).unwrap_or(0),
+                device,
+                ino: disk.ino(),
+            };
+            entries.insert(key, (entry, link));
         }
         // This layer's deletions and replacements hide the layers below it.
         for path in &meta.whiteouts {
@@ -222,7 +169,16 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
         .iter()
         .map(|layer| layer.root().as_os_str().as_bytes().to_vec())
         .collect();
-    Ok(encode(&roots, &entries))
+    let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    let mut out = Vec::new();
+    format::encode(
+        &roots,
+        entries
+            .iter()
+            .map(|(path, (entry, link))| (path.as_slice(), entry, link.as_slice())),
+        &mut |bytes: &[u8]| out.extend_from_slice(bytes),
+    );
+    Ok(out)
 }
 
 /// A path of a layer, as the walk found it.
@@ -420,165 +376,57 @@ fn is_hidden(path: &[u8], below: &HashSet<Vec<u8>>, exactly: &HashSet<Vec<u8>>) 
         .any(|(i, _)| below.contains(&path[..i]))
 }
 
-fn type_bits(kind: Kind) -> u32 {
-    match kind {
-        Kind::Dir => 0o040000,
-        Kind::File => 0o100000,
-        Kind::Symlink => 0o120000,
-        Kind::Char => 0o020000,
-        Kind::Block => 0o060000,
-        Kind::Fifo => 0o010000,
-        Kind::Socket => 0o140000,
-    }
-}
-
-fn encode(roots: &[Vec<u8>], entries: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
-    let strings_offset = HEADER + roots.len() * LAYER + entries.len() * ENTRY;
-    let mut strings = Vec::new();
-    let mut out = Vec::with_capacity(strings_offset);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(roots.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(strings_offset as u64).to_le_bytes());
-    let strings_len_at = out.len();
-    out.extend_from_slice(&0u64.to_le_bytes());
-    let mut add = |bytes: &[u8], out: &mut Vec<u8>| {
-        out.extend_from_slice(&(strings.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        strings.extend_from_slice(bytes);
-    };
-    for root in roots {
-        add(root, &mut out);
-        out.extend_from_slice(&0u32.to_le_bytes());
-    }
-    for (path, entry) in entries {
-        add(path, &mut out);
-        out.extend_from_slice(&entry.layer.to_le_bytes());
-        out.push(entry.kind as u8);
-        out.push(0);
-        for value in [entry.mode, entry.uid, entry.gid, entry.device] {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-        out.extend_from_slice(&entry.ino.to_le_bytes());
-        add(&entry.link, &mut out);
-        out.extend_from_slice(&0u32.to_le_bytes());
-    }
-    let strings_len = strings.len() as u64;
-    out[strings_len_at..strings_len_at + 8].copy_from_slice(&strings_len.to_le_bytes());
-    out.extend_from_slice(&strings);
-    out
-}
-
-/// A read index (the Rust reader; libunion has a `no_std` one of its own).
+/// A read index, owned (the tools' reader over the union core's).
 pub struct Index {
     bytes: Vec<u8>,
-    layers: usize,
-    count: usize,
-    strings: usize,
 }
 
 impl Index {
     pub fn parse(bytes: Vec<u8>) -> Result<Index, String> {
-        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err("not an lpmx index".to_owned());
-        }
-        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        if u32_at(8) != VERSION {
-            return Err(format!(
-                "index version {} (this lpmx reads {VERSION})",
-                u32_at(8)
-            ));
-        }
-        let layers = u32_at(12) as usize;
-        let count = u64_at(16) as usize;
-        let strings = u64_at(24) as usize;
-        let strings_len = u64_at(32) as usize;
-        let expected = HEADER + layers * LAYER + count * ENTRY;
-        if strings != expected || bytes.len() != strings + strings_len {
-            return Err("truncated or inconsistent index".to_owned());
-        }
-        Ok(Index {
-            bytes,
-            layers,
-            count,
-            strings,
-        })
+        format::Index::parse(&bytes).map_err(|e| e.to_string())?;
+        Ok(Index { bytes })
+    }
+
+    /// The union core's reader over these bytes (checked in `parse`).
+    pub fn read(&self) -> format::Index<'_> {
+        format::Index::parse(&self.bytes).expect("checked when parsed")
     }
 
     pub fn len(&self) -> usize {
-        self.count
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    fn string(&self, at: usize) -> &[u8] {
-        let offset =
-            u64::from_le_bytes(self.bytes[at..at + 8].try_into().expect("8 bytes")) as usize;
-        let len =
-            u32::from_le_bytes(self.bytes[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
-        &self.bytes[self.strings + offset..self.strings + offset + len]
-    }
-
-    fn entry_at(&self, i: usize) -> usize {
-        HEADER + self.layers * LAYER + i * ENTRY
+        self.read().is_empty()
     }
 
     /// The root directory of layer `layer` (top first).
     pub fn layer_root(&self, layer: u16) -> &Path {
-        Path::new(std::ffi::OsStr::from_bytes(
-            self.string(HEADER + usize::from(layer) * LAYER),
-        ))
+        Path::new(std::ffi::OsStr::from_bytes(self.read().layer_root(layer)))
     }
 
     /// The entry for relative `path` (`usr/bin`), by binary search.
     pub fn lookup(&self, path: &[u8]) -> Option<Entry> {
-        let (mut low, mut high) = (0, self.count);
-        while low < high {
-            let middle = (low + high) / 2;
-            let at = self.entry_at(middle);
-            match self.string(at).cmp(path) {
-                std::cmp::Ordering::Less => low = middle + 1,
-                std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => {
-                    let u32_at = |o: usize| {
-                        u32::from_le_bytes(
-                            self.bytes[at + o..at + o + 4].try_into().expect("4 bytes"),
-                        )
-                    };
-                    let kind = match self.bytes[at + 14] {
-                        1 => Kind::Dir,
-                        2 => Kind::File,
-                        3 => Kind::Symlink,
-                        4 => Kind::Char,
-                        5 => Kind::Block,
-                        6 => Kind::Fifo,
-                        _ => Kind::Socket,
-                    };
-                    return Some(Entry {
-                        layer: u16::from_le_bytes([self.bytes[at + 12], self.bytes[at + 13]]),
-                        kind,
-                        mode: u32_at(16),
-                        uid: u32_at(20),
-                        gid: u32_at(24),
-                        device: u32_at(28),
-                        ino: u64::from_le_bytes(
-                            self.bytes[at + 32..at + 40].try_into().expect("8 bytes"),
-                        ),
-                        link: self.string(at + 40).to_vec(),
-                    });
-                }
-            }
-        }
-        None
+        self.read().lookup(path)
+    }
+
+    /// The symlink target of relative `path` (empty for other kinds).
+    pub fn link(&self, path: &[u8]) -> Option<&[u8]> {
+        let index = self.read();
+        index.position(path).map(|i| index.link(i))
     }
 
     /// Every path, in order.
     pub fn paths(&self) -> impl Iterator<Item = &[u8]> {
-        (0..self.count).map(|i| self.string(self.entry_at(i)))
+        self.read().paths()
+    }
+
+    /// The names of directory `key`'s children (relative, `usr/lib`), in
+    /// order.
+    pub fn children(&self, key: &[u8]) -> Vec<&[u8]> {
+        let mut names = Vec::new();
+        self.read().children(key, |name, _, _| names.push(name));
+        names
     }
 }
 
@@ -663,14 +511,14 @@ mod tests {
         assert!(index.lookup(b"gone/x").is_none());
         let link = index.lookup(b"link").unwrap();
         assert_eq!(
-            (link.kind, link.link.as_slice()),
+            (link.kind, index.link(b"link").unwrap()),
             (Kind::Symlink, &b"/etc/a"[..])
         );
         assert_eq!(
             index.lookup(b"etc/a").unwrap().ino,
             fs::metadata(upper_file).unwrap().ino()
         );
-        assert!(index.lookup(b"etc/a").unwrap().link.is_empty());
+        assert!(index.link(b"etc/a").unwrap().is_empty());
         assert!(Index::parse(b"garbage".to_vec()).is_err());
     }
 }

@@ -79,12 +79,11 @@ pub fn farm_path(index_path: &Path) -> PathBuf {
 }
 
 /// The names of `dir`'s entries (relative index key, `usr/lib`).
-fn children<'a>(index: &'a Index, dir: &'a str) -> impl Iterator<Item = String> + 'a {
-    let prefix = format!("{dir}/");
-    index.paths().filter_map(move |path| {
-        let rest = path.strip_prefix(prefix.as_bytes())?;
-        (!rest.contains(&b'/')).then(|| String::from_utf8_lossy(rest).into_owned())
-    })
+fn children(index: &Index, dir: &str) -> impl Iterator<Item = String> {
+    index
+        .children(dir.as_bytes())
+        .into_iter()
+        .map(|name| String::from_utf8_lossy(name).into_owned())
 }
 
 /// The directories the image's `/etc/ld.so.conf` names (with its

@@ -1,27 +1,33 @@
 //! A container's merged view, resolved in userspace: which layer's file a
 //! container path names, with symlinks followed inside the container.
 //!
-//! The rules (DESIGN.md, invariant 7): the writable layer first, then the
+//! The layers (DESIGN.md, invariant 7): the writable layer first, then the
 //! image's layers top to bottom; a layer's whiteout hides the path below it,
 //! an opaque directory hides what lower layers hold under it, and a
-//! non-directory hides lower directories of the same name. Symlinks resolve
-//! component by component, an absolute target meaning the container's `/`;
-//! `..` applies after resolution and never climbs above `/`.
+//! non-directory hides lower directories of the same name. The walk over
+//! them is the union core's (`lpmx_union::resolve`), the one libunion
+//! walks by: symlinks resolve component by component, an absolute target
+//! meaning the container's `/`; `..` applies after resolution and never
+//! climbs above `/`.
 //!
-//! `lpmx-exec` uses this to find a program and its loader before starting
-//! it; it is also the reference that libunion's lookups are tested against.
+//! `lpmx-exec` uses this to read the container's files before starting a
+//! program; it is also the reference libunion's lookups are tested against.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use lpmx_union::index::Kind;
+use lpmx_union::path::{Buf, errno};
+use lpmx_union::resolve::{self as walk, Layers};
 
 use crate::container::StackDocument;
 use crate::document::parse_document;
 use crate::layer::{LayerDir, LayerMeta};
-
-/// Symlinks followed in one resolution before giving up (Linux's limit).
-const MAX_LINKS: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -93,80 +99,123 @@ impl View {
     /// The host file of canonical relative `path` (`usr/bin`), without
     /// following symlinks; `None` if the merged view has nothing there.
     pub fn lookup(&self, path: &str) -> Option<PathBuf> {
-        for layer in &self.layers {
-            let host = layer.root.join(path);
-            match fs::symlink_metadata(&host) {
-                Ok(_) => return Some(host),
-                // A non-directory above hides the lower layers' tree.
-                Err(e) if e.kind() == io::ErrorKind::NotADirectory => return None,
-                Err(_) => {}
-            }
-            if prefixes(path).any(|p| layer.whiteouts.contains(p))
-                || prefixes(path)
-                    .filter(|p| *p != path)
-                    .any(|p| layer.opaque.contains(p))
-            {
-                return None;
-            }
-        }
-        None
+        let mut canon = Buf::from(b"/").ok()?;
+        canon.push(path.trim_start_matches('/').as_bytes()).ok()?;
+        let mut host = Buf::new();
+        let node = self.find(canon.as_bytes(), None, true, &mut host).ok()?;
+        node.layer.map(|_| host_path(&host))
     }
 
     /// Resolves container `path` (absolute, or relative to `/`), following
     /// symlinks inside the container; the last one too when `follow_last`.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Result<Resolved, ViewError> {
-        let mut pending: Vec<String> = components(path).rev().map(str::to_owned).collect();
-        let mut current: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(component) = pending.pop() {
-            if component == ".." {
-                current.pop();
-                continue;
+        let too_long = || ViewError::Io {
+            path: PathBuf::from(path),
+            source: io::Error::from_raw_os_error(errno::ENAMETOOLONG),
+        };
+        let mut absolute = Buf::from(b"/").map_err(|_| too_long())?;
+        absolute.push(path.as_bytes()).map_err(|_| too_long())?;
+        let (mut canon, mut host) = (Buf::new(), Buf::new());
+        let found = walk::resolve(
+            self,
+            absolute.as_bytes(),
+            0,
+            follow_last,
+            &mut canon,
+            &mut host,
+        );
+        let at = || String::from_utf8_lossy(canon.as_bytes()).into_owned();
+        match found {
+            Ok(found) if found.node.layer.is_some() => Ok(Resolved {
+                path: at(),
+                host: host_path(&host),
+            }),
+            Ok(_) | Err(errno::ENOENT) => Err(ViewError::NotFound(at())),
+            Err(errno::ENOTDIR) => Err(ViewError::NotADirectory(at())),
+            Err(errno::ELOOP) => Err(ViewError::Loop(path.to_owned())),
+            Err(e) => Err(ViewError::Io {
+                path: host_path(&host),
+                source: io::Error::from_raw_os_error(e),
+            }),
+        }
+    }
+}
+
+fn host_path(host: &Buf) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(host.as_bytes()))
+}
+
+/// Where the walk found a path: the layer (top first), None for nothing.
+#[derive(Clone, Copy)]
+pub struct Node {
+    layer: Option<usize>,
+    kind: u8,
+}
+
+impl Layers for View {
+    type Node = Node;
+
+    fn kind(&self, node: &Node) -> Option<u8> {
+        node.layer.map(|_| node.kind)
+    }
+
+    fn root(&self, host: &mut Buf) -> Result<Node, i32> {
+        let top = self.layers.first().map_or(Path::new("/"), |l| &l.root);
+        host.set(top.as_os_str().as_bytes())?;
+        Ok(Node {
+            layer: Some(0),
+            kind: Kind::Dir as u8,
+        })
+    }
+
+    fn find(&self, canon: &[u8], _: Option<&Node>, _: bool, host: &mut Buf) -> Result<Node, i32> {
+        let key = String::from_utf8_lossy(&canon[1..]);
+        let missing = Node {
+            layer: None,
+            kind: 0,
+        };
+        for (number, layer) in self.layers.iter().enumerate() {
+            host.set(layer.root.as_os_str().as_bytes())?;
+            host.push(canon)?;
+            match fs::symlink_metadata(host_path(host)) {
+                Ok(meta) => {
+                    return Ok(Node {
+                        layer: Some(number),
+                        kind: Kind::of_mode(meta.mode()) as u8,
+                    });
+                }
+                // A non-directory above hides the lower layers' tree.
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(missing),
+                Err(_) => {}
             }
-            current.push(component);
-            let joined = current.join("/");
-            let is_last = pending.is_empty();
-            let Some(host) = self.lookup(&joined) else {
-                return Err(ViewError::NotFound(format!("/{joined}")));
-            };
-            let meta = fs::symlink_metadata(&host).map_err(|source| ViewError::Io {
-                path: host.clone(),
-                source,
-            })?;
-            if meta.file_type().is_symlink() && (!is_last || follow_last) {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(ViewError::Loop(path.to_owned()));
-                }
-                let target = fs::read_link(&host).map_err(|source| ViewError::Io {
-                    path: host.clone(),
-                    source,
-                })?;
-                let target = target.to_string_lossy().into_owned();
-                current.pop();
-                if target.starts_with('/') {
-                    current.clear();
-                }
-                pending.extend(components(&target).rev().map(str::to_owned));
-            } else if !is_last && !meta.is_dir() {
-                return Err(ViewError::NotADirectory(format!("/{joined}")));
+            if layer.hides(&key) {
+                break;
             }
         }
-        let path = format!("/{}", current.join("/"));
-        let host = if current.is_empty() {
-            self.layers
-                .last()
-                .map(|l| l.root.clone())
-                .unwrap_or_default()
-        } else {
-            self.lookup(&current.join("/"))
-                .ok_or_else(|| ViewError::NotFound(path.clone()))?
-        };
-        Ok(Resolved { path, host })
+        // Not there: where the top layer would have it.
+        let top = self.layers.first().map_or(Path::new("/"), |l| &l.root);
+        host.set(top.as_os_str().as_bytes())?;
+        host.push(canon)?;
+        Ok(missing)
+    }
+
+    fn read_link(&self, _: &Node, _: &[u8], host: &Buf, target: &mut Buf) -> Result<(), i32> {
+        let link = fs::read_link(host_path(host))
+            .map_err(|e| e.raw_os_error().unwrap_or(errno::ENOENT))?;
+        target.set(link.as_os_str().as_bytes())
     }
 }
 
 impl Layer {
+    /// Whether this layer hides `path` (and all below) from the layers
+    /// under it: a whiteout on it or above it, an opaque directory above.
+    fn hides(&self, path: &str) -> bool {
+        prefixes(path).any(|p| self.whiteouts.contains(p))
+            || prefixes(path)
+                .filter(|p| *p != path)
+                .any(|p| self.opaque.contains(p))
+    }
+
     fn read(dir: &LayerDir) -> Result<Layer, ViewError> {
         let path = dir.meta_path();
         let text = fs::read_to_string(&path).map_err(|source| ViewError::Io {
@@ -183,10 +232,6 @@ impl Layer {
             opaque: meta.opaque.into_iter().collect(),
         })
     }
-}
-
-fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".")
 }
 
 /// `a`, `a/b`, `a/b/c` for `a/b/c`.

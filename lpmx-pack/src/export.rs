@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use flate2::Compression as GzLevel;
 use flate2::write::GzEncoder;
 use lpmx_core::Digest;
-use lpmx_core::container::{EnvFile, OwnerRecord, Whiteouts};
+use lpmx_core::container::{EnvFile, Whiteouts};
 use lpmx_core::digest::Hasher;
 use lpmx_core::oci::media;
 use lpmx_core::store::Store;
@@ -44,7 +44,7 @@ pub fn export(store: &Store, name: &str, target: &Export, tag: &str) -> Result<(
     let (repository, version) = split_tag(tag)?;
     let source = Packable::load(store, name)?;
     let upper = &source.stack.upper;
-    let owners = OwnerRecord::read_log(upper).map_err(read_error(upper))?;
+    let owners = lpmx_core::container::read_owners_log(upper).map_err(read_error(upper))?;
     let whiteouts = Whiteouts::read(upper).map_err(read_error(upper))?;
     let layer = LayerTar {
         upper,

@@ -105,7 +105,7 @@ impl LayerTar<'_> {
                 builder
                     .append_link(&mut header, rel, target)
                     .map_err(tar_io)?;
-            } else if let Some(device) = record.and_then(OwnerRecord::device_kind) {
+            } else if let Some(device) = record.and_then(lpmx_core::container::device_kind) {
                 let (major, minor) = split_dev(record.map_or(0, |r| r.rdev));
                 header.set_entry_type(match device {
                     DeviceKind::Char => EntryType::Char,

@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 
 use lpmx_core::Digest;
-use lpmx_core::container::{HostPrograms, OwnerRecord, StackDocument, Whiteouts};
+use lpmx_core::container::{HostPrograms, StackDocument, Whiteouts};
 use lpmx_core::document::{Document, write_document};
 use lpmx_core::oci::{ManifestKind, media};
 use lpmx_core::pack::{PackDocument, PackWriter, PackedLayer};
@@ -102,7 +102,8 @@ fn read_text(path: &std::path::Path) -> Result<String, PackError> {
 pub fn pack(store: &Store, name: &str, layers: Layers, out: impl Write) -> Result<(), PackError> {
     let source = Packable::load(store, name)?;
     let stack = &source.stack;
-    let owners = OwnerRecord::read_log(&stack.upper).map_err(read_error(&stack.upper))?;
+    let owners =
+        lpmx_core::container::read_owners_log(&stack.upper).map_err(read_error(&stack.upper))?;
     let document = PackDocument {
         kind: PackDocument::KIND.to_owned(),
         version: PackDocument::VERSION,

@@ -83,16 +83,17 @@ pub fn restore(
         write_container_files(&document, &staged.meta, &stage)?;
         let container = stage.join("container");
         fs::create_dir(&container).map_err(UnpackError::io(&container))?;
+        let upper = Path::new(UPPER_DIR);
         for file in [
-            UPPER_DIR,
-            ENV_FILE,
-            HOST_PROGRAMS_FILE,
-            "upper.whiteouts",
-            "upper.owners",
+            upper.to_owned(),
+            PathBuf::from(ENV_FILE),
+            PathBuf::from(HOST_PROGRAMS_FILE),
+            Whiteouts::path(upper),
+            lpmx_core::container::owners_log_path(upper),
         ] {
-            let from = stage.join(file);
+            let from = stage.join(&file);
             if from.exists() {
-                fs::rename(&from, container.join(file)).map_err(UnpackError::io(&from))?;
+                fs::rename(&from, container.join(&file)).map_err(UnpackError::io(&from))?;
             }
         }
         Ok(lpmx_mkroot::adopt(
@@ -323,7 +324,7 @@ fn write_container_files(
         let path = upper.join(rel);
         let disk = fs::symlink_metadata(&path).map_err(UnpackError::io(&path))?;
         if let Some(record) = owner_record(entry, disk.mode()) {
-            log.push_str(&record.line(disk.ino()));
+            log.push_str(&lpmx_core::container::owner_line(&record, disk.ino()));
         }
         if let Some(mode) = entry.mode
             && entry.device.is_none()
@@ -334,7 +335,7 @@ fn write_container_files(
         }
     }
     if !log.is_empty() {
-        let path = OwnerRecord::log_path(&upper);
+        let path = lpmx_core::container::owners_log_path(&upper);
         fs::write(&path, log).map_err(UnpackError::io(&path))?;
     }
     // Deepest first: a directory losing its owner's access comes last.

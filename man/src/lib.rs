@@ -1,7 +1,8 @@
 //! The man pages in `man/`, generated from the tools' clap definitions and
 //! from lpmx-core's document types, so they cannot say something the code
-//! does not do. `cargo run -p lpmx-man` writes them; a test checks that the
-//! committed pages match.
+//! does not do, and the shell completions, from the same definitions.
+//! `cargo run -p lpmx-man` writes them; a test checks that the committed
+//! files match.
 
 use std::path::{Path, PathBuf};
 
@@ -10,21 +11,36 @@ use lpmx_core::document::{Document, ImageDocument, LayerBlob, LayersDocument, Un
 use lpmx_core::layer::{Device, DeviceKind, EntryMeta, LayerMeta};
 use lpmx_core::oci::{RunConfig, media};
 
-/// Every page: its path under `man/` and its roff text.
-pub fn pages() -> Vec<(PathBuf, String)> {
-    let mut pages = Vec::new();
-    for command in [
+/// Every tool's CLI definition, with the plain package version:
+/// `--version` adds the commit, which would change the generated files
+/// with every commit.
+fn commands() -> Vec<clap::Command> {
+    [
         lpmx_pull::cli::command(),
         lpmx_unpack::cli::command(),
         lpmx_mkroot::cli::command(),
         lpmx_exec::cli::command(),
         lpmx_env::cli::command(),
         lpmx_pack::cli::command(),
-    ] {
+    ]
+    .into_iter()
+    .map(|command| command.version(lpmx_core::cli::PACKAGE_VERSION))
+    .collect()
+}
+
+/// Every generated file: the man pages, then the shell completions, each
+/// with its path under `man/`.
+pub fn generated() -> Vec<(PathBuf, String)> {
+    let mut files = pages();
+    files.extend(completions());
+    files
+}
+
+/// Every page: its path under `man/` and its roff text.
+pub fn pages() -> Vec<(PathBuf, String)> {
+    let mut pages = Vec::new();
+    for command in commands() {
         let name = command.get_name().to_owned();
-        // The plain package version: `--version` adds the commit, which
-        // would change the pages with every commit.
-        let command = command.version(lpmx_core::cli::PACKAGE_VERSION);
         let mut roff = Vec::new();
         clap_mangen::Man::new(command)
             .section("1")
@@ -40,7 +56,30 @@ pub fn pages() -> Vec<(PathBuf, String)> {
     pages
 }
 
-/// The directory the pages live in: this crate's own.
+/// Every tool's completions for bash, zsh and fish, under `completions/`
+/// in the directory layout each shell loads from (scripts/setup installs
+/// them into `share/bash-completion/completions`, `share/zsh/site-functions`
+/// and `share/fish/vendor_completions.d`).
+pub fn completions() -> Vec<(PathBuf, String)> {
+    use clap_complete::Shell;
+    let mut files = Vec::new();
+    for mut command in commands() {
+        let name = command.get_name().to_owned();
+        for (shell, file) in [
+            (Shell::Bash, format!("bash/{name}")),
+            (Shell::Zsh, format!("zsh/_{name}")),
+            (Shell::Fish, format!("fish/{name}.fish")),
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, &name, &mut script);
+            let script = String::from_utf8(script).expect("completions are UTF-8");
+            files.push((PathBuf::from("completions").join(file), script));
+        }
+    }
+    files
+}
+
+/// The directory the generated files live in: this crate's own.
 pub fn man_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

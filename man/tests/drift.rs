@@ -1,8 +1,8 @@
-//! The committed man pages are what the code generates.
+//! The committed man pages and completions are what the code generates.
 
 #[test]
-fn committed_man_pages_match_the_code() {
-    for (path, text) in lpmx_man::pages() {
+fn committed_man_pages_and_completions_match_the_code() {
+    for (path, text) in lpmx_man::generated() {
         let committed = std::fs::read_to_string(lpmx_man::man_dir().join(&path))
             .unwrap_or_else(|e| panic!("man/{}: {e}; run `cargo run -p lpmx-man`", path.display()));
         assert!(

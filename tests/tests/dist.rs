@@ -109,6 +109,16 @@ fn check_contents(prefix: &Path) {
         assert!(prefix.join(page).is_file(), "{page} is in the tarball");
     }
     for tool in &tools {
+        for completion in [
+            format!("share/bash-completion/completions/{tool}"),
+            format!("share/zsh/site-functions/_{tool}"),
+            format!("share/fish/vendor_completions.d/{tool}.fish"),
+        ] {
+            assert!(
+                prefix.join(&completion).is_file(),
+                "{completion} is in the tarball"
+            );
+        }
         let path = prefix.join("bin").join(tool);
         elf::assert_glibc_2_17_at_most(&path);
         let linked = elf::describe(&path);

@@ -1,0 +1,195 @@
+//! The writable layer's side files, beside `upper/` in the container's
+//! directory:
+//!
+//! ```text
+//! upper.whiteouts  what the container deleted from the image: `W path` (a
+//!                  path and all below it) and `O path` (a directory made
+//!                  again: the image's entries below it are hidden), one per
+//!                  line, paths relative to `/`
+//! upper.owners     fake root's append-only log, a line per change:
+//!                  `INO UID GID MODE RDEV` for a file of the writable layer
+//!                  (by inode, so renames and hard links keep it; MODE is the
+//!                  whole st_mode, type included, or 0 for the file's own),
+//!                  `INO -` when the file is gone; the last line for an
+//!                  inode wins
+//! upper.gen        the change counters, four u64 every process of the
+//!                  container maps shared (see `Counter`); also the lock
+//!                  that writers of upper.whiteouts take
+//! ```
+
+/// The suffixes that name the side files after the writable layer's path.
+pub const WHITEOUTS: &[u8] = b".whiteouts";
+pub const OWNERS: &[u8] = b".owners";
+pub const COUNTERS: &[u8] = b".gen";
+
+/// A whiteouts line's mark: the path and all below it are deleted.
+pub const DELETED: u8 = b'W';
+/// A whiteouts line's mark: a directory made again.
+pub const OPAQUE: u8 = b'O';
+
+/// One line of `upper.whiteouts`: its path and whether it is opaque;
+/// None for a line that is neither.
+pub fn whiteout(line: &[u8]) -> Option<(&[u8], bool)> {
+    match line {
+        [DELETED, b' ', path @ ..] => Some((path, false)),
+        [OPAQUE, b' ', path @ ..] => Some((path, true)),
+        _ => None,
+    }
+}
+
+/// Every whiteout of an `upper.whiteouts` file's text, in file order.
+pub fn whiteouts(text: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
+    text.split(|&b| b == b'\n').filter_map(whiteout)
+}
+
+/// The slots of `upper.gen`. A writer bumps only the one it changed, so
+/// most writes invalidate nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// The names in the writable layer's root directory.
+    Root = 0,
+    /// `upper.whiteouts`.
+    Whiteouts = 1,
+    /// `upper.owners`.
+    Owners = 2,
+    /// A directory of the writable layer went (rmdir, rename).
+    Dirs = 3,
+}
+
+/// The number of counters, and the file's size in bytes.
+pub const COUNTER_SLOTS: usize = 4;
+pub const COUNTER_BYTES: usize = COUNTER_SLOTS * 8;
+
+/// What fake root recorded of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    /// The whole `st_mode`, type included; 0: the file's own.
+    pub mode: u32,
+    /// The device number (Linux `dev_t` encoding) of a device node.
+    pub rdev: u64,
+}
+
+/// The longest `upper.owners` line: five 20-digit numbers, four spaces and
+/// the newline.
+pub const OWNER_LINE: usize = 5 * 20 + 5;
+
+fn number(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || field.len() > 20 {
+        return None;
+    }
+    field.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
+    })
+}
+
+/// One line of `upper.owners` (without its newline): the inode and its
+/// record, None for `INO -`; a line that is neither is None too.
+pub fn owner(line: &[u8]) -> Option<(u64, Option<Owner>)> {
+    let mut fields = line.split(|&b| b == b' ');
+    let ino = number(fields.next()?)?;
+    let first = fields.next()?;
+    if first == b"-" {
+        return Some((ino, None));
+    }
+    let uid = u32::try_from(number(first)?).ok()?;
+    let gid = u32::try_from(number(fields.next()?)?).ok()?;
+    let mode = u32::try_from(number(fields.next()?)?).ok()?;
+    let rdev = number(fields.next()?)?;
+    Some((
+        ino,
+        Some(Owner {
+            uid,
+            gid,
+            mode,
+            rdev,
+        }),
+    ))
+}
+
+/// The `upper.owners` line (with its newline) recording `record` for inode
+/// `ino`, or its end with None.
+pub fn owner_line<'o>(ino: u64, record: Option<&Owner>, out: &'o mut [u8; OWNER_LINE]) -> &'o [u8] {
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        out[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    let mut digits = [0u8; 20];
+    put(decimal(ino, &mut digits));
+    match record {
+        None => put(b" -"),
+        Some(r) => {
+            for value in [
+                u64::from(r.uid),
+                u64::from(r.gid),
+                u64::from(r.mode),
+                r.rdev,
+            ] {
+                put(b" ");
+                put(decimal(value, &mut digits));
+            }
+        }
+    }
+    put(b"\n");
+    &out[..len]
+}
+
+fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &digits[at..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_lines_read_as_written() {
+        let text = b"W usr/bin/x\nO etc/apt\n\nX junk\nW \n";
+        let all: std::vec::Vec<_> = whiteouts(text).collect();
+        assert_eq!(
+            all,
+            [
+                (&b"usr/bin/x"[..], false),
+                (&b"etc/apt"[..], true),
+                (&b""[..], false)
+            ]
+        );
+    }
+
+    #[test]
+    fn owner_lines_round_trip_even_for_the_largest_numbers() {
+        let record = Owner {
+            uid: u32::MAX,
+            gid: 42,
+            mode: 0o100644,
+            rdev: u64::MAX,
+        };
+        let mut out = [0u8; OWNER_LINE];
+        let line = owner_line(u64::MAX, Some(&record), &mut out);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(
+            owner(&line[..line.len() - 1]),
+            Some((u64::MAX, Some(record)))
+        );
+        let gone = owner_line(7, None, &mut out);
+        assert_eq!(gone, b"7 -\n");
+        assert_eq!(owner(b"7 -"), Some((7, None)));
+        assert_eq!(owner(b"7 1 2"), None);
+        assert_eq!(owner(b"x 1 2 3 4"), None);
+        assert_eq!(owner(b"7 1 2 3 99999999999999999999"), None);
+        assert_eq!(owner(b"7 4294967296 2 3 4"), None);
+    }
+}
