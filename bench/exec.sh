@@ -14,7 +14,8 @@
 #   compile  a small C program, when the image has a compiler (bookworm
 #            minbase has none: skipped, and said so)
 # (lpmx 1 layer also without the system-call trap, --no-trap, for its cost)
-# and: create a container from the pulled layers and run /bin/true in it.
+# and: create a container from the pulled layers and run /bin/true in it;
+# then launch once more, lpmx and native taking turns (3x ROUNDS rounds).
 #
 # Goals (issue 4): lpmx at most 1.3x native for process launch, at most
 # 1.5x native for the stat-heavy runs (find, ls -lR), ten layers as fast as
@@ -140,6 +141,18 @@ hyperfine --style basic --runs "$create_runs" --warmup 1 \
     --prepare "$bin/lpmx-mkroot --remove tmp >/dev/null 2>&1 || true" \
     --cleanup "$bin/lpmx-mkroot --remove tmp >/dev/null 2>&1 || true" \
     -n "create + run" "$bin/lpmx-mkroot tmp < $work/layers1.json > /dev/null && $lpmx_exec tmp -- /bin/true"
+
+# Launch again, lpmx and native taking turns round by round
+# (bench/turns.py): hyperfine runs every round of one tool before the
+# next's, and this machine's speed drifts by more than the difference.
+if [ "$(id -u)" -eq 0 ]; then
+    turns=$(( rounds * 3 ))
+    for name in "lpmx 1 layer" "lpmx 10 layers"; do
+        bench/turns.py "$turns" true "launch 500x /bin/true" \
+            "$name" "cd / && ${prefix[$name]} sh -c '${inner[launch]}'" \
+            native "cd / && ${prefix[native]} sh -c '${inner[launch]}'"
+    done
+fi
 
 python3 - "$work" "${keys[@]}" <<'PY'
 import json, os, sys

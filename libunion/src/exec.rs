@@ -145,10 +145,13 @@ fn inspect(path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
 }
 
 fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
-    let mut head = [0u8; 256];
-    let n = sys::pread(fd, head.as_mut_ptr(), head.len(), 0)?;
-    let head = &head[..n];
-    if let Some(line) = head.strip_prefix(b"#!") {
+    // One read for the common case: the ELF header, the program headers
+    // and PT_INTERP's path all lie in the first KiB of an executable.
+    let mut buffer = [0u8; 1024];
+    let n = sys::pread(fd, buffer.as_mut_ptr(), buffer.len(), 0)?;
+    let head = &buffer[..n];
+    // The kernel reads a `#!` line from the first 256 bytes only.
+    if let Some(line) = head[..n.min(256)].strip_prefix(b"#!") {
         let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
         let line = trim(&line[..end]);
         let split = line
@@ -187,7 +190,7 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
     for i in 0..phnum.min(256) {
         let mut header = [0u8; 56];
         let at = phoff + i * phentsize;
-        if sys::pread(fd, header.as_mut_ptr(), header.len(), at)? < if wide { 56 } else { 32 } {
+        if read_at(fd, head, at, &mut header)? < if wide { 56 } else { 32 } {
             break;
         }
         let field = |at: usize, size: usize| {
@@ -204,7 +207,9 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
             (field(4, 4), field(16, 4))
         };
         let size = (size as usize).min(CAPACITY);
-        let read = sys::pread(fd, loader.spare(), size, offset)?;
+        // SAFETY: the buffer's spare room holds CAPACITY bytes.
+        let spare = unsafe { core::slice::from_raw_parts_mut(loader.spare(), size) };
+        let read = read_at(fd, head, offset, spare)?;
         loader.set_len(read);
         let len = loader
             .as_bytes()
@@ -216,6 +221,20 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
     }
     let _ = path;
     Ok(Program::Static)
+}
+
+/// Fills `out` from offset `at` of the file, from `head` (its first
+/// bytes, already read) when it holds them all; returns the count read.
+fn read_at(fd: i32, head: &[u8], at: u64, out: &mut [u8]) -> Result<usize, i32> {
+    let start = at as usize;
+    if let Some(bytes) = start
+        .checked_add(out.len())
+        .and_then(|end| head.get(start..end))
+    {
+        out.copy_from_slice(bytes);
+        return Ok(out.len());
+    }
+    sys::pread(fd, out.as_mut_ptr(), out.len(), at)
 }
 
 /// ldconfig (static in Debian and others) only maintains

@@ -24,6 +24,7 @@ mod resolve;
 mod root;
 mod spawn;
 mod state;
+mod symbols;
 mod sys;
 mod trap;
 mod trapped;

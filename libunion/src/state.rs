@@ -226,11 +226,8 @@ fn init() {
         }
     }
     INIT.store(2, Ordering::Release);
-    if state.active {
-        init_cwd(state);
-        if trapped {
-            crate::trap::inherit();
-        }
+    if state.active && trapped {
+        crate::trap::inherit();
     }
 }
 
@@ -244,7 +241,8 @@ fn trim_slash(path: &'static [u8]) -> &'static [u8] {
 }
 
 // The current directory in the container: the process's real one is the
-// host directory it resolved to.
+// host directory it resolved to. Empty until first asked for (most
+// programs never need it: a getcwd per exec saved), or set by a chdir.
 static CWD: SpinLock<Buf> = SpinLock::new(Buf::new());
 
 /// A vfork child's own working directory, per `private` slot: the child's
@@ -262,20 +260,20 @@ pub fn vfork_started(slot: usize) {
     unsafe { (*CHILD_CWDS.0.get())[slot].0 = false };
 }
 
-fn init_cwd(state: &State) {
+/// The container path of the process's real working directory (`/` when
+/// it is outside the container).
+fn real_cwd(state: &State, container: &mut Buf) {
     let mut host = Buf::new();
-    let mut container = Buf::new();
     let known = match sys::getcwd(host.spare(), crate::buf::CAPACITY) {
         Ok(len) => {
             host.set_len(len.saturating_sub(1));
-            to_container(state, host.as_bytes(), &mut container)
+            to_container(state, host.as_bytes(), container)
         }
         Err(_) => false,
     };
     if !known {
         let _ = container.set(b"/");
     }
-    set_cwd(container.as_bytes());
 }
 
 pub fn set_cwd(path: &[u8]) {
@@ -298,7 +296,14 @@ pub fn cwd(out: &mut Buf) -> Result<(), i32> {
             return out.set(cwd.as_bytes());
         }
     }
-    CWD.with(|cwd| out.set(cwd.as_bytes()))
+    CWD.with(|cwd| {
+        if cwd.is_empty() {
+            // A vfork child shares this memory and may ask first; its
+            // directory is still the parent's then.
+            real_cwd(get(), cwd);
+        }
+        out.set(cwd.as_bytes())
+    })
 }
 
 /// The container path of host path `host`, if it lies in the container's

@@ -43,28 +43,9 @@ pub fn c_ret(result: Sys) -> c_int {
     }
 }
 
-// `dlsym` pinned to its first version: glibc 2.34 moved it into libc as
-// `dlsym@GLIBC_2.34`, which older glibc lacks. The `.symver` and the
-// reference must sit in one object, hence the trampoline in assembly.
-core::arch::global_asm!(
-    ".symver lpmx_versioned_dlsym, dlsym@GLIBC_2.2.5",
-    ".globl lpmx_dlsym",
-    ".hidden lpmx_dlsym",
-    ".type lpmx_dlsym, @function",
-    "lpmx_dlsym:",
-    "    jmp lpmx_versioned_dlsym@PLT",
-);
-
-unsafe extern "C" {
-    fn lpmx_dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
-}
-
-const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
-
 /// The next definition of `name` (NUL-terminated) after libunion's.
 pub fn next(name: &[u8]) -> *mut c_void {
-    // SAFETY: name is NUL-terminated; RTLD_NEXT is valid in a shared object.
-    unsafe { lpmx_dlsym(RTLD_NEXT, name.as_ptr().cast()) }
+    crate::symbols::next(name)
 }
 
 /// Looks up and caches the next definition of a libc function.
@@ -82,7 +63,7 @@ macro_rules! real {
 }
 pub(crate) use real;
 
-/// A function pointer from `dlsym`: callers name the libc function's
+/// A function pointer from `next`: callers name the libc function's
 /// exact type, which is what makes calling it sound.
 pub fn as_fn<F: Copy>(symbol: *mut c_void) -> Option<F> {
     const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<*mut c_void>()) };
