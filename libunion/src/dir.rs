@@ -7,8 +7,10 @@
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::{Buf, cstr};
-use crate::fs::{export, stat_at, translate};
+use crate::export::export;
+use crate::fs::stat_at;
 use crate::index::{Index, KIND_DIR};
+use crate::paths::translate;
 use crate::resolve::{Place, resolve};
 use crate::state::{self, State};
 use crate::sys::{self, c_ret, real, set_errno};
@@ -220,8 +222,8 @@ fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>) -> *mut Dir {
     let filled = match (canon, state.index) {
         (Some(canon), Some(index)) if state.active => {
             match id {
-                Some(id) => state::remember_fd_as(fd, id, canon),
-                None => state::remember_fd(fd, canon),
+                Some(id) => crate::fdpaths::remember_fd_as(fd, id, canon),
+                None => crate::fdpaths::remember_fd(fd, canon),
             }
             merge(d, state, index, canon)
         }
@@ -241,7 +243,7 @@ fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>) -> *mut Dir {
 unsafe fn close_dir(dir: *mut Dir) -> c_int {
     // SAFETY: the caller's promise.
     let d = unsafe { &mut *dir };
-    state::forget_fd(d.fd);
+    crate::fdpaths::forget_fd(d.fd);
     let closed = sys::close(d.fd);
     d.magic = 0;
     // SAFETY: malloc'd blocks.
@@ -281,7 +283,7 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 return core::ptr::null_mut();
             }
             if crate::perm::checking()
-                && let Err(e) = crate::fs::meta_of(&found, &canon, &host)
+                && let Err(e) = crate::paths::meta_of(&found, &canon, &host)
                     .and_then(|meta| crate::perm::check(&meta, crate::perm::MAY_READ))
             {
                 set_errno(e);
@@ -357,7 +359,7 @@ export! {
         let id = Some((st[0], st[1]));
         let state = state::get();
         let mut canon = Buf::new();
-        if state.active && state::fd_path_of(state, fd, id, &mut canon) {
+        if state.active && crate::fdpaths::fd_path_of(state, fd, id, &mut canon) {
             let mut resolved = Buf::new();
             let mut host = Buf::new();
             if let Ok(found) = resolve(state, canon.as_bytes(), true, &mut resolved, &mut host)

@@ -12,7 +12,7 @@
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::{Buf, CAPACITY, cstr, starts_with};
-use crate::fs::export;
+use crate::export::export;
 use crate::resolve::{Place, resolve_at};
 use crate::state::{self, State};
 use crate::sys::{self, real, set_errno};
@@ -313,7 +313,7 @@ fn is_ours(entry: &[u8]) -> bool {
 fn executable(found: &crate::resolve::Found, canon: &Buf, host: &Buf) -> Result<(), i32> {
     const X_OK: i32 = 1;
     if crate::root::active() && !found.under_bind {
-        let meta = crate::fs::meta_of(found, canon, host)?;
+        let meta = crate::paths::meta_of(found, canon, host)?;
         if meta.is_dir() {
             return Err(sys::EACCES);
         }
@@ -632,7 +632,7 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
-        if crate::trap::active() {
+        if crate::state::trapped() {
             self.through_loader(state::get(), false)?;
         }
         for (list, source, filter) in [(&mut self.argv, argv, false), (&mut self.envp, envp, true)]
@@ -732,7 +732,7 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
-        if crate::trap::active() {
+        if crate::state::trapped() {
             self.through_loader(state, true)?;
         }
         self.argv.push(self.loader.c().cast())?;
@@ -825,7 +825,7 @@ impl Launch {
             (b"LPMX_LOADER=", state.loader),
             (
                 b"LPMX_TRAP=",
-                if crate::trap::active() { b"1" } else { b"" },
+                if crate::state::trapped() { b"1" } else { b"" },
             ),
         ] {
             let entry = self.add_string(&[name, value])?;
@@ -934,7 +934,7 @@ export! {
     fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
         let state = state::get();
         let mut canon = Buf::new();
-        if state.active && state::fd_path(state, fd, &mut canon) {
+        if state.active && crate::fdpaths::fd_path(state, fd, &mut canon) {
             return exec(canon.c().cast(), false, argv, envp);
         }
         sys::c_ret(sys::execveat(fd, c"".as_ptr().cast(), argv, envp, sys::AT_EMPTY_PATH))
@@ -947,7 +947,7 @@ export! {
         }
         let mut full = Buf::new();
         if given.first() != Some(&b'/') && dirfd != sys::AT_FDCWD {
-            if !state::fd_path(state, dirfd, &mut full) {
+            if !crate::fdpaths::fd_path(state, dirfd, &mut full) {
                 return sys::c_ret(sys::execveat(dirfd, path.cast(), argv, envp, flags));
             }
             if !given.is_empty() && (full.push(b"/").is_err() || full.push(given).is_err()) {
@@ -957,13 +957,6 @@ export! {
             return sys::c_ret(Err(sys::ENAMETOOLONG));
         }
         exec(full.c().cast(), false, argv, envp)
-    }
-    // The entry point of lpmx-exec, which dlopens libunion to start the
-    // container's first program exactly as a program inside would.
-    fn lpmx_exec(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
-        // The container's process tree starts here: the trap goes in now.
-        crate::trap::begin();
-        exec(file, true, argv, envp)
     }
 }
 

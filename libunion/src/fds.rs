@@ -4,8 +4,7 @@
 
 use core::ffi::c_int;
 
-use crate::fs::export;
-use crate::state;
+use crate::export::export;
 use crate::sys::{self, real};
 
 type CloseFromFn = unsafe extern "C" fn(c_int);
@@ -14,14 +13,14 @@ export! {
     #[safe]
     fn close(fd: c_int) -> c_int {
         // The system call itself: this may run in a vfork child.
-        state::forget_fd(fd);
+        crate::fdpaths::forget_fd(fd);
         sys::c_ret(sys::close(fd))
     }
     #[safe]
     fn dup2(from: c_int, to: c_int) -> c_int {
         let result = sys::c_ret(sys::dup2(from, to));
         if result >= 0 && from != to {
-            state::forget_fd(to);
+            crate::fdpaths::forget_fd(to);
         }
         result
     }
@@ -29,7 +28,7 @@ export! {
     fn dup3(from: c_int, to: c_int, flags: c_int) -> c_int {
         let result = sys::c_ret(sys::dup3(from, to, flags));
         if result >= 0 {
-            state::forget_fd(to);
+            crate::fdpaths::forget_fd(to);
         }
         result
     }
@@ -38,7 +37,7 @@ export! {
         const CLOSE_RANGE_CLOEXEC: c_int = 4;
         let result = sys::c_ret(sys::close_range(first, last, flags as u32));
         if result == 0 && flags & CLOSE_RANGE_CLOEXEC == 0 {
-            state::forget_fds(first, last);
+            crate::fdpaths::forget_fds(first, last);
         }
         result
     }
@@ -49,6 +48,6 @@ export! {
                 let _ = sys::close_range(first.max(0) as u32, u32::MAX, 0);
             }
         }
-        state::forget_fds(first.max(0) as u32, u32::MAX);
+        crate::fdpaths::forget_fds(first.max(0) as u32, u32::MAX);
     }
 }

@@ -1,5 +1,6 @@
 //! The path functions: open, stat, access, readlink, realpath, the
-//! current directory and dlopen. Each resolves its path through the stack
+//! current directory, dlopen, remove and mkstemp's family (the last two
+//! over `write`'s operations). Each resolves its path through the stack
 //! and calls the kernel (or the next libc) on the host file, answering as
 //! the kernel would where the two differ (creation through a trailing
 //! slash or a dangling symlink, fake root's access rules).
@@ -7,101 +8,13 @@
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::{Buf, cstr};
+use crate::export::export;
 use crate::index::{KIND_DIR, KIND_SYMLINK};
-use crate::perm::{self, MAY_EXEC, MAY_READ, MAY_WRITE, Meta};
-use crate::resolve::{Found, Last, Place, resolve, resolve_at};
+use crate::paths::{meta_of, parent_meta, translate};
+use crate::perm::{self, MAY_EXEC, MAY_READ, MAY_WRITE};
+use crate::resolve::{Found, Last, Place};
 use crate::state::{self, is_self_exe};
 use crate::sys::{self, c_ret, real, set_errno};
-
-/// The host file for `path`; `Ok(None)` leaves the call to the kernel
-/// unchanged (no container, an empty path, a descriptor outside it).
-///
-/// # Safety
-/// `path` is null or a C string.
-pub unsafe fn translate(
-    dirfd: i32,
-    path: *const c_char,
-    follow: bool,
-    canon: &mut Buf,
-    host: &mut Buf,
-) -> Result<Option<Found>, i32> {
-    if !state::get().active {
-        return Ok(None);
-    }
-    translate_bytes(dirfd, lpmx_sys::user::path(path)?, follow, canon, host)
-}
-
-/// `translate` of a path already read.
-pub fn translate_bytes(
-    dirfd: i32,
-    bytes: &[u8],
-    follow: bool,
-    canon: &mut Buf,
-    host: &mut Buf,
-) -> Result<Option<Found>, i32> {
-    let state = state::get();
-    if !state.active || bytes.is_empty() {
-        return Ok(None);
-    }
-    let found = match resolve_at(state, dirfd, bytes, follow, canon, host) {
-        // A descriptor outside the container: the kernel answers.
-        Err(sys::EBADF) => return Ok(None),
-        other => other?,
-    };
-    if follow && found.under_bind && is_self_exe(canon.as_bytes()) && !state.exe.is_empty() {
-        let mut exe = Buf::new();
-        return resolve(state, state.exe, true, &mut exe, host).map(Some);
-    }
-    Ok(Some(found))
-}
-
-/// What the container records of the file `found` (fake root).
-pub fn meta_of(found: &Found, canon: &Buf, host: &Buf) -> Result<Meta, i32> {
-    let state = state::get();
-    crate::root::meta(
-        state,
-        found.place,
-        canon.as_bytes().get(1..).unwrap_or(b""),
-        found.stat.as_ref(),
-        host,
-    )
-}
-
-/// What the container records of the directory holding `found`'s final
-/// component (fake root).
-pub fn parent_meta(found: &Found, canon: &Buf, host: &Buf) -> Result<Meta, i32> {
-    let state = state::get();
-    let cut = canon
-        .as_bytes()
-        .iter()
-        .rposition(|&b| b == b'/')
-        .unwrap_or(0);
-    let parent_canon = &canon.as_bytes()[..cut];
-    let key = parent_canon.get(1..).unwrap_or(b"");
-    if let Some(parent) = found.parent {
-        let mut parent_host = Buf::new();
-        match parent.place {
-            Place::Upper => {
-                parent_host.set(state.upper)?;
-                parent_host.push(parent_canon)?;
-            }
-            _ => {
-                let h = host.as_bytes();
-                let end = h.iter().rposition(|&b| b == b'/').unwrap_or(0).max(1);
-                parent_host.set(&h[..end])?;
-            }
-        }
-        return crate::root::meta(state, parent.place, key, None, &parent_host);
-    }
-    let path = Buf::from(if parent_canon.is_empty() {
-        b"/"
-    } else {
-        parent_canon
-    })?;
-    let (mut again, mut again_host) = (Buf::new(), Buf::new());
-    let dir = resolve(state, path.as_bytes(), true, &mut again, &mut again_host)?;
-    meta_of(&dir, &again, &again_host)
-}
 
 fn writes(flags: i32) -> bool {
     flags & (sys::O_WRONLY | sys::O_RDWR | sys::O_TRUNC) != 0
@@ -194,11 +107,11 @@ fn opened(fd: i32, found: &Found, flags: i32, canon: &Buf, host: &Buf) {
     let state = state::get();
     if found.kind == KIND_DIR || flags & sys::O_DIRECTORY != 0 {
         match crate::resolve::identity_of(state, found, canon.as_bytes()) {
-            Some(id) => state::remember_fd_as(fd, id, canon.as_bytes()),
-            None => state::remember_fd(fd, canon.as_bytes()),
+            Some(id) => crate::fdpaths::remember_fd_as(fd, id, canon.as_bytes()),
+            None => crate::fdpaths::remember_fd(fd, canon.as_bytes()),
         }
     } else {
-        state::forget_fd(fd);
+        crate::fdpaths::forget_fd(fd);
     }
     let upper = match found.place {
         Place::Upper => true,
@@ -207,7 +120,7 @@ fn opened(fd: i32, found: &Found, flags: i32, canon: &Buf, host: &Buf) {
         Place::Bind => false,
     };
     if upper {
-        state::mark_upper_fd(fd);
+        crate::fdpaths::mark_upper_fd(fd);
     }
     if found.place == Place::Missing {
         if state.root && !found.under_bind {
@@ -229,7 +142,7 @@ pub unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) ->
         Ok(None) => {
             let result = sys::openat(dirfd, path.cast(), flags, mode);
             if let Ok(fd) = result {
-                state::forget_fd(fd as i32);
+                crate::fdpaths::forget_fd(fd as i32);
             }
             c_ret(result)
         }
@@ -262,28 +175,6 @@ pub unsafe fn open_at(dirfd: i32, path: *const c_char, flags: i32, mode: u32) ->
         Err(e) => c_ret(Err(e)),
     }
 }
-
-macro_rules! export {
-    ($($(#[$safe:ident])? fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block)*) => {$(
-        $crate::fs::export!(@one $($safe)? $name ($($arg: $ty),*) $ret $body);
-    )*};
-    (@one safe $name:ident ($($arg:ident: $ty:ty),*) $ret:ty $body:block) => {
-        /// # Safety
-        /// As the libc function of this name.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret $body
-    };
-    (@one $name:ident ($($arg:ident: $ty:ty),*) $ret:ty $body:block) => {
-        /// # Safety
-        /// As the libc function of this name.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: the caller keeps the libc contract.
-            unsafe { $body }
-        }
-    };
-}
-pub(crate) use export;
 
 // `open` and `openat` are variadic in C; on x86_64 the mode arrives in the
 // register a fixed parameter reads.
@@ -367,7 +258,7 @@ unsafe fn stream_open(path: *const c_char, mode: *const c_char) -> *mut c_void {
     if stream.is_null() {
         let errno = sys::errno();
         let _ = sys::close(fd);
-        state::forget_fd(fd);
+        crate::fdpaths::forget_fd(fd);
         set_errno(errno);
     }
     stream
@@ -450,7 +341,7 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
             if result.is_ok() && crate::root::active() {
                 // SAFETY: as the caller's.
                 if unsafe { cstr(path) }.is_empty() && flags & sys::AT_EMPTY_PATH != 0 {
-                    crate::root::adjust_fd_stat(dirfd, buf);
+                    crate::open_files::adjust_fd_stat(dirfd, buf);
                 } else {
                     crate::root::adjust_stat(buf, None);
                 }
@@ -533,7 +424,7 @@ export! {
                 let result = sys::statx(dirfd, path.cast(), flags, mask, buf);
                 if result.is_ok() && crate::root::active() {
                     if cstr(path).is_empty() && flags & sys::AT_EMPTY_PATH != 0 {
-                        crate::root::adjust_fd_statx(dirfd, buf);
+                        crate::open_files::adjust_fd_statx(dirfd, buf);
                     } else {
                         crate::root::adjust_statx(buf, Place::Bind, b"");
                     }
@@ -769,7 +660,7 @@ export! {
         }
         let state = state::get();
         let mut inside = Buf::new();
-        if state.active && state::fd_path(state, fd, &mut inside) {
+        if state.active && crate::fdpaths::fd_path(state, fd, &mut inside) {
             state::set_cwd(inside.as_bytes());
         }
         0
@@ -958,5 +849,74 @@ export! {
                 -1
             }
         }
+    }
+}
+
+// remove(3): unlink or rmdir, by what the path is.
+export! {
+    fn remove(path: *const c_char) -> c_int {
+        let mut st = [0u64; 18];
+        if stat_at(sys::AT_FDCWD, path, st.as_mut_ptr().cast(), sys::AT_SYMLINK_NOFOLLOW) != 0 {
+            return -1;
+        }
+        let directory = (st[3] as u32) & sys::S_IFMT == sys::S_IFDIR;
+        crate::write::remove_at(sys::AT_FDCWD, path, directory)
+    }
+}
+
+// mkstemp and friends: glibc creates the file with its internal open,
+// past libunion, so they are libunion's own.
+unsafe fn temp_at(template: *mut c_char, suffix: usize, flags: i32, directory: bool) -> c_int {
+    // SAFETY: the caller's writable C string.
+    let bytes = unsafe { cstr(template) };
+    let len = bytes.len();
+    if len < 6 + suffix || &bytes[len - 6 - suffix..len - suffix] != b"XXXXXX" {
+        set_errno(sys::EINVAL);
+        return -1;
+    }
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for _ in 0..1000 {
+        let mut random = [0u8; 6];
+        let _ = sys::getrandom(&mut random);
+        for (i, r) in random.iter().enumerate() {
+            // SAFETY: within the template.
+            unsafe {
+                *template.add(len - 6 - suffix + i) =
+                    LETTERS[usize::from(*r) % LETTERS.len()] as c_char
+            };
+        }
+        let result = if directory {
+            // SAFETY: a C path.
+            unsafe { crate::write::mkdir_at(sys::AT_FDCWD, template, 0o700) }
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                open_at(
+                    sys::AT_FDCWD,
+                    template,
+                    sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | flags,
+                    0o600,
+                )
+            }
+        };
+        if result >= 0 || sys::errno() != 17 {
+            return result;
+        }
+    }
+    set_errno(17);
+    -1
+}
+
+export! {
+    fn mkstemp(template: *mut c_char) -> c_int { temp_at(template, 0, 0, false) }
+    fn mkstemp64(template: *mut c_char) -> c_int { temp_at(template, 0, 0, false) }
+    fn mkostemp(template: *mut c_char, flags: c_int) -> c_int { temp_at(template, 0, flags, false) }
+    fn mkostemp64(template: *mut c_char, flags: c_int) -> c_int { temp_at(template, 0, flags, false) }
+    fn mkstemps(template: *mut c_char, suffix: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, 0, false) }
+    fn mkstemps64(template: *mut c_char, suffix: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, 0, false) }
+    fn mkostemps(template: *mut c_char, suffix: c_int, flags: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, flags, false) }
+    fn mkostemps64(template: *mut c_char, suffix: c_int, flags: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, flags, false) }
+    fn mkdtemp(template: *mut c_char) -> *mut c_char {
+        if temp_at(template, 0, 0, true) == 0 { template } else { core::ptr::null_mut() }
     }
 }

@@ -44,7 +44,7 @@ impl Kernel<'_> {
         }
         let mut digits = [0u8; 12];
         out.set(b"/proc/self/fd/")?;
-        out.push(crate::state::format_int(i64::from(self.dirfd), &mut digits))?;
+        out.push(crate::sys::format_int(i64::from(self.dirfd), &mut digits))?;
         out.push(b"/")?;
         // SAFETY: path points into the NUL-terminated host buffer.
         out.push(unsafe { crate::buf::cstr(self.path.cast()) })?;

@@ -5,20 +5,41 @@
 //! back through the image's loader with libunion preloaded (`exec`). The
 //! library is `no_std` over raw system calls, so one build loads into
 //! programs of any glibc from 2.17 on (see docs/runtime.md).
+//!
+//! The modules form layers, each using only those below it
+//! (`tests/layers.rs` checks there is no import circle):
+//!
+//! ```text
+//! entry points  fs dir exec spawn net fds write id_calls open_files, trap trapped
+//! paths         paths: a call's path to its host file and what is recorded of it
+//! rules         resolve (over lpmx_union's walk), root (fake root's records), perm
+//! per process   state, fdpaths, upper (the side files), ids, private (vfork)
+//! below         sys, symbols, host, index, buf, lock, place, export
+//! ```
+//!
+//! One call goes up, by design: the first use of `state` arms the trap's
+//! handler in a program started under it, since that first use can come
+//! from another library's constructor, before libunion's own.
 // Clippy's --all-targets also checks a test build, which brings std.
 #![cfg_attr(not(test), no_std)]
 
 mod buf;
 mod dir;
 mod exec;
+mod export;
+mod fdpaths;
 mod fds;
 mod fs;
 mod host;
+mod id_calls;
 mod ids;
 mod index;
 mod lock;
 mod net;
+mod open_files;
+mod paths;
 mod perm;
+mod place;
 mod private;
 mod resolve;
 mod root;

@@ -7,7 +7,8 @@
 use core::ffi::{c_int, c_void};
 
 use crate::buf::Buf;
-use crate::fs::{export, translate_bytes};
+use crate::export::export;
+use crate::paths::translate_bytes;
 use crate::resolve::Place;
 use crate::state;
 use crate::sys::{self, c_ret};
@@ -86,7 +87,7 @@ fn host_address(
         let mut via = Buf::new();
         let mut digits = [0u8; 12];
         via.set(b"/proc/self/fd/")?;
-        via.push(state::format_int(i64::from(*dirfd), &mut digits))?;
+        via.push(crate::sys::format_int(i64::from(*dirfd), &mut digits))?;
         via.push(&bytes[cut..])?;
         if via.len() >= SUN_PATH {
             return Err(sys::ENAMETOOLONG);

@@ -6,9 +6,11 @@
 //! chdirs in such a child, and the parent's `getcwd` then said X. The
 //! `vfork` entry point below marks the child (a slot holding its pid) and
 //! clears the mark when the parent resumes; while marked, the child keeps
-//! its own copies in its slot.
+//! its own copies in its slot. Each claim of a slot starts a new epoch:
+//! copies kept under an older one are a former child's, so the modules
+//! keeping them (`state`, `ids`) need no call from here.
 
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use crate::sys;
 
@@ -16,6 +18,14 @@ use crate::sys;
 pub const SLOTS: usize = 8;
 static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static ALIVE: AtomicUsize = AtomicUsize::new(0);
+/// Per slot, how many children have claimed it (0: none yet).
+static EPOCHS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
+
+/// The current claim of `slot`: what a child's own copy records, and is
+/// valid only while it is still the current one. Never 0.
+pub fn epoch(slot: usize) -> u32 {
+    EPOCHS[slot].load(Ordering::Acquire)
+}
 
 /// The slot of this process when it is a `vfork` child still sharing its
 /// parent's memory.
@@ -37,10 +47,11 @@ extern "C" fn vfork_child() {
             .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            ALIVE.fetch_add(1, Ordering::AcqRel);
             let index = slot_index(slot);
-            crate::state::vfork_started(index);
-            crate::ids::vfork_started(index);
+            // The new epoch before the child can be found in the slot.
+            let next = EPOCHS[index].load(Ordering::Relaxed).wrapping_add(1).max(1);
+            EPOCHS[index].store(next, Ordering::Release);
+            ALIVE.fetch_add(1, Ordering::AcqRel);
             return;
         }
     }

@@ -19,16 +19,7 @@ use crate::perm::{self, MAY_EXEC};
 use crate::state::{self, State};
 use crate::sys;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Place {
-    Upper,
-    Lower(u16),
-    /// Under a bind: a host file, seen as it is.
-    Bind,
-    /// Not there (the last component only): `host` is where the upper
-    /// layer (or the bind) would create it.
-    Missing,
-}
+pub use crate::place::Place;
 
 #[derive(Clone, Copy)]
 pub struct Found {
@@ -338,7 +329,7 @@ pub fn resolve_at(
     let mut full = Buf::new();
     if dirfd == sys::AT_FDCWD {
         state::cwd(&mut full)?;
-    } else if !state::fd_path(state, dirfd, &mut full) {
+    } else if !crate::fdpaths::fd_path(state, dirfd, &mut full) {
         return Err(sys::EBADF);
     }
     full.push(b"/")?;

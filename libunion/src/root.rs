@@ -16,13 +16,13 @@
 //!   (`disk_mode`).
 //! - Identities are `ids`'s; access checks `perm`'s.
 
-use core::ffi::{c_int, c_void};
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::buf::Buf;
 use crate::lock::SpinLock;
 use crate::perm::Meta;
-use crate::resolve::Place;
+use crate::place::Place;
 use crate::state::{self, State};
 use crate::sys;
 
@@ -448,13 +448,8 @@ pub fn adjust_statx(buf: *mut c_void, place: Place, canon: &[u8]) {
     adjust_statx_as(buf, image_key(place, canon));
 }
 
-/// Fixes the `struct statx` of descriptor `fd` (`AT_EMPTY_PATH`).
-pub fn adjust_fd_statx(fd: i32, buf: *mut c_void) {
-    with_fd_image(fd, |image| adjust_statx_as(buf, image));
-}
-
 /// Fixes a `struct statx` through a `struct stat` of the same file.
-fn adjust_statx_as(buf: *mut c_void, image: Option<&[u8]>) {
+pub fn adjust_statx_as(buf: *mut c_void, image: Option<&[u8]>) {
     let sx = buf.cast::<u8>();
     let mut st = [0u64; 18];
     // SAFETY: a struct statx the kernel filled.
@@ -486,58 +481,10 @@ fn adjust_statx_as(buf: *mut c_void, image: Option<&[u8]>) {
     }
 }
 
-/// The container path (and host path) of `fd` when it is a file of the
-/// image's layers, not of the writable layer: its record is then the
-/// image's, and changing it changes a copy.
-pub fn fd_image(fd: i32) -> Option<(Buf, Buf)> {
-    let state = state::get();
-    if !state.active || state::is_upper_fd(fd) {
-        return None;
-    }
-    let mut canon = Buf::new();
-    if !state::fd_path(state, fd, &mut canon) {
-        return None;
-    }
-    let mut resolved = Buf::new();
-    let mut host = Buf::new();
-    let found =
-        crate::resolve::resolve(state, canon.as_bytes(), false, &mut resolved, &mut host).ok()?;
-    matches!(found.place, Place::Lower(_)).then_some((resolved, host))
-}
-
-fn image_path_of(fd: i32) -> Option<Buf> {
-    fd_image(fd).map(|(canon, _)| canon)
-}
-
 /// Whether a `stat` result is of the writable layer's device (only its
 /// inodes have records).
 pub fn on_upper(st: &[u64; 18]) -> bool {
     st[0] == upper_dev(state::get())
-}
-
-/// Fixes the `struct stat` of descriptor `fd` (fake root).
-pub fn adjust_fd_stat(fd: i32, buf: *mut c_void) {
-    with_fd_image(fd, |image| adjust_stat(buf, image));
-}
-
-/// Calls `f` with the image path (`usr/bin/x`) of descriptor `fd` when it
-/// is a file of the image's layers, `None` otherwise.
-fn with_fd_image<T>(fd: i32, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
-    let image = image_path_of(fd);
-    f(image
-        .as_ref()
-        .map(|canon| canon.as_bytes().get(1..).unwrap_or(b"")))
-}
-
-/// The attributes of open file `fd` as fake root sees them (`st` its
-/// fstat), and its image path when it is a file of the image's layers.
-pub fn fd_attrs(fd: i32, st: &mut [u64; 18]) -> Result<(Attrs, Option<(Buf, Buf)>), i32> {
-    sys::fstat(fd, st.as_mut_ptr().cast())?;
-    let image = fd_image(fd);
-    let key = image
-        .as_ref()
-        .map(|(canon, _)| canon.as_bytes().get(1..).unwrap_or(b""));
-    Ok((attrs(st, key), image))
 }
 
 /// A file of the image copied up keeps what the image records: owner,
@@ -577,19 +524,3 @@ pub fn inherit(host: &Buf, canon: &[u8]) {
         },
     );
 }
-
-export! {
-    #[safe]
-    fn fstat(fd: c_int, buf: *mut c_void) -> c_int {
-        let result = sys::fstat(fd, buf);
-        if result.is_ok() && active() {
-            adjust_fd_stat(fd, buf);
-        }
-        sys::c_ret(result)
-    }
-    fn fstat64(fd: c_int, buf: *mut c_void) -> c_int { fstat(fd, buf) }
-    fn __fxstat(_ver: c_int, fd: c_int, buf: *mut c_void) -> c_int { fstat(fd, buf) }
-    fn __fxstat64(_ver: c_int, fd: c_int, buf: *mut c_void) -> c_int { fstat(fd, buf) }
-}
-
-use crate::fs::export;

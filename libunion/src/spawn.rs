@@ -11,7 +11,7 @@
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::Buf;
-use crate::fs::export;
+use crate::export::export;
 use crate::index::KIND_DIR;
 use crate::lock::SpinLock;
 use crate::resolve::{Place, resolve_at};
@@ -199,7 +199,7 @@ export! {
         let state = state::get();
         if state.active {
             let mut canon = Buf::new();
-            if state::fd_path(state, fd, &mut canon) {
+            if crate::fdpaths::fd_path(state, fd, &mut canon) {
                 with_slot(actions, |slot| {
                     let _ = slot.cwd.set(canon.as_bytes());
                 });

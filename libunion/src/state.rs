@@ -28,7 +28,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_char;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::buf::{Buf, cstr, is_under, starts_with};
 use crate::index::Index;
@@ -149,6 +149,18 @@ fn var(name: &[u8]) -> &'static [u8] {
 }
 
 /// The container's state, read from the environment on first use.
+/// Whether this process runs under the system-call trap (every exec then
+/// goes through the loader): set when its handler is in (`trap`).
+static TRAPPED: AtomicBool = AtomicBool::new(false);
+
+pub fn trapped() -> bool {
+    TRAPPED.load(Ordering::Acquire)
+}
+
+pub fn set_trapped() {
+    TRAPPED.store(true, Ordering::Release);
+}
+
 pub fn get() -> &'static State {
     if INIT.load(Ordering::Acquire) != 2 {
         init();
@@ -247,18 +259,14 @@ static CWD: SpinLock<Buf> = SpinLock::new(Buf::new());
 
 /// A vfork child's own working directory, per `private` slot: the child's
 /// chdir must not change its parent's (`subprocess.run(cwd=...)`).
-struct ChildCwds(UnsafeCell<[(bool, Buf); crate::private::SLOTS]>);
+/// Each with the slot's epoch it was set in (`private::epoch`; 0: unset):
+/// a child starts in its parent's directory.
+struct ChildCwds(UnsafeCell<[(u32, Buf); crate::private::SLOTS]>);
 // SAFETY: each slot is used by the one vfork child holding it.
 unsafe impl Sync for ChildCwds {}
 static CHILD_CWDS: ChildCwds = ChildCwds(UnsafeCell::new(
-    [const { (false, Buf::new()) }; crate::private::SLOTS],
+    [const { (0, Buf::new()) }; crate::private::SLOTS],
 ));
-
-/// A vfork child starts in its parent's directory.
-pub fn vfork_started(slot: usize) {
-    // SAFETY: the child owns the slot from now on.
-    unsafe { (*CHILD_CWDS.0.get())[slot].0 = false };
-}
 
 /// The container path of the process's real working directory (`/` when
 /// it is outside the container).
@@ -279,8 +287,12 @@ fn real_cwd(state: &State, container: &mut Buf) {
 pub fn set_cwd(path: &[u8]) {
     if let Some(slot) = crate::private::vfork_slot() {
         // SAFETY: this child's slot.
-        let (set, cwd) = unsafe { &mut (*CHILD_CWDS.0.get())[slot] };
-        *set = cwd.set(path).is_ok();
+        let (epoch, cwd) = unsafe { &mut (*CHILD_CWDS.0.get())[slot] };
+        *epoch = if cwd.set(path).is_ok() {
+            crate::private::epoch(slot)
+        } else {
+            0
+        };
         return;
     }
     CWD.with(|cwd| {
@@ -291,8 +303,8 @@ pub fn set_cwd(path: &[u8]) {
 pub fn cwd(out: &mut Buf) -> Result<(), i32> {
     if let Some(slot) = crate::private::vfork_slot() {
         // SAFETY: this child's slot.
-        let (set, cwd) = unsafe { &(*CHILD_CWDS.0.get())[slot] };
-        if *set {
+        let (epoch, cwd) = unsafe { &(*CHILD_CWDS.0.get())[slot] };
+        if *epoch == crate::private::epoch(slot) {
             return out.set(cwd.as_bytes());
         }
     }
@@ -342,173 +354,6 @@ pub fn to_container(state: &State, host: &[u8], out: &mut Buf) -> bool {
         Some(bind) => place(bind.host, bind.container),
         None => false,
     }
-}
-
-// Directory descriptors' container paths, remembered when libunion opened
-// them: `*at` calls relative to them (find, fts, Python's rmtree) then
-// need one fstat to check the descriptor is still that directory instead
-// of a readlink in /proc, which costs several times more. An entry is
-// forgotten when its descriptor is closed or replaced (`fds`), and is
-// stale once any directory of the container was removed or renamed (the
-// change counter moved): a new directory can get both the descriptor
-// number and the inode number of a deleted one.
-const FD_SLOTS: usize = 64;
-const FD_PATH: usize = 1024;
-
-struct FdSlot {
-    /// The descriptor plus one: an all-zero (empty) table lives in .bss.
-    fd_plus_one: i32,
-    dev: u64,
-    ino: u64,
-    generation: u64,
-    len: usize,
-    path: [u8; FD_PATH],
-}
-
-static FD_CACHE: SpinLock<[FdSlot; FD_SLOTS]> = SpinLock::new(
-    [const {
-        FdSlot {
-            fd_plus_one: 0,
-            dev: 0,
-            ino: 0,
-            generation: 0,
-            len: 0,
-            path: [0; FD_PATH],
-        }
-    }; FD_SLOTS],
-);
-
-fn identity(fd: i32) -> Option<(u64, u64)> {
-    let mut st = [0u64; 18];
-    sys::fstat(fd, st.as_mut_ptr().cast()).ok()?;
-    Some((st[0], st[1]))
-}
-
-/// Remembers that `fd` (just opened) is container directory `path`.
-pub fn remember_fd(fd: i32, path: &[u8]) {
-    if let Some(id) = identity(fd) {
-        remember(fd, id, path);
-    }
-}
-
-/// Remembers that `fd` (just opened) is container directory `path`, whose
-/// device and inode are `id`.
-pub fn remember_fd_as(fd: i32, id: (u64, u64), path: &[u8]) {
-    remember(fd, id, path);
-}
-
-fn remember(fd: i32, (dev, ino): (u64, u64), path: &[u8]) {
-    if fd < 0 || path.len() > FD_PATH {
-        forget_fd(fd);
-        return;
-    }
-    let generation = crate::upper::dirs_generation(get());
-    FD_CACHE.with(|slots| {
-        let slot = &mut slots[fd as usize % FD_SLOTS];
-        slot.fd_plus_one = fd + 1;
-        slot.dev = dev;
-        slot.ino = ino;
-        slot.generation = generation;
-        slot.len = path.len();
-        slot.path[..path.len()].copy_from_slice(path);
-    });
-}
-
-// Descriptors known to name files of the writable layer (opened or made
-// there through libunion): a change through one needs no lookup of its
-// path. A bit per descriptor below UPPER_FDS, cleared with the cache.
-const UPPER_FDS: usize = 4096;
-static UPPER_FD: [core::sync::atomic::AtomicU64; UPPER_FDS / 64] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; UPPER_FDS / 64];
-
-fn upper_bit(fd: i32) -> Option<(&'static core::sync::atomic::AtomicU64, u64)> {
-    let fd = usize::try_from(fd).ok().filter(|&fd| fd < UPPER_FDS)?;
-    Some((&UPPER_FD[fd / 64], 1 << (fd % 64)))
-}
-
-/// `fd` (just opened) names a file of the writable layer.
-pub fn mark_upper_fd(fd: i32) {
-    if let Some((word, bit)) = upper_bit(fd) {
-        word.fetch_or(bit, Ordering::Relaxed);
-    }
-}
-
-/// Whether `fd` is known to name a file of the writable layer.
-pub fn is_upper_fd(fd: i32) -> bool {
-    upper_bit(fd).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
-}
-
-/// `fd` was closed, or now names something else.
-pub fn forget_fd(fd: i32) {
-    if fd < 0 {
-        return;
-    }
-    if let Some((word, bit)) = upper_bit(fd) {
-        word.fetch_and(!bit, Ordering::Relaxed);
-    }
-    FD_CACHE.with(|slots| {
-        let slot = &mut slots[fd as usize % FD_SLOTS];
-        if slot.fd_plus_one == fd + 1 {
-            slot.fd_plus_one = 0;
-        }
-    });
-}
-
-/// Descriptors `first..=last` were closed.
-pub fn forget_fds(first: u32, last: u32) {
-    for fd in first..=last.min(UPPER_FDS as u32 - 1) {
-        if let Some((word, bit)) = upper_bit(fd as i32) {
-            word.fetch_and(!bit, Ordering::Relaxed);
-        }
-    }
-    FD_CACHE.with(|slots| {
-        for slot in slots.iter_mut() {
-            let fd = (slot.fd_plus_one - 1) as u32;
-            if slot.fd_plus_one > 0 && fd >= first && fd <= last {
-                slot.fd_plus_one = 0;
-            }
-        }
-    });
-}
-
-/// The container path of open file descriptor `fd`.
-pub fn fd_path(state: &State, fd: i32, out: &mut Buf) -> bool {
-    let id = if fd >= 0 { identity(fd) } else { None };
-    fd_path_of(state, fd, id, out)
-}
-
-/// `fd_path` when the descriptor's device and inode (`id`) are known.
-pub fn fd_path_of(state: &State, fd: i32, id: Option<(u64, u64)>, out: &mut Buf) -> bool {
-    if let Some((dev, ino)) = id {
-        let generation = crate::upper::dirs_generation(state);
-        let hit = FD_CACHE.with(|slots| {
-            let slot = &slots[fd as usize % FD_SLOTS];
-            slot.fd_plus_one == fd + 1
-                && slot.dev == dev
-                && slot.ino == ino
-                && slot.generation == generation
-                && out.set(&slot.path[..slot.len]).is_ok()
-        });
-        if hit {
-            return true;
-        }
-    }
-    let mut link = Buf::new();
-    let mut number = [0u8; 12];
-    let digits = format_int(fd as i64, &mut number);
-    if link.push(b"/proc/self/fd/").is_err() || link.push(digits).is_err() {
-        return false;
-    }
-    let mut host = Buf::new();
-    match sys::readlinkat(sys::AT_FDCWD, link.c(), host.spare(), crate::buf::CAPACITY) {
-        Ok(len) => host.set_len(len),
-        Err(_) => return false,
-    }
-    let known = to_container(state, host.as_bytes(), out);
-    if let (true, Some(id)) = (known, id) {
-        remember(fd, id, out.as_bytes());
-    }
-    known
 }
 
 pub use lpmx_sys::format_int;

@@ -13,16 +13,9 @@ use lpmx_trap::handler::{self, Call, SIGSYS, SIGSYS_BIT, set_mask};
 
 use crate::sys;
 
-/// Whether this process runs under the trap (every exec then goes through
-/// the loader).
-static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Whether the handler translates (a container's program) or lets calls
 /// through (lpmx-exec, between the filter and its exec).
 static TRANSLATE: AtomicBool = AtomicBool::new(false);
-
-pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
-}
 
 /// In a container's program (`LPMX_TRAP=1`): the filter is in place, so
 /// the translating handler goes in at once.
@@ -31,7 +24,7 @@ pub fn inherit() {
     // The loader the program started under carries the gadget.
     sys::gadget_mapped();
     if handler::install(on_sigsys) {
-        ACTIVE.store(true, Ordering::Release);
+        crate::state::set_trapped();
     }
 }
 
@@ -53,7 +46,17 @@ pub fn begin() {
         return;
     }
     if lpmx_trap::filter::install().is_ok() {
-        ACTIVE.store(true, Ordering::Release);
+        crate::state::set_trapped();
+    }
+}
+
+crate::export::export! {
+    // The entry point of lpmx-exec, which dlopens libunion to start the
+    // container's first program exactly as a program inside would.
+    fn lpmx_exec(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+        // The container's process tree starts here: the trap goes in now.
+        begin();
+        crate::exec::exec(file, true, argv, envp)
     }
 }
 
@@ -92,7 +95,7 @@ fn with_every_call_trapped<T>(f: impl FnOnce() -> T) -> T {
     const PR_SET_SYSCALL_USER_DISPATCH: usize = 59;
     const ON: usize = 1;
     const OFF: usize = 0;
-    if !active() || !TRANSLATE.load(Ordering::Acquire) {
+    if !crate::state::trapped() || !TRANSLATE.load(Ordering::Acquire) {
         return f();
     }
     let selector = &SELECTORS[sys::gettid() as usize % SELECTORS.len()];
@@ -116,7 +119,7 @@ fn with_every_call_trapped<T>(f: impl FnOnce() -> T) -> T {
 
 type IconvOpenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_void;
 
-crate::fs::export! {
+crate::export::export! {
     #[safe]
     fn iconv_open(to: *const c_char, from: *const c_char) -> *mut c_void {
         match crate::sys::real!("iconv_open": IconvOpenFn) {
@@ -139,7 +142,7 @@ type SigactionFn = unsafe extern "C" fn(c_int, *const c_void, *mut c_void) -> c_
 fn bsd_mask(how: c_int, mask: c_int) -> c_int {
     let set = u64::from(mask as u32);
     let mut old = 0u64;
-    if !active() {
+    if !crate::state::trapped() {
         let _ = sys::rt_sigprocmask(how, &set, &mut old);
         return old as u32 as c_int;
     }
@@ -150,10 +153,10 @@ fn bsd_mask(how: c_int, mask: c_int) -> c_int {
     }
 }
 
-crate::fs::export! {
+crate::export::export! {
     #[safe]
     fn sigprocmask(how: c_int, set: *const u64, old: *mut u64) -> c_int {
-        if !active() {
+        if !crate::state::trapped() {
             return match crate::sys::real!("sigprocmask": SigprocmaskFn) {
                 // SAFETY: glibc's own, with the caller's arguments.
                 Some(real) => unsafe { real(how, set, old) },
@@ -168,7 +171,7 @@ crate::fs::export! {
     }
     #[safe]
     fn pthread_sigmask(how: c_int, set: *const u64, old: *mut u64) -> c_int {
-        if !active() {
+        if !crate::state::trapped() {
             return match crate::sys::real!("pthread_sigmask": SigprocmaskFn) {
                 // SAFETY: as above.
                 Some(real) => unsafe { real(how, set, old) },
@@ -187,7 +190,7 @@ crate::fs::export! {
         let Some(real) = crate::sys::real!("sigaction": SigactionFn) else {
             return sys::c_ret(Err(sys::ENOSYS));
         };
-        if !active() || act.is_null() {
+        if !crate::state::trapped() || act.is_null() {
             return real(signal, act, old);
         }
         if signal == SIGSYS {

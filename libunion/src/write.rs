@@ -11,13 +11,14 @@
 use core::ffi::{c_char, c_int, c_void};
 
 use crate::buf::{Buf, cstr};
-use crate::fs::{export, meta_of, parent_meta, translate, translate_bytes};
+use crate::export::export;
 use crate::index::{KIND_DIR, KIND_SYMLINK};
+use crate::paths::{meta_of, parent_meta, translate, translate_bytes};
 use crate::perm::{self, MAY_READ, MAY_WRITE, Meta};
 use crate::resolve::{Found, Last, Place};
 use crate::root::{self, Attrs, disk_mode};
 use crate::state::{self, State};
-use crate::sys::{self, c_ret, set_errno};
+use crate::sys::{self, c_ret};
 use crate::upper;
 
 const AT_REMOVEDIR: i32 = 0x200;
@@ -598,7 +599,7 @@ fn copy_of(canon: &Buf, lower: &Buf) -> Result<Buf, i32> {
 /// descriptor keeps reading the image's file, as on overlayfs).
 fn fchmod_fd(fd: i32, mode: u32) -> Result<(), i32> {
     if !root::active() {
-        return match root::fd_image(fd) {
+        return match crate::open_files::fd_image(fd) {
             Some((canon, lower)) => {
                 crate::host::chmod(&copy_of(&canon, &lower)?, mode & 0o7777).map(|_| ())
             }
@@ -606,7 +607,7 @@ fn fchmod_fd(fd: i32, mode: u32) -> Result<(), i32> {
         };
     }
     let mut st = [0u64; 18];
-    let (attrs, image) = root::fd_attrs(fd, &mut st)?;
+    let (attrs, image) = crate::open_files::fd_attrs(fd, &mut st)?;
     let perms = perm::chmod(&attrs.meta(), mode)?;
     let virtual_mode = (attrs.mode & sys::S_IFMT) | perms;
     match image {
@@ -625,7 +626,7 @@ fn fchmod_fd(fd: i32, mode: u32) -> Result<(), i32> {
 
 fn fchown_fd(fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
     if !root::active() {
-        return match root::fd_image(fd) {
+        return match crate::open_files::fd_image(fd) {
             Some((canon, lower)) => {
                 crate::host::chown(&copy_of(&canon, &lower)?, uid, gid, 0).map(|_| ())
             }
@@ -633,7 +634,7 @@ fn fchown_fd(fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
         };
     }
     let mut st = [0u64; 18];
-    let (attrs, image) = root::fd_attrs(fd, &mut st)?;
+    let (attrs, image) = crate::open_files::fd_attrs(fd, &mut st)?;
     let meta = attrs.meta();
     let owner = perm::chown(&meta, uid, gid)?;
     match image {
@@ -662,10 +663,10 @@ unsafe fn futimens_fd(fd: i32, times: *const c_void) -> c_int {
         };
         if perm::checking() {
             let mut st = [0u64; 18];
-            let (attrs, _) = root::fd_attrs(fd, &mut st)?;
+            let (attrs, _) = crate::open_files::fd_attrs(fd, &mut st)?;
             perm::set_times(&attrs.meta(), to_now)?;
         }
-        if let Some((canon, lower)) = root::fd_image(fd) {
+        if let Some((canon, lower)) = crate::open_files::fd_image(fd) {
             let copy = copy_of(&canon, &lower)?;
             return crate::host::utimens(&copy, times, 0);
         }
@@ -724,7 +725,7 @@ unsafe fn for_create(
     Ok(Some((found, parent)))
 }
 
-unsafe fn mkdir_at(dirfd: i32, path: *const c_char, mode: u32) -> c_int {
+pub unsafe fn mkdir_at(dirfd: i32, path: *const c_char, mode: u32) -> c_int {
     let (mut canon, mut host) = (Buf::new(), Buf::new());
     // SAFETY: the caller's C path.
     match unsafe { for_create(dirfd, path, true, &mut canon, &mut host) } {
@@ -930,7 +931,7 @@ fn image_has_entries(state: &State, canon: &[u8]) -> bool {
     any
 }
 
-unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
+pub unsafe fn remove_at(dirfd: i32, path: *const c_char, directory: bool) -> c_int {
     let state = state::get();
     if !state.active {
         let flags = if directory { AT_REMOVEDIR } else { 0 };
@@ -1213,76 +1214,11 @@ export! {
         }
         remove_at(dirfd, path, flags & AT_REMOVEDIR != 0)
     }
-    fn remove(path: *const c_char) -> c_int {
-        let mut st = [0u64; 18];
-        if crate::fs::stat_at(sys::AT_FDCWD, path, st.as_mut_ptr().cast(), sys::AT_SYMLINK_NOFOLLOW) != 0 {
-            return -1;
-        }
-        let directory = (st[3] as u32) & sys::S_IFMT == sys::S_IFDIR;
-        remove_at(sys::AT_FDCWD, path, directory)
-    }
     fn rename(old: *const c_char, new: *const c_char) -> c_int { rename_at(sys::AT_FDCWD, old, sys::AT_FDCWD, new, 0) }
     fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> c_int {
         rename_at(olddir, old, newdir, new, 0)
     }
     fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: u32) -> c_int {
         rename_at(olddir, old, newdir, new, flags)
-    }
-}
-
-// mkstemp and friends: glibc creates the file with its internal open,
-// past libunion, so they are libunion's own.
-unsafe fn temp_at(template: *mut c_char, suffix: usize, flags: i32, directory: bool) -> c_int {
-    // SAFETY: the caller's writable C string.
-    let bytes = unsafe { cstr(template) };
-    let len = bytes.len();
-    if len < 6 + suffix || &bytes[len - 6 - suffix..len - suffix] != b"XXXXXX" {
-        set_errno(sys::EINVAL);
-        return -1;
-    }
-    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    for _ in 0..1000 {
-        let mut random = [0u8; 6];
-        let _ = sys::getrandom(&mut random);
-        for (i, r) in random.iter().enumerate() {
-            // SAFETY: within the template.
-            unsafe {
-                *template.add(len - 6 - suffix + i) =
-                    LETTERS[usize::from(*r) % LETTERS.len()] as c_char
-            };
-        }
-        let result = if directory {
-            // SAFETY: a C path.
-            unsafe { mkdir_at(sys::AT_FDCWD, template, 0o700) }
-        } else {
-            // SAFETY: as above.
-            unsafe {
-                crate::fs::open_at(
-                    sys::AT_FDCWD,
-                    template,
-                    sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | flags,
-                    0o600,
-                )
-            }
-        };
-        if result >= 0 || sys::errno() != 17 {
-            return result;
-        }
-    }
-    set_errno(17);
-    -1
-}
-
-export! {
-    fn mkstemp(template: *mut c_char) -> c_int { temp_at(template, 0, 0, false) }
-    fn mkstemp64(template: *mut c_char) -> c_int { temp_at(template, 0, 0, false) }
-    fn mkostemp(template: *mut c_char, flags: c_int) -> c_int { temp_at(template, 0, flags, false) }
-    fn mkostemp64(template: *mut c_char, flags: c_int) -> c_int { temp_at(template, 0, flags, false) }
-    fn mkstemps(template: *mut c_char, suffix: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, 0, false) }
-    fn mkstemps64(template: *mut c_char, suffix: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, 0, false) }
-    fn mkostemps(template: *mut c_char, suffix: c_int, flags: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, flags, false) }
-    fn mkostemps64(template: *mut c_char, suffix: c_int, flags: c_int) -> c_int { temp_at(template, suffix.max(0) as usize, flags, false) }
-    fn mkdtemp(template: *mut c_char) -> *mut c_char {
-        if temp_at(template, 0, 0, true) == 0 { template } else { core::ptr::null_mut() }
     }
 }
