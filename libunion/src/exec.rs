@@ -223,6 +223,56 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
     Ok(Program::Static)
 }
 
+/// Whether the container's library directory `dir` still holds what the
+/// writable layer has: every `PATH<TAB>TIME` line of its stamp
+/// (`lpmx_core::libraries::STAMP`) names a file with that modification
+/// time (`-`: missing), as when lpmx-exec built it.
+fn container_libs_hold(dir: &[u8]) -> bool {
+    let Ok(mut path) = Buf::from(dir) else {
+        return false;
+    };
+    if path.push(b"/.stamp").is_err() {
+        return false;
+    }
+    let Ok(fd) = sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0) else {
+        return false;
+    };
+    let mut text = [0u8; 4096];
+    let read = sys::pread(fd as i32, text.as_mut_ptr(), text.len(), 0);
+    let _ = sys::close(fd as i32);
+    let Ok(len) = read else {
+        return false;
+    };
+    if len == text.len() {
+        return false; // not a stamp lpmx-exec writes
+    }
+    text[..len]
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .all(|line| {
+            let Some(tab) = line.iter().position(|&b| b == b'\t') else {
+                return false;
+            };
+            let (file, time) = (&line[..tab], &line[tab + 1..]);
+            let Ok(file) = Buf::from(file) else {
+                return false;
+            };
+            let mut st = [0u64; 18];
+            match crate::host::lstat(&file, &mut st) {
+                Err(_) => time == b"-",
+                Ok(_) => {
+                    let (mut seconds, mut nanos) = ([0u8; 12], [0u8; 12]);
+                    let seconds = sys::format_int(st[11] as i64, &mut seconds);
+                    let nanos = sys::format_int(st[12] as i64, &mut nanos);
+                    time.len() == seconds.len() + 1 + nanos.len()
+                        && time.starts_with(seconds)
+                        && time[seconds.len()] == b'.'
+                        && time.ends_with(nanos)
+                }
+            }
+        })
+}
+
 /// Fills `out` from offset `at` of the file, from `head` (its first
 /// bytes, already read) when it holds them all; returns the count read.
 fn read_at(fd: i32, head: &[u8], at: u64, out: &mut [u8]) -> Result<usize, i32> {
@@ -562,7 +612,10 @@ impl Launch {
         if let Some(value) = unsafe { env_value(envp, b"LD_LIBRARY_PATH") } {
             self.translate_library_path(state, value, true)?;
         }
-        if state.libs.is_empty() {
+        if !state.container_libs.is_empty() && container_libs_hold(state.container_libs) {
+            // The writable layer's libraries and the image's, in one.
+            self.add_libpath(state.container_libs)?;
+        } else if state.libs.is_empty() {
             self.translate_library_path(state, state.libdirs, true)?;
         } else {
             // The image's libraries, one directory whatever the layers;
@@ -821,6 +874,7 @@ impl Launch {
             (b"LPMX_GPU_LIBS=", state.gpu_libs),
             (b"LPMX_HOST_EXEC=", state.host_exec),
             (b"LPMX_LIBS=", state.libs),
+            (b"LPMX_CONTAINER_LIBS=", state.container_libs),
             (b"LPMX_STORE=", state.store),
             (b"LPMX_LOADER=", state.loader),
             (

@@ -9,6 +9,8 @@
 //! LPMX_LIBDIRS  the image's library directories (container paths), which
 //!               the loader's --library-path names in every layer
 //! LPMX_LIBS     the image's library directory (`lpmx_core::libraries`)
+//! LPMX_CONTAINER_LIBS the container's, with the writable layer's libraries,
+//!               used while its stamp holds (`exec::container_libs_hold`)
 //! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
 //! LPMX_HOST_PROGRAMS  the container's host programs (CONTAINER=HOST lines)
 //! LPMX_TOOLS    the lpmx tools' directory: run there as host programs
@@ -66,6 +68,7 @@ pub struct State {
     pub env_file: &'static [u8],
     pub env_keys: &'static [u8],
     pub libs: &'static [u8],
+    pub container_libs: &'static [u8],
     pub exe: &'static [u8],
     /// The store (`LPMX_STORE`), and the directory libunion.so is in:
     /// host paths libunion hands out, the trap leaves them the host's.
@@ -103,6 +106,7 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     env_file: &[],
     env_keys: &[],
     libs: &[],
+    container_libs: &[],
     exe: &[],
     store: &[],
     lib_dir: &[],
@@ -200,6 +204,7 @@ fn init() {
     state.env_file = var(b"LPMX_ENV_FILE\0");
     state.env_keys = var(b"LPMX_ENV_KEYS\0");
     state.libs = var(b"LPMX_LIBS\0");
+    state.container_libs = trim_slash(var(b"LPMX_CONTAINER_LIBS\0"));
     state.exe = var(b"LPMX_EXE\0");
     state.store = trim_slash(var(b"LPMX_STORE\0"));
     state.loader = var(b"LPMX_LOADER\0");

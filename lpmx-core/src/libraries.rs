@@ -26,6 +26,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::container::StackDocument;
 use crate::index::{Index, Kind};
 use crate::view::View;
 
@@ -141,8 +142,14 @@ fn glob(index: &Index, view: &View, pattern: &str) -> Vec<String> {
 /// at `out`, which must not exist.
 pub fn build(index: &Index, view: &View, out: &Path) -> io::Result<()> {
     fs::create_dir_all(out)?;
+    fill(index, view, out, &mut BTreeSet::new())?;
+    add_probed(out)
+}
+
+/// Links into `out` the image's libraries `index` lists, each as `view`
+/// resolves it, but for the `names` already there.
+fn fill(index: &Index, view: &View, out: &Path, names: &mut BTreeSet<String>) -> io::Result<()> {
     let mut seen_dirs = BTreeSet::new();
-    let mut names = BTreeSet::new();
     let mut dirs = configured_dirs(index, view);
     dirs.extend(LIBRARY_DIRS.iter().map(|d| (*d).to_owned()));
     for dir in dirs {
@@ -174,5 +181,183 @@ pub fn build(index: &Index, view: &View, out: &Path) -> io::Result<()> {
             names.insert(name);
         }
     }
-    add_probed(out)
+    Ok(())
+}
+
+/// The file of a container's library directory that records what it was
+/// built from.
+pub const STAMP: &str = ".stamp";
+
+/// A container's own library directory, beside its writable layer
+/// (`upper.libs`).
+///
+/// Once packages put libraries into the writable layer, its library
+/// directories come first in the loader's path, and the loader probes
+/// each with its ten hwcaps subdirectories (an open and a stat each)
+/// before it reaches the image's directory: about 50 failed calls in every
+/// exec. This directory holds both, as the loader would find them: the
+/// writable layer's libraries first, then the image's, each resolved in
+/// the container (so what the container deleted is left out), with the
+/// `PROBED` names. lpmx-exec brings it up to date at start; libunion uses
+/// it while its `STAMP` holds (the modification times of the writable
+/// layer's library directories and of its whiteouts file, one
+/// `PATH<TAB>TIME` line each) and searches as before when it does not.
+pub fn container_farm_path(upper: &Path) -> PathBuf {
+    crate::container::beside(upper, ".libs")
+}
+
+/// `path`'s modification time as the stamp writes it (`-`: missing).
+fn stamp_time(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match fs::symlink_metadata(path) {
+        Ok(meta) => format!("{}.{}", meta.mtime(), meta.mtime_nsec()),
+        Err(_) => "-".to_owned(),
+    }
+}
+
+/// Whether the stamp `text` still describes the files it names.
+fn stamp_holds(text: &str) -> bool {
+    text.lines().all(|line| {
+        line.split_once('\t')
+            .is_some_and(|(path, time)| stamp_time(Path::new(path)) == time)
+    })
+}
+
+/// Brings the library directory of `stack`'s container up to date:
+/// its path, or `None` when the writable layer has no library directory
+/// (libunion then searches as before, at no cost).
+pub fn refresh_container_farm(stack: &StackDocument) -> io::Result<Option<PathBuf>> {
+    let farm = container_farm_path(&stack.upper);
+    if let Ok(stamp) = fs::read_to_string(farm.join(STAMP))
+        && stamp_holds(&stamp)
+    {
+        return Ok(Some(farm));
+    }
+    // Every library directory is below /usr, /lib or /lib64 (or where the
+    // image's /lib points, below /usr): a fresh container needs no view.
+    if !["usr", "lib", "lib64"]
+        .iter()
+        .any(|top| stack.upper.join(top).exists())
+    {
+        return Ok(None);
+    }
+    let view = View::of_stack(stack).map_err(io::Error::other)?;
+    // Each library directory where the writable layer holds it (through
+    // the image's symlinks: /lib is /usr/lib in a merged-/usr image).
+    let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+    for dir in LIBRARY_DIRS {
+        let path = view
+            .resolve(dir, true)
+            .map_or_else(|_| (*dir).to_owned(), |r| r.path);
+        let host = stack.upper.join(path.trim_start_matches('/'));
+        if !dirs.iter().any(|(_, h)| *h == host) {
+            dirs.push((path, host));
+        }
+    }
+    if !dirs.iter().any(|(_, host)| host.is_dir()) {
+        return Ok(None);
+    }
+    let mut stamp = String::new();
+    let whiteouts = crate::container::Whiteouts::path(&stack.upper);
+    for path in dirs
+        .iter()
+        .map(|(_, host)| host.as_path())
+        .chain([whiteouts.as_path()])
+    {
+        stamp.push_str(&format!("{}\t{}\n", path.display(), stamp_time(path)));
+    }
+    let index = Index::parse(fs::read(&stack.index)?).map_err(io::Error::other)?;
+    // Each build is a directory of its own (`upper.libs.<unique>`), and
+    // `upper.libs` a symlink to the current one, replaced by rename: the
+    // many processes of a container (ranks of one job, on many nodes) may
+    // rebuild at once while others start programs through it.
+    let unique = format!(
+        ".{}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        host_name()
+    );
+    let temp = crate::container::beside(&farm, &unique);
+    fs::create_dir_all(&temp)?;
+    let mut names = BTreeSet::new();
+    for (dir, host) in &dirs {
+        let Ok(entries) = fs::read_dir(host) else {
+            continue;
+        };
+        let mut found: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".so"))
+            .collect();
+        found.sort();
+        for name in found {
+            let Ok(target) = view.resolve(&format!("{dir}/{name}"), true) else {
+                continue; // a dangling link
+            };
+            if target.host.is_file() && names.insert(name.clone()) {
+                std::os::unix::fs::symlink(&target.host, temp.join(&name))?;
+            }
+        }
+    }
+    fill(&index, &view, &temp, &mut names)?;
+    add_probed(&temp)?;
+    fs::write(temp.join(STAMP), stamp)?;
+    let link = crate::container::beside(&temp, ".link");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(temp.file_name().expect("a name"), &link)?;
+    if let Err(e) = fs::rename(&link, &farm) {
+        // A directory left by an older lpmx: replaced once, by whoever
+        // gets there first.
+        if farm.is_dir() && !farm.is_symlink() {
+            let _ = fs::remove_dir_all(&farm);
+            fs::rename(&link, &farm)?;
+        } else {
+            let _ = fs::remove_file(&link);
+            let _ = fs::remove_dir_all(&temp);
+            return Err(e);
+        }
+    }
+    remove_old_farms(&farm);
+    Ok(Some(farm))
+}
+
+/// Removes the builds `farm` no longer points to, but for any made in the
+/// last minute (another process's, still being built or just switched to).
+fn remove_old_farms(farm: &Path) {
+    let (Some(dir), Some(name)) = (farm.parent(), farm.file_name()) else {
+        return;
+    };
+    let current = fs::read_link(farm).ok();
+    let prefix = format!("{}.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        let entry_name = entry_name.to_string_lossy();
+        if !entry_name.starts_with(&prefix)
+            || entry_name.ends_with(".link")
+            || current.as_deref() == Some(Path::new(entry_name.as_ref()))
+        {
+            continue;
+        }
+        let recent = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < std::time::Duration::from_secs(60));
+        if !recent {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// This machine's name, to tell apart builds of machines sharing a store.
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
 }

@@ -341,6 +341,13 @@ pub fn exec(
     // search each layer instead.
     let farm = farm_path(&stack.index);
     let farm = if farm.is_dir() { farm } else { PathBuf::new() };
+    // The container's own, once its writable layer has libraries; should
+    // it fail (a read-only container directory), libunion searches the
+    // writable layer's directories as before.
+    let container_farm = lpmx_core::libraries::refresh_container_farm(stack)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let tools = std::env::current_exe()
         .ok()
         .and_then(|exe| std::fs::canonicalize(exe).ok())
@@ -348,7 +355,7 @@ pub fn exec(
         .unwrap_or_default();
     let host_programs = HostPrograms::path(stack);
     let loader = find_loader(&libunion).unwrap_or_default();
-    let config: [(&str, OsString); 15] = [
+    let config: [(&str, OsString); 16] = [
         ("LPMX_STORE", store_root.as_os_str().to_owned()),
         ("LPMX_LOADER", loader.into_os_string()),
         ("LPMX_TRAP", if request.no_trap { "0" } else { "" }.into()),
@@ -363,6 +370,7 @@ pub fn exec(
         ("LPMX_BINDS", binds_var.into()),
         ("LPMX_LIBDIRS", LIBRARY_DIRS.join(":").into()),
         ("LPMX_LIBS", farm.into_os_string()),
+        ("LPMX_CONTAINER_LIBS", container_farm.into_os_string()),
         ("LPMX_LIB", libunion.clone().into_os_string()),
     ];
     // libunion reads its configuration from this process's environment

@@ -425,3 +425,98 @@ fn group_name_or(name: &str) -> String {
         })
         .unwrap_or_else(|| name.to_owned())
 }
+
+// --- Libraries installed into the container ------------------------------
+
+/// Builds `libgreet.so.1` saying `word` into `dir`.
+fn greet_library(dir: &Path, word: &str) -> PathBuf {
+    let source = dir.join(format!("greet-{word}.c"));
+    fs::write(
+        &source,
+        format!("#include <stdio.h>\nvoid greet(void) {{ puts(\"{word}\"); }}\n"),
+    )
+    .expect("write the library's source");
+    let library = dir.join(format!("{word}/libgreet.so.1"));
+    fs::create_dir_all(library.parent().unwrap()).expect("library directory");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libgreet.so.1", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc {}", source.display());
+    library
+}
+
+#[test]
+fn libraries_installed_into_the_container_are_found_and_deleted_ones_are_not() {
+    let env = Env::new();
+    let _registry = debian_container(&env, "bookworm", "c", &[]);
+    let dir = env.path().join("greet");
+    fs::create_dir_all(&dir).expect("make the build directory");
+    let v1 = greet_library(&dir, "first");
+    let v2 = greet_library(&dir, "second");
+    let program = dir.join("greet");
+    let main = dir.join("main.c");
+    fs::write(
+        &main,
+        "void greet(void);\nint main(void) { greet(); return 0; }\n",
+    )
+    .expect("write the program's source");
+    let built = Command::new("gcc")
+        .arg("-o")
+        .arg(&program)
+        .arg(&main)
+        .arg(&v1)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc {}", main.display());
+    for path in [&dir, &v1, &v2, &program] {
+        let mut perms = fs::metadata(path).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(path, perms).expect("chmod");
+    }
+    for sub in ["first", "second"] {
+        let mut perms = fs::metadata(dir.join(sub)).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(dir.join(sub), perms).expect("chmod");
+    }
+    let (program, v1, v2) = (program.display(), v1.display(), v2.display());
+    let libs = "/usr/lib/x86_64-linux-gnu";
+    let farm = env.store().join("containers/c/upper.libs");
+
+    // Installed during a run: that run's next programs find it.
+    let run = exec(&env, &["--root"], &format!("cp {v1} {libs}/ && {program}"));
+    run.success();
+    assert_eq!(run.stdout, "first\n", "{run:#?}");
+    // The next run starts with the container's library directory.
+    let run = exec(&env, &[], &format!("{program}"));
+    run.success();
+    assert_eq!(run.stdout, "first\n", "{run:#?}");
+    assert!(
+        farm.join("libgreet.so.1").exists(),
+        "the container's library directory has it"
+    );
+    assert!(farm.join("libc.so.6").exists(), "and the image's libraries");
+    // Replaced during a run, then in the next.
+    let run = exec(&env, &["--root"], &format!("cp {v2} {libs}/ && {program}"));
+    run.success();
+    assert_eq!(run.stdout, "second\n", "{run:#?}");
+    let run = exec(&env, &[], &format!("{program}"));
+    assert_eq!(run.stdout, "second\n", "{run:#?}");
+    // Deleted, it is gone, and so is an image library the container deletes.
+    let run = exec(
+        &env,
+        &["--root"],
+        &format!("rm {libs}/libgreet.so.1 {libs}/libz.so.1 && {program}; echo status $?"),
+    );
+    assert!(run.stdout.ends_with("status 127\n"), "{run:#?}");
+    let run = exec(&env, &[], &format!("{program}; echo status $?"));
+    assert_eq!(run.stdout, "status 127\n", "{run:#?}");
+    assert!(run.stderr.contains("libgreet.so.1"), "{run:#?}");
+    assert!(
+        !farm.join("libz.so.1").exists(),
+        "a deleted image library stays out"
+    );
+    assert!(farm.join("libc.so.6").exists());
+}
