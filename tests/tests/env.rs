@@ -98,3 +98,29 @@ fn concurrent_edits_lose_nothing() {
         assert!(list.stdout.contains(&format!("K{i}={i}\n")), "{list:#?}");
     }
 }
+
+#[test]
+fn lpmx_variables_appear_once_however_deep_the_execs() {
+    let env = Env::new();
+    let _registry = bookworm(&env, "dev");
+    // env execs env execs env: no shell in between to rebuild the
+    // environment, so a variable libunion added again at every exec
+    // would pile up.
+    let run = env.run(
+        "lpmx-exec",
+        ["dev", "--", "/usr/bin/env", "/usr/bin/env", "/usr/bin/env"],
+    );
+    run.success();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in run.stdout.lines() {
+        if let Some((name, _)) = line.split_once('=') {
+            *counts.entry(name.to_owned()).or_insert(0) += 1;
+        }
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "repeated variables {repeated:?}\n{run:#?}"
+    );
+    assert_eq!(counts.get("LPMX_LIBS"), Some(&1), "{run:#?}");
+}
