@@ -152,7 +152,6 @@ fn var(name: &[u8]) -> &'static [u8] {
     if value.is_empty() { &[] } else { keep(value) }
 }
 
-/// The container's state, read from the environment on first use.
 /// Whether this process runs under the system-call trap (every exec then
 /// goes through the loader): set when its handler is in (`trap`).
 static TRAPPED: AtomicBool = AtomicBool::new(false);
@@ -165,6 +164,7 @@ pub fn set_trapped() {
     TRAPPED.store(true, Ordering::Release);
 }
 
+/// The container's state, read from the environment on first use.
 pub fn get() -> &'static State {
     if INIT.load(Ordering::Acquire) != 2 {
         init();
@@ -313,14 +313,22 @@ pub fn cwd(out: &mut Buf) -> Result<(), i32> {
             return out.set(cwd.as_bytes());
         }
     }
-    CWD.with(|cwd| {
-        if cwd.is_empty() {
-            // A vfork child shares this memory and may ask first; its
-            // directory is still the parent's then.
-            real_cwd(get(), cwd);
+    if CWD.with(|cwd| cwd.is_empty()) {
+        // Outside the lock: a system call and the container's binds.
+        let mut real = Buf::new();
+        real_cwd(get(), &mut real);
+        // A vfork child's directory may no longer be its parent's: it
+        // answers for itself only.
+        if crate::private::vfork_slot().is_some() {
+            return out.set(real.as_bytes());
         }
-        out.set(cwd.as_bytes())
-    })
+        CWD.with(|cwd| {
+            if cwd.is_empty() {
+                let _ = cwd.set(real.as_bytes());
+            }
+        });
+    }
+    CWD.with(|cwd| out.set(cwd.as_bytes()))
 }
 
 /// The container path of host path `host`, if it lies in the container's

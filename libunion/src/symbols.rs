@@ -69,6 +69,9 @@ const VERSYM_HIDDEN: u16 = 0x8000;
 
 struct Search<'a> {
     name: &'a [u8],
+    /// Whether the objects after libunion's are searched, or (a second
+    /// pass) every object but libunion.
+    after_self_only: bool,
     passed_self: bool,
     found: *mut c_void,
 }
@@ -79,11 +82,20 @@ pub fn next(name: &[u8]) -> *mut c_void {
     let name = name.strip_suffix(b"\0").unwrap_or(name);
     let mut search = Search {
         name,
+        after_self_only: true,
         passed_self: false,
         found: core::ptr::null_mut(),
     };
     // SAFETY: the callback reads what the loader hands it, for the call.
     unsafe { dl_iterate_phdr(visit, (&raw mut search).cast()) };
+    if search.found.is_null() {
+        // Loaded by dlopen (lpmx-exec does, RTLD_LOCAL), libunion comes
+        // after libc; RTLD_NEXT then finds libc through libunion's own
+        // dependencies.
+        search.after_self_only = false;
+        // SAFETY: as above.
+        unsafe { dl_iterate_phdr(visit, (&raw mut search).cast()) };
+    }
     search.found
 }
 
@@ -93,12 +105,13 @@ unsafe extern "C" fn visit(info: *mut DlPhdrInfo, _: usize, data: *mut c_void) -
     let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
     // SAFETY: the loader's program headers for this object.
     let phdrs = unsafe { core::slice::from_raw_parts(info.phdr, info.phnum as usize) };
-    if !search.passed_self {
-        let here = next as *const () as usize;
-        search.passed_self = phdrs.iter().any(|p| {
-            let start = info.addr.wrapping_add(p.vaddr as usize);
-            p.kind == PT_LOAD && (start..start + p.memsz as usize).contains(&here)
-        });
+    let here = next as *const () as usize;
+    let is_self = phdrs.iter().any(|p| {
+        let start = info.addr.wrapping_add(p.vaddr as usize);
+        p.kind == PT_LOAD && (start..start + p.memsz as usize).contains(&here)
+    });
+    if is_self || (search.after_self_only && !search.passed_self) {
+        search.passed_self |= is_self;
         return 0;
     }
     let Some(dynamic) = phdrs.iter().find(|p| p.kind == PT_DYNAMIC) else {

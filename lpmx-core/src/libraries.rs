@@ -259,11 +259,12 @@ pub fn refresh_container_farm(stack: &StackDocument) -> io::Result<Option<PathBu
     }
     let mut stamp = String::new();
     let whiteouts = crate::container::Whiteouts::path(&stack.upper);
-    for path in dirs
-        .iter()
-        .map(|(_, host)| host.as_path())
-        .chain([whiteouts.as_path()])
-    {
+    // Each link names the file at the end of the library's symlinks; the
+    // usual hop outside the library directories is Debian's alternatives
+    // (`update-alternatives --set` for BLAS), so its directory counts too.
+    let alternatives = stack.upper.join("etc/alternatives");
+    let watched = [whiteouts.as_path(), alternatives.as_path()];
+    for path in dirs.iter().map(|(_, host)| host.as_path()).chain(watched) {
         stamp.push_str(&format!("{}\t{}\n", path.display(), stamp_time(path)));
     }
     let index = Index::parse(fs::read(&stack.index)?).map_err(io::Error::other)?;
@@ -305,19 +306,11 @@ pub fn refresh_container_farm(stack: &StackDocument) -> io::Result<Option<PathBu
     add_probed(&temp)?;
     fs::write(temp.join(STAMP), stamp)?;
     let link = crate::container::beside(&temp, ".link");
-    let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(temp.file_name().expect("a name"), &link)?;
     if let Err(e) = fs::rename(&link, &farm) {
-        // A directory left by an older lpmx: replaced once, by whoever
-        // gets there first.
-        if farm.is_dir() && !farm.is_symlink() {
-            let _ = fs::remove_dir_all(&farm);
-            fs::rename(&link, &farm)?;
-        } else {
-            let _ = fs::remove_file(&link);
-            let _ = fs::remove_dir_all(&temp);
-            return Err(e);
-        }
+        let _ = fs::remove_file(&link);
+        let _ = fs::remove_dir_all(&temp);
+        return Err(e);
     }
     remove_old_farms(&farm);
     Ok(Some(farm))

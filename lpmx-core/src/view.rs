@@ -185,7 +185,7 @@ impl Layers for View {
                     });
                 }
                 // A non-directory above hides the lower layers' tree.
-                Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(missing),
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => break,
                 Err(_) => {}
             }
             if layer.hides(&key) {

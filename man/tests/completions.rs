@@ -41,8 +41,8 @@ printf '%s\n' "${{COMPREPLY[@]}}""#
 
 #[test]
 fn bash_completes_options_and_subcommands() {
-    let words = complete("lpmx-exec", "lpmx-exec --ro");
-    assert!(words.contains(&"--root".to_owned()), "{words:?}");
+    // What is typed narrows the words to those it starts.
+    assert_eq!(complete("lpmx-exec", "lpmx-exec --ro"), ["--root"]);
     let words = complete("lpmx-env", "lpmx-env dev ");
     for subcommand in ["set", "unset", "list", "host", "expose"] {
         assert!(
@@ -52,4 +52,5 @@ fn bash_completes_options_and_subcommands() {
     }
     let words = complete("lpmx-pull", "lpmx-pull --");
     assert!(words.contains(&"--platform".to_owned()), "{words:?}");
+    assert!(words.iter().all(|w| w.starts_with("--")), "{words:?}");
 }

@@ -471,15 +471,17 @@ fn libraries_installed_into_the_container_are_found_and_deleted_ones_are_not() {
         .status()
         .expect("run gcc");
     assert!(built.success(), "gcc {}", main.display());
-    for path in [&dir, &v1, &v2, &program] {
+    for path in [
+        &dir,
+        &dir.join("first"),
+        &dir.join("second"),
+        &v1,
+        &v2,
+        &program,
+    ] {
         let mut perms = fs::metadata(path).expect("stat").permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         fs::set_permissions(path, perms).expect("chmod");
-    }
-    for sub in ["first", "second"] {
-        let mut perms = fs::metadata(dir.join(sub)).expect("stat").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        fs::set_permissions(dir.join(sub), perms).expect("chmod");
     }
     let (program, v1, v2) = (program.display(), v1.display(), v2.display());
     let libs = "/usr/lib/x86_64-linux-gnu";
@@ -498,11 +500,16 @@ fn libraries_installed_into_the_container_are_found_and_deleted_ones_are_not() {
         "the container's library directory has it"
     );
     assert!(farm.join("libc.so.6").exists(), "and the image's libraries");
+    assert!(
+        farm.join("libz.so.1").exists(),
+        "libz among them, until deleted"
+    );
     // Replaced during a run, then in the next.
     let run = exec(&env, &["--root"], &format!("cp {v2} {libs}/ && {program}"));
     run.success();
     assert_eq!(run.stdout, "second\n", "{run:#?}");
     let run = exec(&env, &[], &format!("{program}"));
+    run.success();
     assert_eq!(run.stdout, "second\n", "{run:#?}");
     // Deleted, it is gone, and so is an image library the container deletes.
     let run = exec(

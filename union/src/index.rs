@@ -309,7 +309,7 @@ impl<'a> Index<'a> {
         let slash: &[u8] = if key.is_empty() { b"" } else { b"/" };
         let prefix_len = key.len() + slash.len();
         let mut i = self.lower_bound_joined(key, slash);
-        if key.is_empty() {
+        if key.is_empty() && i < self.count && self.path(i).is_empty() {
             i += 1; // the root itself
         }
         while i < self.count {

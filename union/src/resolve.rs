@@ -190,7 +190,7 @@ pub fn resolve<L: Layers>(
 /// `path` made canonical when it has no `..` and no trailing slash (so
 /// that nothing but symlinks could change it); false when it has.
 fn plain(path: &[u8], canon: &mut Buf) -> Result<bool, i32> {
-    if path.last() == Some(&b'/') {
+    if path.last() == Some(&b'/') || path.ends_with(b"/.") || path == b"." {
         return Ok(false);
     }
     canon.clear();
@@ -227,9 +227,12 @@ fn walk<L: Layers>(
         });
     }
     let mut check_from = check_from;
-    // A trailing slash asks for a directory, through a last symlink too.
-    let slash = path.len() > 1 && path.last() == Some(&b'/');
-    let follow = follow || slash;
+    // A trailing slash or `/.` asks for a directory, through a last
+    // symlink too (`next_component` skips the `.`, so the component
+    // before it is the last one walked).
+    let (last, slash) = last_of(path);
+    let directory = slash || last == Last::Dot;
+    let follow = follow || directory;
     let mut rest = Buf::from(path)?;
     let mut at = 0;
     // canon holds "/a/b" ("" for the root) while resolving.
@@ -326,7 +329,7 @@ fn walk<L: Layers>(
         );
     }
     let kind = layers.kind(&node);
-    if slash && !matches!(kind, None | Some(KIND_DIR) | Some(KIND_KERNELS)) {
+    if directory && !matches!(kind, None | Some(KIND_DIR) | Some(KIND_KERNELS)) {
         return Err(errno::ENOTDIR);
     }
     Ok(Resolved {

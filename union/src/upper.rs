@@ -93,12 +93,15 @@ pub fn owner(line: &[u8]) -> Option<(u64, Option<Owner>)> {
     let ino = number(fields.next()?)?;
     let first = fields.next()?;
     if first == b"-" {
-        return Some((ino, None));
+        return fields.next().is_none().then_some((ino, None));
     }
     let uid = u32::try_from(number(first)?).ok()?;
     let gid = u32::try_from(number(fields.next()?)?).ok()?;
     let mode = u32::try_from(number(fields.next()?)?).ok()?;
     let rdev = number(fields.next()?)?;
+    if fields.next().is_some() {
+        return None;
+    }
     Some((
         ino,
         Some(Owner {
@@ -188,6 +191,8 @@ mod tests {
         assert_eq!(gone, b"7 -\n");
         assert_eq!(owner(b"7 -"), Some((7, None)));
         assert_eq!(owner(b"7 1 2"), None);
+        assert_eq!(owner(b"7 1 2 3 4 junk"), None);
+        assert_eq!(owner(b"7 - x"), None);
         assert_eq!(owner(b"x 1 2 3 4"), None);
         assert_eq!(owner(b"7 1 2 3 99999999999999999999"), None);
         assert_eq!(owner(b"7 4294967296 2 3 4"), None);
