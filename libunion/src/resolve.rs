@@ -120,6 +120,17 @@ fn bind_of<'s>(state: &'s State, canon: &[u8]) -> Option<&'s state::Bind> {
         .min_by_key(|b| b.container.len())
 }
 
+/// Whether missing directory `canon` leads to a bind (a bind's container
+/// path is below it): it is then shown as an empty directory, as a mount
+/// point would be, so a bind needs no directory of the container's.
+fn leads_to_bind(state: &State, canon: &[u8]) -> bool {
+    state.binds[..state.bind_count].iter().any(|b| {
+        b.container.len() > canon.len()
+            && b.container.starts_with(canon)
+            && (canon == b"/" || b.container[canon.len()] == b'/')
+    })
+}
+
 impl Layers for Union<'_> {
     type Node = Found;
 
@@ -196,6 +207,14 @@ impl Layers for Union<'_> {
             found.position = Some(i);
             host.set(self.index.layer_root(entry.layer))?;
             host.push(canon)?;
+            return Ok(found);
+        }
+        if leads_to_bind(state, canon) {
+            // lpmx-exec makes this empty, read-only directory.
+            host.set(state.upper)?;
+            host.push(lpmx_union::upper::EMPTY)?;
+            found.place = Place::Bind;
+            found.kind = KIND_DIR;
             return Ok(found);
         }
         // Not there: where the writable layer would make it.

@@ -61,6 +61,7 @@ const ROOT: usize = Counter::Root as usize;
 const WHITEOUTS: usize = Counter::Whiteouts as usize;
 const OWNERS: usize = Counter::Owners as usize;
 const DIRS: usize = Counter::Dirs as usize;
+const BUSY: usize = Counter::Busy as usize;
 static COUNTER_STATE: AtomicU8 = AtomicU8::new(0);
 
 /// The shared change counter, mapped on first use; None if it cannot be
@@ -125,10 +126,7 @@ pub fn may_hold(state: &State, name: &[u8]) -> bool {
     let Some(counter) = counter(state) else {
         return true;
     };
-    let now = (
-        counter[ROOT].load(Ordering::Acquire),
-        counter[WHITEOUTS].load(Ordering::Acquire),
-    );
+    let now = generations(counter);
     locked(|cache| {
         refresh(state, cache, now);
         if !cache.valid {
@@ -140,7 +138,27 @@ pub fn may_hold(state: &State, name: &[u8]) -> bool {
     })
 }
 
-fn refresh(state: &State, cache: &mut Cache, (root, whiteouts): (u64, u64)) {
+/// The counters of what the cache holds, None while a writer is changing
+/// it (then the cache is read again for every lookup). Busy is read
+/// first: a change that began after it was 0 is not yet known to anyone.
+fn generations(counter: &Counters) -> Option<(u64, u64)> {
+    if counter[BUSY].load(Ordering::SeqCst) != 0 {
+        return None;
+    }
+    Some((
+        counter[ROOT].load(Ordering::Acquire),
+        counter[WHITEOUTS].load(Ordering::Acquire),
+    ))
+}
+
+fn refresh(state: &State, cache: &mut Cache, now: Option<(u64, u64)>) {
+    let Some((root, whiteouts)) = now else {
+        // Read now, trusted for this lookup only.
+        cache.valid = read_root(state, cache) && read_whiteouts(state, cache);
+        cache.generation = u64::MAX;
+        cache.whiteouts_generation = u64::MAX;
+        return;
+    };
     if cache.valid && cache.generation == root && cache.whiteouts_generation == whiteouts {
         return;
     }
@@ -255,10 +273,7 @@ fn whiteouts<T>(state: &State, none: T, f: impl FnOnce(&Cache) -> T) -> T {
     let Some(counter) = counter(state) else {
         return none;
     };
-    let now = (
-        counter[ROOT].load(Ordering::Acquire),
-        counter[WHITEOUTS].load(Ordering::Acquire),
-    );
+    let now = generations(counter);
     locked(|cache| {
         refresh(state, cache, now);
         if cache.count == 0 { none } else { f(cache) }
@@ -337,11 +352,36 @@ pub fn set_whiteout(state: &State, key: &[u8], kind: Option<u8>) -> Result<(), i
         sys::O_RDWR | sys::O_CREAT | sys::O_CLOEXEC,
         0o644,
     )? as i32;
-    let _ = sys::flock(lock, true);
+    let _ = sys::lock_whole(lock, true);
+    let change = Change::begin(state);
     let result = rewrite_whiteouts(state, key, kind);
-    let _ = sys::close(lock);
     bump(state, WHITEOUTS);
+    drop(change);
+    let _ = sys::close(lock);
     result
+}
+
+/// A change to what every process caches (the root's names, the
+/// whiteouts) in progress: from before the change is made until after its
+/// counter is bumped (see `Counter::Busy`).
+pub struct Change(Option<&'static Counters>);
+
+impl Change {
+    pub fn begin(state: &State) -> Change {
+        let counter = counter(state);
+        if let Some(counter) = counter {
+            counter[BUSY].fetch_add(1, Ordering::SeqCst);
+        }
+        Change(counter)
+    }
+}
+
+impl Drop for Change {
+    fn drop(&mut self) {
+        if let Some(counter) = self.0 {
+            counter[BUSY].fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Whether `key` has a whiteout line of its own.
@@ -479,10 +519,7 @@ pub fn warm(state: &State) {
     let Some(counter) = counter(state) else {
         return;
     };
-    let now = (
-        counter[ROOT].load(Ordering::Acquire),
-        counter[WHITEOUTS].load(Ordering::Acquire),
-    );
+    let now = generations(counter);
     locked(|cache| refresh(state, cache, now));
 }
 

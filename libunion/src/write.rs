@@ -94,10 +94,12 @@ pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
                 mode = (st.mode() & 0o7777) | 0o700;
             }
         }
+        // Only a new top-level directory changes the processes' caches.
+        let top_level = dir.len() == state.upper.len() + 1 + component.len();
+        let change = top_level.then(|| upper::Change::begin(state));
         match crate::host::mkdir(&dir, mode) {
             Ok(_) => {
-                // Only a new top-level directory changes the processes' caches.
-                made |= dir.len() == state.upper.len() + 1 + component.len();
+                made |= top_level;
                 if state.root && in_index.is_some() {
                     root::inherit(&dir, inside);
                 }
@@ -105,9 +107,10 @@ pub fn make_upper_parents(canon: &[u8]) -> Result<(), i32> {
             Err(sys::EEXIST) => {}
             Err(e) => return Err(e),
         }
-    }
-    if made {
-        upper::changed(state);
+        if change.is_some() && made {
+            upper::changed(state);
+        }
+        drop(change);
     }
     Ok(())
 }
@@ -142,10 +145,20 @@ pub fn copy_up(state: &State, canon: &[u8], lower: &Buf) -> Result<Buf, i32> {
 }
 
 /// Copies a regular file's bytes (holes kept), mode and times, appearing
-/// whole by rename.
+/// whole by rename. Processes copying the same file at once each make
+/// their own copy; the first to finish wins and the others use it, so a
+/// change made to the first is never replaced by a later copy.
 fn copy_file(from: &Buf, to: &Buf, st: &Stat) -> Result<(), i32> {
     let mut temp = Buf::from(to.as_bytes())?;
-    temp.push(b".lpmx-copy-up")?;
+    temp.push(lpmx_union::upper::COPY_UP_TEMP)?;
+    let mut random = [0u8; 8];
+    if sys::getrandom(&mut random).is_err() {
+        random = (u64::from(sys::gettid().unsigned_abs()) << 32 | st.size()).to_le_bytes();
+    }
+    for byte in random {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        temp.push(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]])?;
+    }
     let source = crate::host::open(from, sys::O_CLOEXEC, 0)? as i32;
     let result = (|| {
         let target = crate::host::open(
@@ -159,13 +172,40 @@ fn copy_file(from: &Buf, to: &Buf, st: &Stat) -> Result<(), i32> {
             .and_then(|()| sys::futimens(target, &st.times()).map(|_| ()));
         let _ = sys::close(target);
         copied?;
-        crate::host::rename(&temp, to, 0).map(|_| ())
+        publish(&temp, to)
     })();
     let _ = sys::close(source);
     if result.is_err() {
         let _ = crate::host::unlink(&temp, 0);
     }
     result
+}
+
+/// Puts the finished copy `temp` at `to` unless a file is there already
+/// (another process's copy, maybe changed since): then `temp` goes.
+fn publish(temp: &Buf, to: &Buf) -> Result<(), i32> {
+    const RENAME_NOREPLACE: u32 = 1;
+    let placed = match crate::host::rename(temp, to, RENAME_NOREPLACE) {
+        // A file system without RENAME_NOREPLACE (NFS before 4.0 and
+        // others): a hard link fails as well when the name is taken.
+        Err(sys::EINVAL) | Err(sys::ENOSYS) => match crate::host::link(temp, to, 0) {
+            Ok(_) => {
+                let _ = crate::host::unlink(temp, 0);
+                Ok(())
+            }
+            // Nor hard links: the copy takes the name as it is.
+            Err(sys::EPERM) | Err(sys::EOPNOTSUPP) => crate::host::rename(temp, to, 0).map(|_| ()),
+            Err(e) => Err(e),
+        },
+        other => other.map(|_| ()),
+    };
+    match placed {
+        Err(sys::EEXIST) => {
+            let _ = crate::host::unlink(temp, 0);
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// The data of `source` into `target`, skipping holes.

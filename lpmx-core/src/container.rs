@@ -98,6 +98,17 @@ pub(crate) fn beside(upper: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Makes writable layer `upper`'s empty directory (`upper.empty`, see
+/// `lpmx_union::upper::EMPTY`) unless it is there.
+pub fn make_empty_dir(upper: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = side_file(upper, upper_files::EMPTY);
+    match std::fs::DirBuilder::new().mode(0o555).create(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
 /// `upper` with a side file's suffix (`lpmx_union::upper`).
 fn side_file(upper: &Path, suffix: &[u8]) -> PathBuf {
     beside(upper, &String::from_utf8_lossy(suffix))

@@ -181,6 +181,88 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
     Ok(out)
 }
 
+/// The index of a container whose writable layer `upper` is made a lower
+/// layer on top of the image's (`image`, the stack's index): for a run
+/// whose writes go to a private layer of its own (`lpmx-exec
+/// --ephemeral`). The writable layer's whiteouts hide what they hide in
+/// the image, and what fake root recorded of its files (by inode) becomes
+/// their owners, modes and devices, as `stat` showed them in the
+/// container.
+pub fn freeze(image: &Index, upper: &Path) -> Result<Vec<u8>, IndexError> {
+    use crate::container::{Whiteouts, read_owners_log};
+    let whiteouts = Whiteouts::read(upper).map_err(io_error(&Whiteouts::path(upper)))?;
+    let owners =
+        read_owners_log(upper).map_err(io_error(&crate::container::owners_log_path(upper)))?;
+    let hidden_exactly: HashSet<Vec<u8>> = whiteouts
+        .deleted
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+    let mut hidden_below = hidden_exactly.clone();
+    hidden_below.extend(whiteouts.opaque.iter().map(|p| p.as_bytes().to_vec()));
+    let read = image.read();
+    let mut entries: BTreeMap<Vec<u8>, (Entry, Vec<u8>)> = BTreeMap::new();
+    for i in 0..read.len() {
+        let path = read.path(i);
+        if !path.is_empty() && is_hidden(path, &hidden_below, &hidden_exactly) {
+            continue;
+        }
+        let mut entry = read.entry(i);
+        entry.layer += 1;
+        entries.insert(path.to_vec(), (entry, read.link(i).to_vec()));
+    }
+    // SAFETY: geteuid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mut replaced_below = HashSet::new();
+    for Found { key, disk, link } in walk(upper, &|key| is_copy_up_temp(key))? {
+        let record = owners.get(&disk.ino());
+        let mode = record.map_or(0, |r| r.mode);
+        let mode = if mode != 0 { mode } else { disk.mode() };
+        let kind = Kind::of_mode(mode);
+        if kind != Kind::Dir {
+            replaced_below.insert(key.clone());
+        }
+        let (major, minor) = crate::container::split_dev(record.map_or(disk.rdev(), |r| {
+            if r.rdev != 0 { r.rdev } else { disk.rdev() }
+        }));
+        let entry = Entry {
+            layer: 0,
+            kind,
+            mode: kind.type_bits() | (mode & 0o7777),
+            uid: record.map_or(if disk.uid() == uid { 0 } else { disk.uid() }, |r| r.uid),
+            gid: record.map_or(if disk.gid() == gid { 0 } else { disk.gid() }, |r| r.gid),
+            device: match kind {
+                Kind::Char | Kind::Block => (major << 20) | (minor & 0xfffff),
+                _ => 0,
+            },
+            ino: disk.ino(),
+        };
+        entries.insert(key, (entry, link));
+    }
+    // A file of the writable layer where the image has a directory hides
+    // what the image has below it.
+    entries.retain(|path, _| path.is_empty() || !is_hidden(path, &replaced_below, &HashSet::new()));
+    let upper_root = upper.as_os_str().as_bytes().to_vec();
+    let mut roots: Vec<&[u8]> = vec![&upper_root];
+    roots.extend((0..read.layers()).map(|l| read.layer_root(l as u16)));
+    let mut out = Vec::new();
+    format::encode(
+        &roots,
+        entries
+            .iter()
+            .map(|(path, (entry, link))| (path.as_slice(), entry, link.as_slice())),
+        &mut |bytes: &[u8]| out.extend_from_slice(bytes),
+    );
+    Ok(out)
+}
+
+/// Whether `key` is a copy being made into the writable layer (it appears
+/// under its own name when whole).
+fn is_copy_up_temp(key: &[u8]) -> bool {
+    let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
+    lpmx_union::upper::is_copy_up_temp(name)
+}
+
 /// A path of a layer, as the walk found it.
 struct Found {
     /// Relative to the layer's root, which is "".

@@ -162,18 +162,22 @@ impl Store {
         self.root.join("tmp")
     }
 
-    /// A fresh, unique path under `tmp/` for a file being written.
+    /// A fresh, unique path under `tmp/` for a file being written:
+    /// `HINT.HOST.PID.N.tmp`, unique among the hosts sharing the store.
     pub fn temp_path(&self, hint: &str) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.root
-            .join("tmp")
-            .join(format!("{hint}.{}.{n}.tmp", std::process::id()))
+        self.root.join("tmp").join(format!(
+            "{hint}.{}.{}.{n}.tmp",
+            host_tag(),
+            std::process::id()
+        ))
     }
 
     /// Entries of `tmp/` that `temp_path` named with a hint starting with
-    /// `prefix` for a process that is gone: what a killed process left, to
-    /// be removed by the next one.
+    /// `prefix` for a process of this host that is gone: what a killed
+    /// process left, to be removed by the next one. (Another host's are
+    /// left alone: whether its processes live is not known here.)
     pub fn abandoned_temps(&self, prefix: &str) -> Vec<PathBuf> {
         let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
             return Vec::new();
@@ -182,11 +186,13 @@ impl Store {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                // HINT.PID.N.tmp; the hint may hold dots.
-                let mut parts = name.strip_suffix(".tmp")?.rsplitn(3, '.');
-                let (_, pid, hint) = (parts.next()?, parts.next()?, parts.next()?);
+                // HINT.HOST.PID.N.tmp; the hint may hold dots.
+                let mut parts = name.strip_suffix(".tmp")?.rsplitn(4, '.');
+                let (_, pid, host, hint) =
+                    (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
                 let pid: u32 = pid.parse().ok()?;
-                (hint.starts_with(prefix) && !process_exists(pid)).then(|| entry.path())
+                (hint.starts_with(prefix) && host == host_tag() && !process_exists(pid))
+                    .then(|| entry.path())
             })
             .collect()
     }
@@ -237,7 +243,7 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(StoreError::io(&path))?;
-        file.lock().map_err(StoreError::io(&path))?;
+        lock_file(&file).map_err(StoreError::io(&path))?;
         Ok(LockGuard { _file: file })
     }
 
@@ -251,6 +257,48 @@ impl Store {
 #[derive(Debug)]
 pub struct LockGuard {
     _file: File,
+}
+
+/// This host's name as temporary names carry it (no `.` or `/`).
+pub fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let mut name = [0u8; 256];
+        // SAFETY: gethostname writes at most name.len() bytes.
+        let ok = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0;
+        let end = name.iter().position(|&b| b == 0).unwrap_or(0);
+        let text = String::from_utf8_lossy(&name[..end]).replace(['.', '/'], "_");
+        if ok && !text.is_empty() {
+            text
+        } else {
+            "host".to_owned()
+        }
+    })
+}
+
+/// Takes an exclusive lock on all of `file`, waiting for it: an open file
+/// description lock (`F_OFD_SETLKW`), which NFS carries to the server and
+/// so between hosts, as it does not always carry `flock`; `flock` on
+/// kernels before 3.15, which have no such locks. Either is released when
+/// the file is closed or the process dies.
+pub fn lock_file(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed struct flock is valid; the fields that matter are set.
+    let mut whole: libc::flock = unsafe { std::mem::zeroed() };
+    whole.l_type = libc::F_WRLCK as libc::c_short;
+    whole.l_whence = libc::SEEK_SET as libc::c_short;
+    loop {
+        // SAFETY: fcntl on an open descriptor with a struct flock.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &whole) } == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EINVAL) => return file.lock(),
+            _ => return Err(error),
+        }
+    }
 }
 
 /// Whether process `pid` exists (one that may not be signalled does).
@@ -287,9 +335,18 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let guard = store.lock("x").unwrap();
         let path = store.root().join("locks/x.lock");
-        let other = File::open(&path).unwrap();
-        assert!(other.try_lock().is_err());
+        let other = OpenOptions::new().write(true).open(&path).unwrap();
+        // The same kind of lock, not waiting.
+        let try_lock = |file: &File| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as in lock_file.
+            let mut whole: libc::flock = unsafe { std::mem::zeroed() };
+            whole.l_type = libc::F_WRLCK as libc::c_short;
+            // SAFETY: as in lock_file.
+            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &whole) == 0 }
+        };
+        assert!(!try_lock(&other));
         drop(guard);
-        assert!(other.try_lock().is_ok());
+        assert!(try_lock(&other));
     }
 }

@@ -19,11 +19,21 @@ Seen inside by default, as in other HPC container tools: the host's /dev,
 /proc, /sys, /tmp and your home directory. Turn one off with
 --no-bind /proc (or --no-bind home), all of them with --no-bind all.
 
-The environment is the image's (its config's Env), then the container's
-environment file, then --env; PATH, HOME and TERM get defaults when none
-of these sets them, USER and LOGNAME are yours. The working directory is
---workdir, else the current one when a bind shows it inside, else the
-image's WorkingDir, else /.
+The environment is the image's (its config's Env), then the job
+launcher's variables from the host (Slurm's SLURM_*, PMI_*, PMIX_*,
+Open MPI's OMPI_*, UCX_*, FI_*, MPICH_*, I_MPI_*, OMP_*,
+CUDA_VISIBLE_DEVICES and the like; docs/cluster.md lists them) and
+those --pass-env names, then the container's environment file, then
+--env; PATH, HOME and TERM get defaults when none of these sets them,
+USER and LOGNAME are yours. Directories the launcher's variables name
+for its sockets (PMIX_SERVER_TMPDIR, PMIX_SYSTEM_TMPDIR, TMPDIR) are
+seen inside at the same path.
+
+The working directory is --workdir, else the current one when a bind
+shows it inside, else the image's WorkingDir, else /.
+
+With --ephemeral, lpmx-exec waits for the program, removes its private
+writable layer and exits as the program did.
 
 Exit status: the program's own (lpmx-exec replaces itself with it);
 127 when the program is not found in the container, 126 when it cannot
@@ -75,6 +85,23 @@ pub struct Cli {
     #[arg(long)]
     pub gpu: bool,
 
+    /// Leave the container as it is: this run's writes go to a private
+    /// writable layer in $TMPDIR (else /tmp), removed when it ends. Many
+    /// runs at once (the tasks of a job) share the container this way
+    /// without seeing each other's writes.
+    #[arg(long)]
+    pub ephemeral: bool,
+
+    /// Pass host variable NAME in (NAME* for every name it begins);
+    /// repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
+
+    /// Keep the job launcher's variables (SLURM_*, PMIX_*, OMPI_*, ...)
+    /// of the host out of the container.
+    #[arg(long)]
+    pub no_launcher_env: bool,
+
     /// Run without the system-call trap: the preload library alone keeps
     /// programs inside (files glibc opens for itself, such as NSS's
     /// /etc/passwd, are then the host's).
@@ -110,6 +137,9 @@ pub fn main() -> ExitCode {
             root: cli.root,
             gpu: cli.gpu,
             no_trap: cli.no_trap,
+            pass_env: cli.pass_env,
+            no_launcher_env: cli.no_launcher_env,
+            ephemeral: cli.ephemeral,
         };
         let Err(error) = launch::exec(store.root(), &stack, &request);
         shell_status = error.shell_status();

@@ -50,6 +50,8 @@ pub enum LaunchError {
     },
     #[error("{0} contains a NUL byte")]
     Nul(String),
+    #[error(transparent)]
+    Ephemeral(#[from] crate::ephemeral::EphemeralError),
     #[error("cannot make the GPU library directory in {path}: {source}")]
     Gpu {
         path: PathBuf,
@@ -68,7 +70,8 @@ impl Classify for LaunchError {
             LaunchError::EnvFile { .. }
             | LaunchError::NoLibunion(_)
             | LaunchError::Load { .. }
-            | LaunchError::Gpu { .. } => Exit::IoErr,
+            | LaunchError::Gpu { .. }
+            | LaunchError::Ephemeral(_) => Exit::IoErr,
             LaunchError::Workdir { .. } => Exit::NoInput,
             LaunchError::Exec { .. } => Exit::Failure,
         }
@@ -101,6 +104,12 @@ pub struct Request {
     pub gpu: bool,
     /// Run without the system-call trap (the preload alone).
     pub no_trap: bool,
+    /// Host variables passed in besides the launchers' (`--pass-env`).
+    pub pass_env: Vec<String>,
+    /// Keep the job launchers' variables out (`--no-launcher-env`).
+    pub no_launcher_env: bool,
+    /// Writes go to a private writable layer, removed at exit.
+    pub ephemeral: bool,
 }
 
 /// `HOST:CONTAINER` or `PATH`.
@@ -172,12 +181,14 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
     Ok(result)
 }
 
-/// The program's environment: the image's, then the container's
-/// environment file, then `--env`; `PATH`, `HOME` and `TERM` default to
-/// sensible values, `USER` and `LOGNAME` come from the invoking user.
+/// The program's environment: the image's, then the host variables
+/// `passed` (`crate::launcher`), then the container's environment file,
+/// then `--env`; `PATH`, `HOME` and `TERM` default to sensible values,
+/// `USER` and `LOGNAME` come from the invoking user.
 pub fn environment(
     stack: &StackDocument,
     request: &Request,
+    passed: &[(String, String)],
 ) -> Result<Vec<(String, String)>, LaunchError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |key: &str, value: &str| {
@@ -188,6 +199,9 @@ pub fn environment(
         if let Some((key, value)) = entry.split_once('=') {
             set(key, value);
         }
+    }
+    for (key, value) in passed {
+        set(key, value);
     }
     let file = EnvFile::read(&stack.env_file).map_err(|source| LaunchError::EnvFile {
         path: stack.env_file.clone(),
@@ -299,13 +313,31 @@ pub fn exec(
     request: &Request,
 ) -> Result<std::convert::Infallible, LaunchError> {
     let mut binds = binds(stack, request)?;
+    let private = if request.ephemeral {
+        Some(crate::ephemeral::prepare(
+            stack,
+            &crate::ephemeral::base_dir(),
+        )?)
+    } else {
+        None
+    };
+    let own_dir = match &private {
+        Some(private) => Some(private.dir.as_path()),
+        None => stack.upper.parent(),
+    };
     if !request.root
-        && let Some(container_dir) = stack.upper.parent()
+        && let Some(own_dir) = own_dir
     {
         // You in the container's /etc/passwd and /etc/group.
-        binds.extend(crate::identity::views(stack, container_dir));
+        binds.extend(crate::identity::views(stack, own_dir));
     }
-    let mut env = environment(stack, request)?;
+    let passed = crate::launcher::variables(
+        std::env::vars(),
+        &request.pass_env,
+        !request.no_launcher_env,
+    );
+    binds.extend(crate::launcher::directory_binds(&passed, &binds));
+    let mut env = environment(stack, request, &passed)?;
     let mut gpu_libs = PathBuf::new();
     let mut host_exec = Vec::new();
     if request.gpu && !crate::gpu::disabled() {
@@ -344,10 +376,14 @@ pub fn exec(
     // The container's own, once its writable layer has libraries; should
     // it fail (a read-only container directory), libunion searches the
     // writable layer's directories as before.
-    let container_farm = lpmx_core::libraries::refresh_container_farm(stack)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let container_farm = if private.is_some() {
+        PathBuf::new()
+    } else {
+        lpmx_core::libraries::refresh_container_farm(stack)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
     let tools = std::env::current_exe()
         .ok()
         .and_then(|exe| std::fs::canonicalize(exe).ok())
@@ -375,9 +411,17 @@ pub fn exec(
     ];
     // libunion reads its configuration from this process's environment
     // when it loads, and passes it on to the program.
-    for (key, value) in &config {
+    // Shown where a bind needs a directory the container lacks; without
+    // it (a read-only container directory) such a bind is not reached.
+    let upper = private.as_ref().map_or(&stack.upper, |p| &p.upper);
+    let _ = lpmx_core::container::make_empty_dir(upper);
+    let private_config = private.as_ref().map(crate::ephemeral::config);
+    for (key, value) in config.iter().chain(private_config.iter().flatten()) {
         // SAFETY: lpmx-exec is single-threaded.
         unsafe { std::env::set_var(key, value) };
+    }
+    if let Some(private) = &private {
+        crate::ephemeral::supervise(private)?;
     }
     let library = Library::open(&libunion)?;
     let dir = c_string(workdir.clone().into_bytes(), "the working directory")?;

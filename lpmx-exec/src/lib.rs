@@ -9,6 +9,8 @@
 
 pub mod cli;
 pub mod elf;
+pub mod ephemeral;
 pub mod gpu;
 pub mod identity;
 pub mod launch;
+pub mod launcher;

@@ -372,6 +372,7 @@ pub fn munmap(addr: *mut c_void, len: usize) -> Sys {
 }
 
 pub const EIO: i32 = 5;
+pub const EINTR: i32 = 4;
 
 pub fn flock(fd: i32, exclusive: bool) -> Sys {
     const SYS_FLOCK: usize = 73;
@@ -380,6 +381,25 @@ pub fn flock(fd: i32, exclusive: bool) -> Sys {
         fd as isize,
         if exclusive { 2usize } else { 1usize }
     )
+}
+
+/// Waits for a lock on all of `fd`'s file: an open file description lock
+/// (`F_OFD_SETLKW`), which NFS carries between hosts, or `flock` on a
+/// kernel before 3.15. Released when the file is closed.
+pub fn lock_whole(fd: i32, exclusive: bool) -> Sys {
+    const SYS_FCNTL: usize = 72;
+    const F_OFD_SETLKW: usize = 38;
+    // struct flock: l_type i16, l_whence i16 (SEEK_SET), l_start i64,
+    // l_len i64 (0: to the end, whatever it grows to), l_pid i32.
+    let mut whole = [0u64; 4];
+    whole[0] = if exclusive { 1 } else { 0 }; // F_WRLCK, F_RDLCK
+    loop {
+        match call!(SYS_FCNTL, fd as isize, F_OFD_SETLKW, whole.as_mut_ptr()) {
+            Err(EINTR) => continue,
+            Err(EINVAL) => return flock(fd, exclusive),
+            other => return other,
+        }
+    }
 }
 
 pub fn rename(from: *const u8, to: *const u8) -> Sys {

@@ -485,6 +485,32 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
     assert_ne!(run.code, Some(0), "--no-bind home hides it: {run:#?}");
     let run = c.exec(&["--workdir", "/etc"], &["pwd"]);
     assert_eq!(run.stdout, "/etc\n");
+    // A bind where the container has no directory: the directories that
+    // lead to it are there, empty, as mount points are; a file made beside
+    // it lands in the writable layer.
+    let deep = format!("{}:/scratch/me/data", data.display());
+    let run = c.exec(
+        &["--bind", &deep],
+        &[
+            "sh",
+            "-c",
+            "cat /scratch/me/data/input.csv; cd /scratch/me && ls | wc -l; stat -c '%F' /scratch; \
+             test -e /scratch/other || echo only-the-way; touch /scratch/made; \
+             cat /scratch/me/data/input.csv",
+        ],
+    );
+    run.success();
+    assert_eq!(
+        lines(&run.stdout),
+        ["1,2", "0", "directory", "only-the-way", "1,2"],
+        "{run:#?}"
+    );
+    let upper = c.env.store().join(format!("containers/{}/upper", c.name));
+    assert!(upper.join("scratch/made").is_file());
+    assert!(
+        !upper.join("scratch/me").exists(),
+        "the way to a bind is not made"
+    );
 
     // Errors name their cause.
     c.exec(&[], &["/no/such/program"])

@@ -12,15 +12,31 @@
 //!                  whole st_mode, type included, or 0 for the file's own),
 //!                  `INO -` when the file is gone; the last line for an
 //!                  inode wins
-//! upper.gen        the change counters, four u64 every process of the
+//! upper.gen        the change counters, five u64 every process of the
 //!                  container maps shared (see `Counter`); also the lock
 //!                  that writers of upper.whiteouts take
+//! upper.empty      an empty directory, mode 0555 (see `EMPTY`)
 //! ```
 
 /// The suffixes that name the side files after the writable layer's path.
 pub const WHITEOUTS: &[u8] = b".whiteouts";
 pub const OWNERS: &[u8] = b".owners";
 pub const COUNTERS: &[u8] = b".gen";
+/// An empty directory no one may write to (`upper.empty`), made by
+/// lpmx-exec: what a container shows where a bind's path needs a directory
+/// the container does not have.
+pub const EMPTY: &[u8] = b".empty";
+
+/// What a name of a file being copied into the writable layer carries,
+/// after the file's own name and before a random suffix: each copy is
+/// made apart and appears under the file's name, whole, only if no other
+/// process's copy got there first.
+pub const COPY_UP_TEMP: &[u8] = b".lpmx-copy-up.";
+
+/// Whether `name` (one component) is a copy still being made.
+pub fn is_copy_up_temp(name: &[u8]) -> bool {
+    name.windows(COPY_UP_TEMP.len()).any(|w| w == COPY_UP_TEMP)
+}
 
 /// A whiteouts line's mark: the path and all below it are deleted.
 pub const DELETED: u8 = b'W';
@@ -55,10 +71,15 @@ pub enum Counter {
     Owners = 2,
     /// A directory of the writable layer went (rmdir, rename).
     Dirs = 3,
+    /// Writers between a change of the root's names or of the whiteouts
+    /// and their bump of its counter: while not 0, no process trusts
+    /// what it cached of them. (A file of four slots, from an older lpmx,
+    /// grows to five when mapped.)
+    Busy = 4,
 }
 
 /// The number of counters, and the file's size in bytes.
-pub const COUNTER_SLOTS: usize = 4;
+pub const COUNTER_SLOTS: usize = 5;
 pub const COUNTER_BYTES: usize = COUNTER_SLOTS * 8;
 
 /// What fake root recorded of a file.
