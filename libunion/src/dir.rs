@@ -141,7 +141,9 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
         let mut path = Buf::from(state.upper)?;
         path.push(inside)?;
         if let Ok(fd) = open_dir(&path) {
-            let read = dir.read_all(fd, |_, _| true);
+            // A copy into the writable layer not yet whole (or left by a
+            // killed process) is not a file of the container.
+            let read = dir.read_all(fd, |_, name| !lpmx_union::upper::is_copy_up_temp(name));
             let _ = sys::close(fd);
             read?;
             have_dots = true;

@@ -98,6 +98,12 @@ pub(crate) fn beside(upper: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Whether `name`, in a writable layer, is a copy being made into it (or
+/// one a killed process left): not a file of the container.
+pub fn is_copy_up_temp(name: &std::ffi::OsStr) -> bool {
+    upper_files::is_copy_up_temp(name.as_encoded_bytes())
+}
+
 /// Makes writable layer `upper`'s empty directory (`upper.empty`, see
 /// `lpmx_union::upper::EMPTY`) unless it is there.
 pub fn make_empty_dir(upper: &Path) -> std::io::Result<()> {

@@ -43,6 +43,52 @@ pub struct ImageDocument {
     pub layers: Vec<LayerBlob>,
 }
 
+/// What `lpmx-unpack` recorded of an image file (an archive, a SIF or
+/// squashfs image) it imported, in the store's `imports/`: the same file
+/// given again, unchanged, is the same image, and its import is instant.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportRecord {
+    pub kind: String,
+    pub version: u32,
+    /// The file, as given, made absolute.
+    pub path: PathBuf,
+    /// The image chosen in it (`--image`, `--platform`).
+    pub selection: String,
+    pub identity: FileIdentity,
+    pub image: ImageDocument,
+}
+
+/// What changes when a file's contents change: its inode, size and
+/// modification and change times (the last set by the kernel alone). The
+/// device number is left out: NFS clients number one file system
+/// differently.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileIdentity {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+impl Document for ImportRecord {
+    const KIND: &'static str = "lpmx.import";
+    const VERSION: u32 = 1;
+    const PRODUCER: &'static str = "lpmx-unpack";
+}
+
 /// One layer of an image: its compressed blob and what it unpacks to.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerBlob {

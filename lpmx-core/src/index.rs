@@ -260,7 +260,7 @@ pub fn freeze(image: &Index, upper: &Path) -> Result<Vec<u8>, IndexError> {
 /// under its own name when whole).
 fn is_copy_up_temp(key: &[u8]) -> bool {
     let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
-    lpmx_union::upper::is_copy_up_temp(name)
+    crate::container::is_copy_up_temp(std::ffi::OsStr::from_bytes(name))
 }
 
 /// A path of a layer, as the walk found it.

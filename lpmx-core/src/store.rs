@@ -7,6 +7,8 @@
 //! containers/<name>/     containers (lpmx-mkroot)
 //! tmp/                   partial downloads and unpacks, never read as content
 //! locks/                 lock files, one per entry being written
+//! imports/<hex>.json     image files imported, by path (ImportRecord): the
+//!                        same file again is recognised at once
 //! ```
 //!
 //! Entries outside `tmp/` are immutable once they appear, and they appear
@@ -89,6 +91,7 @@ impl Store {
             "containers",
             "tmp",
             "locks",
+            "imports",
         ] {
             let path = store.root.join(dir);
             fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
@@ -245,6 +248,14 @@ impl Store {
             .map_err(StoreError::io(&path))?;
         lock_file(&file).map_err(StoreError::io(&path))?;
         Ok(LockGuard { _file: file })
+    }
+
+    /// Where the record of an imported file with key `key` is
+    /// (`lpmx_core::document::ImportRecord`).
+    pub fn import_record_path(&self, key: &[u8]) -> PathBuf {
+        self.root
+            .join("imports")
+            .join(format!("{}.json", Digest::of(key).hex()))
     }
 
     /// The lock that writers of blob `digest` hold.

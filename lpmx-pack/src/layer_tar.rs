@@ -60,6 +60,10 @@ impl LayerTar<'_> {
             })?;
             let path = entry.path();
             let rel = path.strip_prefix(self.upper).expect("below the layer");
+            // A copy not yet whole (or left by a killed process).
+            if lpmx_core::container::is_copy_up_temp(entry.file_name()) {
+                continue;
+            }
             let meta = entry.metadata().map_err(|e| PackError::Read {
                 path: path.to_owned(),
                 source: e.into(),

@@ -13,6 +13,9 @@ use lpmx_core::document::{ImageDocument, read_document, write_document};
 use lpmx_core::oci::Platform;
 use lpmx_core::progress::Progress;
 
+use lpmx_core::document::FileIdentity;
+
+use crate::recall::{recall, remember};
 use crate::restore::{is_pack_stream, restore};
 use crate::source::{Selection, import_archive};
 use crate::unpack_image;
@@ -125,9 +128,29 @@ pub fn main() -> ExitCode {
                     name: cli.image.clone(),
                     platform: cli.platform.clone().unwrap_or_else(Platform::host),
                 };
-                import_archive(&store, path, &selection).map_err(|e| {
-                    Failure::classified(e, format!("failed to import {}", path.display()))
-                })?
+                let identity = path
+                    .is_file()
+                    .then(|| std::fs::metadata(path).ok())
+                    .flatten()
+                    .map(|m| FileIdentity::of(&m));
+                match identity.and_then(|_| recall(&store, path, &selection)) {
+                    Some(image) => {
+                        progress.message(format!(
+                            "{}: imported before and unchanged: not read again",
+                            path.display()
+                        ));
+                        image
+                    }
+                    None => {
+                        let image = import_archive(&store, path, &selection).map_err(|e| {
+                            Failure::classified(e, format!("failed to import {}", path.display()))
+                        })?;
+                        if let Some(identity) = identity {
+                            remember(&store, path, &selection, identity, &image);
+                        }
+                        image
+                    }
+                }
             }
             None => {
                 lpmx_core::pack::widen_pipe(0);

@@ -10,6 +10,7 @@ pub mod cli;
 mod error;
 pub mod extract;
 mod layer;
+pub mod recall;
 pub mod restore;
 pub mod sif;
 pub mod source;

@@ -25,6 +25,7 @@ pub mod pjdfstest;
 pub mod registry;
 pub mod rootfs;
 pub mod sif;
+pub mod slurm;
 pub mod tree;
 pub mod umoci;
 

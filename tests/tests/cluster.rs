@@ -532,3 +532,69 @@ fn eight_pulls_of_one_image_on_four_nodes_fetch_and_unpack_each_blob_once() {
     env.run_with_input("lpmx-mkroot", &["sim"], &runs[0].stdout)
         .success();
 }
+
+#[test]
+fn writers_killed_midway_leave_the_container_whole() {
+    let env = Env::new();
+    let _registry = bookworm(&env, "c");
+    let layers_before = layers(&env);
+    let licenses = "/usr/share/common-licenses";
+    let original = run(exec(&env, &["c"], &format!("cat {licenses}/GPL-2")));
+    original.success();
+    // Writers busy copying up, appending, making and removing files and
+    // directories, killed (SIGKILL) wherever they are.
+    let mut children: Vec<_> = (0..8)
+        .map(|n| {
+            let script = format!(
+                "i=0; while true; do i=$((i+1)); echo writer-{n}-$i >> {licenses}/GPL-2; \
+                 mkdir -p /srv/w{n}/$i && cp /usr/bin/bash /srv/w{n}/$i/bash && \
+                 rm -r /srv/w{n}/$i; cp {licenses}/GPL-3 /etc/gpl-{n}-$i; rm /etc/gpl-{n}-$i; done"
+            );
+            let mut command = exec(&env, &["c"], &script);
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            command.spawn().expect("spawn writer")
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for child in &mut children {
+        // The writer's shell and whatever it runs: its process group.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &child.id().to_string()])
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The container still works, as it was plus whole lines.
+    let text = run(exec(&env, &["c"], &format!("cat {licenses}/GPL-2")));
+    text.success();
+    assert!(text.stdout.starts_with(&original.stdout));
+    for line in text.stdout[original.stdout.len()..].lines() {
+        let fields: Vec<&str> = line.split('-').collect();
+        assert!(
+            fields.len() == 3 && fields[0] == "writer" && fields[2].parse::<u32>().is_ok(),
+            "a torn line: {line:?}"
+        );
+    }
+    let listing = run(exec(
+        &env,
+        &["c"],
+        "find /usr /etc /srv /var -name '*lpmx-copy-up*' | wc -l; \
+         ls -R /srv /etc > /dev/null && echo listed",
+    ));
+    listing.success();
+    assert_eq!(listing.stdout, "0\nlisted\n", "{listing:#?}");
+    // And goes on: a new writer works as before.
+    run(exec(
+        &env,
+        &["c"],
+        "echo after > /etc/after && cat /etc/after && rm /etc/after",
+    ))
+    .success();
+    assert_eq!(
+        layers(&env),
+        layers_before,
+        "the image's layers are unchanged"
+    );
+}

@@ -272,7 +272,10 @@ fn squashfs_images_in_every_compression_keep_what_the_tree_holds() {
     let mut diff_ids = Vec::new();
     // What an import killed on the way would leave (no process has
     // that id): the next import removes it.
-    let leftover = env.store().join("tmp/squashfs-layer.4000000000.0.tmp");
+    let leftover = env.store().join(format!(
+        "tmp/squashfs-layer.{}.4000000000.0.tmp",
+        lpmx_core::store::host_tag()
+    ));
     for comp in ["gzip", "xz", "zstd", "lz4"] {
         if comp == "xz" {
             assert!(!leftover.exists());
@@ -511,4 +514,45 @@ fn bad_images_are_refused_by_cause_and_leave_the_store_as_it_was() {
             .stderr_has(message);
         assert_eq!(store_listing(&env), before, "{name} changed the store");
     }
+}
+
+#[test]
+fn an_image_file_imported_before_and_unchanged_is_not_read_again() {
+    let env = Env::new();
+    let dir = env.path().join("tree");
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::write(dir.join("etc/hello"), "hello\n").unwrap();
+    fs::write(dir.join("big"), large_data()).unwrap();
+    let image = env.path().join("app.sqfs");
+    mksquashfs(&dir, &image, &[]);
+    let unpack = || env.run("lpmx-unpack", [image.as_os_str()]);
+    let first = unpack();
+    first.success();
+    let again = unpack();
+    again.success().stderr_has("imported before and unchanged");
+    assert_eq!(again.json(), first.json());
+
+    // A changed file (even only touched) is read again; so is one whose
+    // blobs left the store.
+    let touched = Command::new("touch").arg(&image).status().unwrap();
+    assert!(touched.success());
+    let after_touch = unpack();
+    assert!(
+        !after_touch.success().stderr.contains("imported before"),
+        "{after_touch:#?}"
+    );
+    assert_eq!(after_touch.json(), first.json());
+    assert!(unpack().success().stderr.contains("imported before"));
+    let config = first.json()["config_digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    fs::remove_file(env.store().join("blobs/sha256").join(config)).unwrap();
+    let without_blob = unpack();
+    assert!(
+        !without_blob.success().stderr.contains("imported before"),
+        "{without_blob:#?}"
+    );
+    assert_eq!(without_blob.json(), first.json());
 }

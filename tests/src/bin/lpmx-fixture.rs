@@ -20,6 +20,10 @@
 //! Singularity's `/.singularity.d` added (`lpmx_tests::sif`), and
 //! `lpmx-fixture sif SUITE OUT` writes a SIF image of that squashfs to OUT.
 //! - `small`: three tiny layers.
+//!
+//! `lpmx-fixture slurm NODES` (as root) starts a Slurm cluster of NODES
+//! nodes (`lpmx_tests::slurm`), prints its `slurm.conf` and runs until its
+//! stdin closes.
 
 use std::io::Write;
 
@@ -111,9 +115,23 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let [command, nodes] = args.as_slice()
+        && command == "slurm"
+    {
+        // A cluster for bench/cluster.sh: prints its slurm.conf, runs
+        // until stdin closes, then stops it.
+        if let Some(why) = lpmx_tests::slurm::unavailable() {
+            bail!("cannot start Slurm: {why}");
+        }
+        let slurm = lpmx_tests::slurm::Slurm::start(nodes.parse().context("slurm NODES")?);
+        println!("{}", slurm.conf().display());
+        std::io::stdout().flush()?;
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        return Ok(());
+    }
     let Some(("serve", specs)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) else {
         bail!(
-            "usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, debian:SUITE, rootfs:FILE.tar)\n       lpmx-fixture rootfs SUITE | squashfs SUITE | sif SUITE OUT.sif"
+            "usage: lpmx-fixture serve IMAGE...  (IMAGE: small, bench, debian:SUITE, rootfs:FILE.tar)\n       lpmx-fixture rootfs SUITE | squashfs SUITE | sif SUITE OUT.sif | slurm NODES"
         );
     };
     let images = specs
