@@ -170,15 +170,21 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
         .map(|layer| layer.root().as_os_str().as_bytes().to_vec())
         .collect();
     let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    Ok(encode(&roots, &entries))
+}
+
+/// The index's bytes: layer `roots` (top first) and every path's entry and
+/// symlink target.
+fn encode(roots: &[&[u8]], entries: &BTreeMap<Vec<u8>, (Entry, Vec<u8>)>) -> Vec<u8> {
     let mut out = Vec::new();
     format::encode(
-        &roots,
+        roots,
         entries
             .iter()
             .map(|(path, (entry, link))| (path.as_slice(), entry, link.as_slice())),
         &mut |bytes: &[u8]| out.extend_from_slice(bytes),
     );
-    Ok(out)
+    out
 }
 
 /// The index of a container whose writable layer `upper` is made a lower
@@ -245,15 +251,7 @@ pub fn freeze(image: &Index, upper: &Path) -> Result<Vec<u8>, IndexError> {
     let upper_root = upper.as_os_str().as_bytes().to_vec();
     let mut roots: Vec<&[u8]> = vec![&upper_root];
     roots.extend((0..read.layers()).map(|l| read.layer_root(l as u16)));
-    let mut out = Vec::new();
-    format::encode(
-        &roots,
-        entries
-            .iter()
-            .map(|(path, (entry, link))| (path.as_slice(), entry, link.as_slice())),
-        &mut |bytes: &[u8]| out.extend_from_slice(bytes),
-    );
-    Ok(out)
+    Ok(encode(&roots, &entries))
 }
 
 /// Whether `key` is a copy being made into the writable layer (it appears

@@ -287,29 +287,17 @@ pub fn host_tag() -> &'static str {
     })
 }
 
-/// Takes an exclusive lock on all of `file`, waiting for it: an open file
+/// Takes an exclusive lock on all of `file`, waiting for it, as libunion
+/// takes its own (`lpmx_sys::lock_whole`): an open file
 /// description lock (`F_OFD_SETLKW`), which NFS carries to the server and
 /// so between hosts, as it does not always carry `flock`; `flock` on
 /// kernels before 3.15, which have no such locks. Either is released when
 /// the file is closed or the process dies.
 pub fn lock_file(file: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: a zeroed struct flock is valid; the fields that matter are set.
-    let mut whole: libc::flock = unsafe { std::mem::zeroed() };
-    whole.l_type = libc::F_WRLCK as libc::c_short;
-    whole.l_whence = libc::SEEK_SET as libc::c_short;
-    loop {
-        // SAFETY: fcntl on an open descriptor with a struct flock.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &whole) } == 0 {
-            return Ok(());
-        }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EINVAL) => return file.lock(),
-            _ => return Err(error),
-        }
-    }
+    lpmx_sys::lock_whole(file.as_raw_fd(), true)
+        .map(|_| ())
+        .map_err(io::Error::from_raw_os_error)
 }
 
 /// Whether process `pid` exists (one that may not be signalled does).

@@ -202,6 +202,13 @@ impl Env {
             .expect("spawn tool")
     }
 
+    /// What is left in the store's `tmp/` (nothing, once every tool is done).
+    pub fn store_temps(&self) -> Vec<std::ffi::OsString> {
+        fs::read_dir(self.store().join("tmp"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    }
+
     /// Every file under the store's `blobs/`, for before/after comparisons.
     pub fn blob_names(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.store().join("blobs/sha256"))

@@ -123,6 +123,14 @@ impl FaultyRegistry {
     }
 
     /// Requests for blob `digest` (as `sha256:...`).
+    /// How many times blob `digest` was sent whole (status 200).
+    pub fn full_downloads(&self, digest: &str) -> usize {
+        self.blob_requests(digest)
+            .iter()
+            .filter(|r| r.status == 200)
+            .count()
+    }
+
     pub fn blob_requests(&self, digest: &str) -> Vec<Request> {
         let suffix = format!("/blobs/{digest}");
         self.log()

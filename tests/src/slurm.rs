@@ -10,7 +10,7 @@
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use crate::Env;
 pub struct Slurm {
     dir: tempfile::TempDir,
     daemons: Vec<Child>,
-    pub nodes: usize,
 }
 
 /// `count` consecutive free loopback ports.
@@ -80,7 +79,6 @@ impl Slurm {
         let mut slurm = Slurm {
             dir,
             daemons: Vec::new(),
-            nodes,
         };
         let log = |name: &str| fs::File::create(root.join("log").join(name)).expect("log file");
         let munged = Command::new("munged")
@@ -182,10 +180,6 @@ impl Slurm {
 
     pub fn conf(&self) -> PathBuf {
         self.dir.path().join("slurm.conf")
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// `srun ARGS` as `env`'s unprivileged user, with its store and home.

@@ -505,11 +505,7 @@ fn eight_pulls_of_one_image_on_four_nodes_fetch_and_unpack_each_blob_once() {
         assert_eq!(run.layer_dirs(), first, "{run:#?}");
     }
     for layer in &image.layers {
-        let full = registry
-            .blob_requests(&layer.digest.to_string())
-            .iter()
-            .filter(|r| r.status == 200)
-            .count();
+        let full = registry.full_downloads(&layer.digest.to_string());
         assert_eq!(full, 1, "layer {} downloaded {full} times", layer.digest);
     }
     for dir in &first {
@@ -522,11 +518,7 @@ fn eight_pulls_of_one_image_on_four_nodes_fetch_and_unpack_each_blob_once() {
     }
     let layers = fs::read_dir(env.store().join("layers")).unwrap().count();
     assert_eq!(layers, 3, "each layer unpacked once");
-    let tmp: Vec<_> = fs::read_dir(env.store().join("tmp"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let tmp = env.store_temps();
     assert!(tmp.is_empty(), "leftovers: {tmp:?}");
     // A container of it works.
     env.run_with_input("lpmx-mkroot", &["sim"], &runs[0].stdout)

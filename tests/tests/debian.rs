@@ -243,11 +243,7 @@ fn a_killed_unpack_leaves_nothing_that_looks_complete() {
         let dirs = Run::from(child.wait_with_output().unwrap()).layer_dirs();
         assert_eq!(dirs, std::slice::from_ref(&layer));
     }
-    let tmp: Vec<_> = fs::read_dir(env.store().join("tmp"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let tmp = env.store_temps();
     assert!(tmp.is_empty(), "leftovers: {tmp:?}");
     assert!(layer.join("root/etc/os-release").is_file());
 }

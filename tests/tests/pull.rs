@@ -556,11 +556,7 @@ fn concurrent_pulls_share_one_store_safely() {
         assert_pulled(&env, &run, &image);
     }
     for layer in &image.layers {
-        let full = registry
-            .blob_requests(&layer.digest.to_string())
-            .iter()
-            .filter(|r| r.status == 200)
-            .count();
+        let full = registry.full_downloads(&layer.digest.to_string());
         assert_eq!(full, 1, "layer {} downloaded {full} times", layer.digest);
     }
     assert_store_clean_and_owned(&env);

@@ -24,8 +24,11 @@ fn lpmx_exec() -> String {
     tool_dir().join("lpmx-exec").display().to_string()
 }
 
+/// `srun ARGS` as the test user, required to succeed (the daemons' logs
+/// printed if not).
 #[track_caller]
-fn ok(slurm: &Slurm, run: Run) -> Run {
+fn srun(slurm: &Slurm, env: &Env, args: &[&str]) -> Run {
+    let run = Run::from(slurm.srun(env, args).output().expect("run srun"));
     assert_eq!(run.code, Some(0), "{run:#?}\n{}", slurm.logs());
     run
 }
@@ -65,17 +68,10 @@ fn srun_starts_every_task_inside_the_container() {
          $(test -e {m} && echo host-seen || echo hidden)",
         m = marker.0.display()
     );
-    let run = ok(
+    let run = srun(
         &slurm,
-        Run::from(
-            slurm
-                .srun(
-                    &env,
-                    &["-N2", "-n4", &exec, "c", "--", "/bin/sh", "-c", &script],
-                )
-                .output()
-                .unwrap(),
-        ),
+        &env,
+        &["-N2", "-n4", &exec, "c", "--", "/bin/sh", "-c", &script],
     );
     assert_eq!(
         sorted_lines(&run.stdout),
@@ -90,17 +86,10 @@ fn srun_starts_every_task_inside_the_container() {
 
     // Tasks that write into the container at once: every line lands.
     let append = "echo rank-$SLURM_PROCID >> /var/log/ranks";
-    ok(
+    srun(
         &slurm,
-        Run::from(
-            slurm
-                .srun(
-                    &env,
-                    &["-N2", "-n4", &exec, "c", "--", "/bin/sh", "-c", append],
-                )
-                .output()
-                .unwrap(),
-        ),
+        &env,
+        &["-N2", "-n4", &exec, "c", "--", "/bin/sh", "-c", append],
     );
     let ranks = env.run("lpmx-exec", ["c", "--", "cat", "/var/log/ranks"]);
     assert_eq!(
@@ -110,27 +99,20 @@ fn srun_starts_every_task_inside_the_container() {
 
     // Ephemeral tasks: each sees only its own writes, and they go.
     let private = "echo $SLURM_PROCID > /etc/mine; ls /etc/mine* | wc -l; cat /etc/mine";
-    let run = ok(
+    let run = srun(
         &slurm,
-        Run::from(
-            slurm
-                .srun(
-                    &env,
-                    &[
-                        "-N2",
-                        "-n4",
-                        &exec,
-                        "--ephemeral",
-                        "c",
-                        "--",
-                        "/bin/sh",
-                        "-c",
-                        private,
-                    ],
-                )
-                .output()
-                .unwrap(),
-        ),
+        &env,
+        &[
+            "-N2",
+            "-n4",
+            &exec,
+            "--ephemeral",
+            "c",
+            "--",
+            "/bin/sh",
+            "-c",
+            private,
+        ],
     );
     let lines = sorted_lines(&run.stdout);
     assert_eq!(lines, ["0", "1", "1", "1", "1", "1", "2", "3"], "{run:#?}");
@@ -173,25 +155,18 @@ fn open_mpi_from_the_image_runs_under_srun_and_under_mpirun() {
     let exec = lpmx_exec();
 
     // Direct launch by Slurm, wired up through its PMIx server.
-    let run = ok(
+    let run = srun(
         &slurm,
-        Run::from(
-            slurm
-                .srun(
-                    &env,
-                    &[
-                        "-N2",
-                        "-n4",
-                        "--mpi=pmix",
-                        &exec,
-                        "mpi",
-                        "--",
-                        "/opt/allreduce",
-                    ],
-                )
-                .output()
-                .unwrap(),
-        ),
+        &env,
+        &[
+            "-N2",
+            "-n4",
+            "--mpi=pmix",
+            &exec,
+            "mpi",
+            "--",
+            "/opt/allreduce",
+        ],
     );
     let lines = sorted_lines(&run.stdout);
     assert_eq!(lines.len(), 4, "{run:#?}");
@@ -203,26 +178,19 @@ fn open_mpi_from_the_image_runs_under_srun_and_under_mpirun() {
         assert_eq!(fields[2], "10", "the sum of 1..=4: {run:#?}");
         assert!(fields[3].starts_with("12."), "bookworm's version: {run:#?}");
     }
-    let run = ok(
+    let run = srun(
         &slurm,
-        Run::from(
-            slurm
-                .srun(
-                    &env,
-                    &[
-                        "-N2",
-                        "-n2",
-                        "--mpi=pmix",
-                        &exec,
-                        "mpi",
-                        "--",
-                        "/opt/pingpong",
-                        "200",
-                    ],
-                )
-                .output()
-                .unwrap(),
-        ),
+        &env,
+        &[
+            "-N2",
+            "-n2",
+            "--mpi=pmix",
+            &exec,
+            "mpi",
+            "--",
+            "/opt/pingpong",
+            "200",
+        ],
     );
     assert!(run.stdout.starts_with("latency_us="), "{run:#?}");
 
