@@ -420,6 +420,11 @@ pub fn exec(
         // SAFETY: lpmx-exec is single-threaded.
         unsafe { std::env::set_var(key, value) };
     }
+    // Rust ignores SIGPIPE for lpmx-exec itself, and an ignored signal
+    // stays ignored across exec: the program gets the default back, so
+    // `yes | head -1` ends quietly, as it does outside.
+    // SAFETY: resetting a disposition; single-threaded.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     if let Some(private) = &private {
         crate::ephemeral::supervise(private)?;
     }

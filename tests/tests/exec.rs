@@ -426,6 +426,20 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "THROUGH STDIN\n");
 
+    // SIGPIPE as outside: a writer to a closed pipe ends quietly (Rust
+    // ignores it in lpmx-exec; the program must not inherit that).
+    let run = c.sh("yes | head -1; trap - PIPE; grep SigIgn /proc/self/status");
+    run.success();
+    assert_eq!(lines(&run.stdout)[0], "y", "{run:#?}");
+    assert!(run.stderr.is_empty(), "{run:#?}");
+    let ignored =
+        u64::from_str_radix(lines(&run.stdout)[1].split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {run:#?}"
+    );
+
     // Long argument lists (find -exec ... +, xargs) and environments.
     let run = c.sh("set -- $(seq 5000); for i in $(seq 600); do export V$i=$i; done; /bin/echo \"$@\" | wc -w; env | grep -c '^V'");
     run.success();
