@@ -19,7 +19,7 @@
 //! LPMX_ROOT     1 for fake root (`root.rs`); LPMX_IDS its ids
 //! LPMX_ENV_FILE the container's environment file, applied at every exec
 //! LPMX_ENV_KEYS the variables it set at the last exec (':'-joined)
-//! LPMX_STORE    the store (its host paths the trap leaves as they are)
+//! LPMX_STORE    the stores, ":"-separated (the trap leaves their paths as they are)
 //! LPMX_LOADER   the loader every exec starts under the trap
 //! LPMX_TRAP     1 under the system-call trap (0 in lpmx-exec: not wanted)
 //! LPMX_EXE      (one exec only) the program's container path
@@ -70,7 +70,8 @@ pub struct State {
     pub libs: &'static [u8],
     pub container_libs: &'static [u8],
     pub exe: &'static [u8],
-    /// The store (`LPMX_STORE`), and the directory libunion.so is in:
+    /// The stores the layers are in (`LPMX_STORE`, ':'-separated, the
+    /// user's and the shared ones), and the directory libunion.so is in:
     /// host paths libunion hands out, the trap leaves them the host's.
     pub store: &'static [u8],
     pub lib_dir: &'static [u8],

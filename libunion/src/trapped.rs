@@ -3,7 +3,7 @@
 //! functions so that they see the container.
 //!
 //! A path below the host directories libunion itself hands out (the
-//! store, with the layers, the writable layer and the loader's library
+//! stores, with the layers, the writable layer and the loader's library
 //! directories; libunion's and the lpmx tools' directories; the GPU
 //! driver's) is the host's: the loader opens the image's libraries there.
 
@@ -34,9 +34,11 @@ fn host(p: usize) -> bool {
         return false;
     }
     let s = state::get();
-    [s.store, s.lib_dir, s.tools, s.gpu_libs, s.loader]
-        .iter()
-        .any(|prefix| !prefix.is_empty() && is_under(path, prefix))
+    let under = |prefix: &[u8]| !prefix.is_empty() && is_under(path, prefix);
+    s.store.split(|&b| b == b':').any(under)
+        || [s.lib_dir, s.tools, s.gpu_libs, s.loader]
+            .into_iter()
+            .any(under)
 }
 
 /// The trapped call `nr` made through libunion, or None to make it as it

@@ -68,6 +68,23 @@ impl Document for StackDocument {
     const PRODUCER: &'static str = "lpmx-mkroot";
 }
 
+impl StackDocument {
+    /// The roots of the stores the stack's layers and index are in
+    /// (`STORE/layers/HEX`, `STORE/indexes/HEX`), each once, in order.
+    pub fn stores(&self) -> Vec<PathBuf> {
+        let mut roots: Vec<PathBuf> = Vec::new();
+        let entries = self.layers.iter().map(|layer| layer.path.as_path());
+        for path in entries.chain([self.index.as_path()]) {
+            if let Some(root) = path.parent().and_then(Path::parent)
+                && !roots.iter().any(|r| r == root)
+            {
+                roots.push(root.to_owned());
+            }
+        }
+        roots
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "invalid container name {0:?}: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"

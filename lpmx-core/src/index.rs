@@ -42,25 +42,41 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IndexError + '_ {
     }
 }
 
-/// The index of the stack `diff_ids` (bottom first) in `store`, and its
-/// library directory (`lpmx_core::libraries`), built if they are not there
-/// yet; each appears by rename, whole.
-pub fn ensure(store: &crate::Store, diff_ids: &[crate::Digest]) -> Result<PathBuf, IndexError> {
-    let path = store.index_path(diff_ids);
+/// Whether the index at `path` is of the current format and has its whole
+/// library directory: what a container needs of it.
+pub fn is_complete(path: &Path) -> bool {
+    let farm = crate::libraries::farm_path(path);
+    farm.is_dir() && crate::libraries::has_probed(&farm) && is_current(path)
+}
+
+fn is_current(path: &Path) -> bool {
+    let mut head = [0u8; 12];
+    fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| format::is_current(&head))
+}
+
+/// The index of the stack of `layers` (bottom first) and its library
+/// directory (`lpmx_core::libraries`): a complete one of this store or of
+/// a shared store (used as it is), else one built in this store; each
+/// appears by rename, whole.
+pub fn ensure(
+    store: &crate::Store,
+    layers: &[crate::document::UnpackedLayer],
+) -> Result<PathBuf, IndexError> {
+    let diff_ids: Vec<crate::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let paths = store.index_paths(&diff_ids);
+    if let Some(found) = paths.iter().find(|path| is_complete(path)) {
+        return Ok(found.clone());
+    }
+    let path = paths[0].clone();
     let farm = crate::libraries::farm_path(&path);
-    let current = || {
-        let mut head = [0u8; 12];
-        fs::File::open(&path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-            .is_ok_and(|()| format::is_current(&head))
-    };
+    let current = || is_current(&path);
     if farm.is_dir() && current() {
-        if !crate::libraries::has_probed(&farm) {
-            crate::libraries::add_probed(&farm).map_err(io_error(&farm))?;
-        }
+        crate::libraries::add_probed(&farm).map_err(io_error(&farm))?;
         return Ok(path);
     }
-    let dirs: Vec<LayerDir> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();
+    let dirs: Vec<LayerDir> = layers.iter().map(|l| LayerDir::new(&l.path)).collect();
     let bytes = if current() {
         fs::read(&path).map_err(io_error(&path))?
     } else {

@@ -14,6 +14,15 @@
 //! Entries outside `tmp/` are immutable once they appear, and they appear
 //! only by an atomic rename of a complete, verified temporary file, so no
 //! reader ever sees half of one. Writers of one entry serialise on its lock.
+//!
+//! Shared stores: `LPMX_STORE_PATH` names other stores (a site's, a
+//! group's), read-only to this user, searched after this one for what is
+//! named by content (blobs, layers, indexes, import records). What one of
+//! them has is used where it is, never copied; what none has is written
+//! here. Containers always live in this store. A store's root directory
+//! says who shares it: layers unpacked into a store its group or others may
+//! enter are readable by them too ([`Store::shared_bits`]); a new store is
+//! made private (0700).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -37,6 +46,8 @@ pub enum StoreError {
     },
     #[error("store {path} has format {found}, this lpmx understands format {FORMAT_VERSION}")]
     Format { path: PathBuf, found: String },
+    #[error("cannot use shared store {path} (from LPMX_STORE_PATH): {why}")]
+    Shared { path: PathBuf, why: String },
 }
 
 impl StoreError {
@@ -50,7 +61,9 @@ impl crate::cli::Classify for StoreError {
     fn exit(&self) -> crate::cli::Exit {
         match self {
             StoreError::NoLocation => crate::cli::Exit::Usage,
-            StoreError::Io { .. } | StoreError::Format { .. } => crate::cli::Exit::IoErr,
+            StoreError::Io { .. } | StoreError::Format { .. } | StoreError::Shared { .. } => {
+                crate::cli::Exit::IoErr
+            }
         }
     }
 }
@@ -58,7 +71,12 @@ impl crate::cli::Classify for StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Read-only stores searched after this one, in order.
+    shared: Vec<PathBuf>,
 }
+
+/// The variable naming the shared stores, `:`-separated, searched in order.
+pub const STORE_PATH_VAR: &str = "LPMX_STORE_PATH";
 
 impl Store {
     /// Where the store lives: `$LPMX_HOME`, else `$XDG_DATA_HOME/lpmx`, else
@@ -76,14 +94,30 @@ impl Store {
             .ok_or(StoreError::NoLocation)
     }
 
-    /// Opens the store at the default location, creating it if needed.
+    /// Opens the store at the default location, creating it if needed,
+    /// with the shared stores `LPMX_STORE_PATH` names.
     pub fn open_default() -> Result<Store, StoreError> {
-        Store::open(Store::default_location()?)
+        let shared: Vec<PathBuf> = std::env::var_os(STORE_PATH_VAR)
+            .map(|list| std::env::split_paths(&list).collect())
+            .unwrap_or_default();
+        Store::open(Store::default_location()?)?.with_shared(shared)
     }
 
     /// Opens (creating if needed) the store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
-        let store = Store { root: root.into() };
+        let store = Store {
+            root: root.into(),
+            shared: Vec::new(),
+        };
+        if !store.root.exists() {
+            // Private unless its owner opens it to others (see the module).
+            use std::os::unix::fs::DirBuilderExt;
+            let made = fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&store.root);
+            made.map_err(StoreError::io(&store.root))?;
+        }
         for dir in [
             "blobs/sha256",
             "layers",
@@ -115,16 +149,98 @@ impl Store {
         Ok(store)
     }
 
+    /// Adds the read-only stores `roots` to search after this one. Each
+    /// must be a store of this format; empty entries and this store itself
+    /// are skipped. Nothing is created or written in them.
+    pub fn with_shared(
+        mut self,
+        roots: impl IntoIterator<Item = PathBuf>,
+    ) -> Result<Store, StoreError> {
+        let own = fs::canonicalize(&self.root).ok();
+        for root in roots {
+            if root.as_os_str().is_empty() {
+                continue;
+            }
+            let shared_error = |why: String| StoreError::Shared {
+                path: root.clone(),
+                why,
+            };
+            if !root.is_absolute() {
+                return Err(shared_error("not an absolute path".into()));
+            }
+            let version_path = root.join("version");
+            match fs::read_to_string(&version_path) {
+                Ok(found) if found.trim() == FORMAT_VERSION.to_string() => {}
+                Ok(found) => {
+                    return Err(StoreError::Format {
+                        path: root,
+                        found: found.trim().to_owned(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && root.is_dir() => {
+                    return Err(shared_error(
+                        "it is not an lpmx store (no version file)".into(),
+                    ));
+                }
+                Err(e) => return Err(shared_error(e.to_string())),
+            }
+            let canonical = fs::canonicalize(&root).ok();
+            if canonical.is_some() && canonical == own || self.shared.contains(&root) {
+                continue;
+            }
+            self.shared.push(root);
+        }
+        Ok(self)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The shared stores searched after this one.
+    pub fn shared(&self) -> &[PathBuf] {
+        &self.shared
+    }
+
+    /// This store's root, then the shared stores', in search order.
+    pub fn roots(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.root.as_path()).chain(self.shared.iter().map(PathBuf::as_path))
+    }
+
+    /// Relative path `entry` in the first store of the search path where
+    /// `found` holds for it, else in this store (where it is written).
+    fn search(&self, entry: &Path, found: impl Fn(&Path) -> bool) -> PathBuf {
+        let own = self.root.join(entry);
+        if self.shared.is_empty() || found(&own) {
+            return own;
+        }
+        self.shared
+            .iter()
+            .map(|root| root.join(entry))
+            .find(|path| found(path))
+            .unwrap_or(own)
+    }
+
+    /// Blob `digest`: where the first store that has it keeps it, else
+    /// where this store would.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        self.search(&Self::blob_entry(digest), Path::is_file)
+    }
+
+    fn blob_entry(digest: &Digest) -> PathBuf {
+        Path::new("blobs/sha256").join(digest.hex())
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
+    }
+
+    /// The group and other permission bits (read, search) that this store's
+    /// root grants: layers unpacked here give them too, so that users the
+    /// store is shared with can read every layer.
+    pub fn shared_bits(&self) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(&self.root).map_or(0, |m| m.permissions().mode() & 0o055)
     }
 
     /// Where a download of `digest` accumulates until it is verified; it
@@ -135,16 +251,23 @@ impl Store {
             .join(format!("{}.partial", digest.hex()))
     }
 
-    /// Where the layer whose uncompressed digest is `diff_id` is unpacked.
+    /// Where the layer whose uncompressed digest is `diff_id` is unpacked:
+    /// in the first store that has it, else where this store would.
     pub fn layer_dir(&self, diff_id: &Digest) -> crate::layer::LayerDir {
-        crate::layer::LayerDir::new(self.root.join("layers").join(diff_id.hex()))
+        let entry = Path::new("layers").join(diff_id.hex());
+        crate::layer::LayerDir::new(
+            self.search(&entry, |path| crate::layer::LayerDir::new(path).exists()),
+        )
     }
 
-    /// Where the index of the stack `diff_ids` (bottom first) is kept.
-    pub fn index_path(&self, diff_ids: &[Digest]) -> PathBuf {
+    /// Where the index of the stack `diff_ids` (bottom first) is kept in
+    /// each store of the search path, this one's first.
+    pub fn index_paths(&self, diff_ids: &[Digest]) -> Vec<PathBuf> {
         let list: Vec<String> = diff_ids.iter().map(ToString::to_string).collect();
         let key = Digest::of(list.join("\n").as_bytes());
-        self.root.join("indexes").join(key.hex())
+        self.roots()
+            .map(|root| root.join("indexes").join(key.hex()))
+            .collect()
     }
 
     /// The lock that unpackers of layer `diff_id` hold.
@@ -205,7 +328,7 @@ impl Store {
     /// file under the digest.
     pub fn commit_blob(&self, digest: &Digest, complete: &Path) -> io::Result<PathBuf> {
         File::open(complete)?.sync_data()?;
-        let path = self.blob_path(digest);
+        let path = self.root.join(Self::blob_entry(digest));
         fs::rename(complete, &path)?;
         Ok(path)
     }
@@ -214,9 +337,8 @@ impl Store {
     /// its digest. A blob already present is left as it is.
     pub fn put_blob(&self, bytes: &[u8]) -> io::Result<Digest> {
         let digest = Digest::of(bytes);
-        let path = self.blob_path(&digest);
-        if !path.is_file() {
-            self.write_atomically(&path, bytes)?;
+        if !self.has_blob(&digest) {
+            self.write_atomically(&self.root.join(Self::blob_entry(&digest)), bytes)?;
         }
         Ok(digest)
     }
@@ -251,11 +373,19 @@ impl Store {
     }
 
     /// Where the record of an imported file with key `key` is
-    /// (`lpmx_core::document::ImportRecord`).
+    /// (`lpmx_core::document::ImportRecord`): in the first store that has
+    /// one, else where this store would.
     pub fn import_record_path(&self, key: &[u8]) -> PathBuf {
-        self.root
-            .join("imports")
-            .join(format!("{}.json", Digest::of(key).hex()))
+        self.search(&Self::import_entry(key), Path::is_file)
+    }
+
+    /// Where this store records an imported file with key `key`.
+    pub fn own_import_record_path(&self, key: &[u8]) -> PathBuf {
+        self.root.join(Self::import_entry(key))
+    }
+
+    fn import_entry(key: &[u8]) -> PathBuf {
+        Path::new("imports").join(format!("{}.json", Digest::of(key).hex()))
     }
 
     /// The lock that writers of blob `digest` hold.
@@ -347,5 +477,71 @@ mod tests {
         assert!(!try_lock(&other));
         drop(guard);
         assert!(try_lock(&other));
+    }
+
+    #[test]
+    fn shared_stores_are_searched_after_this_one_and_never_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let site = Store::open(dir.path().join("site")).unwrap();
+        let shared_blob = site.put_blob(b"shared").unwrap();
+        let layer = Digest::of(b"layer");
+        fs::create_dir_all(site.root().join("layers").join(layer.hex())).unwrap();
+        fs::write(site.layer_dir(&layer).meta_path(), "{}").unwrap();
+        let own_root = dir.path().join("own");
+        let store = Store::open(&own_root)
+            .unwrap()
+            .with_shared([PathBuf::new(), site.root().to_owned(), own_root.clone()])
+            .unwrap();
+        // Empty entries and the store itself are skipped.
+        assert_eq!(store.shared(), [site.root().to_owned()]);
+        // A new store is private.
+        let mode = fs::metadata(&own_root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(store.shared_bits(), 0);
+
+        assert_eq!(store.blob_path(&shared_blob), site.blob_path(&shared_blob));
+        assert!(store.has_blob(&shared_blob));
+        assert_eq!(store.put_blob(b"shared").unwrap(), shared_blob);
+        assert!(
+            !own_root
+                .join("blobs/sha256")
+                .join(shared_blob.hex())
+                .exists()
+        );
+        let own_blob = store.put_blob(b"own").unwrap();
+        assert_eq!(
+            store.blob_path(&own_blob),
+            own_root.join("blobs/sha256").join(own_blob.hex())
+        );
+        assert!(!site.has_blob(&own_blob));
+
+        assert_eq!(store.layer_dir(&layer), site.layer_dir(&layer));
+        let absent = Digest::of(b"absent");
+        assert!(store.layer_dir(&absent).path().starts_with(&own_root));
+        let indexes = store.index_paths(&[layer]);
+        assert!(indexes[0].starts_with(&own_root) && indexes[1].starts_with(site.root()));
+        let record = store.import_record_path(b"key");
+        assert_eq!(record, store.own_import_record_path(b"key"));
+    }
+
+    #[test]
+    fn a_shared_store_that_is_not_one_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = || Store::open(dir.path().join("own")).unwrap();
+        let error = |root: PathBuf| store().with_shared([root]).unwrap_err().to_string();
+        let missing = dir.path().join("missing");
+        let text = error(missing.clone());
+        assert!(
+            text.contains(&missing.display().to_string()) && text.contains("LPMX_STORE_PATH"),
+            "{text}"
+        );
+        let plain = dir.path().join("plain");
+        fs::create_dir(&plain).unwrap();
+        assert!(error(plain).contains("not an lpmx store"));
+        assert!(error(PathBuf::from("relative/store")).contains("not an absolute path"));
+        let newer = Store::open(dir.path().join("newer")).unwrap();
+        fs::write(newer.root().join("version"), "7\n").unwrap();
+        assert!(error(newer.root().to_owned()).contains("format 7"));
     }
 }

@@ -119,15 +119,16 @@ pub fn main() -> ExitCode {
     let mut shell_status = None;
     let code = run("lpmx-exec", || {
         let store = open_store()?;
-        let stack = lpmx_mkroot::read_stack(&store, &cli.name).map_err(|e| {
+        let (store, mut stack) = lpmx_mkroot::open_container(&store, &cli.name).map_err(|e| {
             Failure::classified(e, format!("failed to open container {}", cli.name))
         })?;
         // Stores made by an older lpmx have an index of an older format
         // (or none): build the current one, once.
-        let diff_ids: Vec<_> = stack.layers.iter().map(|l| l.diff_id.clone()).collect();
-        lpmx_core::index::ensure(&store, &diff_ids).map_err(|e| {
-            Failure::from(anyhow::Error::new(e).context("failed to index the image's layers"))
-        })?;
+        if !lpmx_core::index::is_complete(&stack.index) {
+            stack.index = lpmx_core::index::ensure(&store, &stack.layers).map_err(|e| {
+                Failure::from(anyhow::Error::new(e).context("failed to index the image's layers"))
+            })?;
+        }
         let request = Request {
             command: cli.command,
             workdir: cli.workdir,
@@ -141,7 +142,7 @@ pub fn main() -> ExitCode {
             no_launcher_env: cli.no_launcher_env,
             ephemeral: cli.ephemeral,
         };
-        let Err(error) = launch::exec(store.root(), &stack, &request);
+        let Err(error) = launch::exec(&store, &stack, &request);
         shell_status = error.shell_status();
         Err(fail(error, &cli.name))
     });

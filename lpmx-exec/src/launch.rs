@@ -308,7 +308,7 @@ pub fn workdir(stack: &StackDocument, request: &Request, binds: &[Bind]) -> Stri
 
 /// Runs the request in the container of `stack`; returns only on failure.
 pub fn exec(
-    store_root: &Path,
+    store: &lpmx_core::Store,
     stack: &StackDocument,
     request: &Request,
 ) -> Result<std::convert::Infallible, LaunchError> {
@@ -342,11 +342,12 @@ pub fn exec(
     let mut host_exec = Vec::new();
     if request.gpu && !crate::gpu::disabled() {
         let libraries = crate::gpu::find_libraries();
-        gpu_libs =
-            crate::gpu::library_dir(store_root, &libraries).map_err(|source| LaunchError::Gpu {
-                path: store_root.join("gpu"),
+        gpu_libs = crate::gpu::library_dir(store.root(), &libraries).map_err(|source| {
+            LaunchError::Gpu {
+                path: store.root().join("gpu"),
                 source,
-            })?;
+            }
+        })?;
         for program in crate::gpu::find_programs() {
             binds.push(Bind {
                 host: program.clone(),
@@ -392,7 +393,11 @@ pub fn exec(
     let host_programs = HostPrograms::path(stack);
     let loader = find_loader(&libunion).unwrap_or_default();
     let config: [(&str, OsString); 16] = [
-        ("LPMX_STORE", store_root.as_os_str().to_owned()),
+        // The trap leaves paths under the stores to the host.
+        (
+            "LPMX_STORE",
+            std::env::join_paths(store.roots()).unwrap_or_default(),
+        ),
         ("LPMX_LOADER", loader.into_os_string()),
         ("LPMX_TRAP", if request.no_trap { "0" } else { "" }.into()),
         ("LPMX_GPU_LIBS", gpu_libs.into_os_string()),

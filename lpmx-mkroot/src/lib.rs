@@ -111,9 +111,18 @@ pub fn adopt(
     if dir.exists() {
         return Err(MkrootError::Taken(name.to_owned()));
     }
-    // Built by lpmx-unpack already, normally: then this costs one stat.
-    let diff_ids: Vec<_> = layers.layers.iter().map(|l| l.diff_id.clone()).collect();
-    let index = lpmx_core::index::ensure(store, &diff_ids)?;
+    // Paths from this store (and the shared ones), not from the document:
+    // it may come from another host (see lpmx-pack).
+    let stack_layers: Vec<_> = layers
+        .layers
+        .iter()
+        .map(|layer| lpmx_core::document::UnpackedLayer {
+            diff_id: layer.diff_id.clone(),
+            path: store.layer_dir(&layer.diff_id).path().to_owned(),
+        })
+        .collect();
+    // Built by lpmx-unpack already, normally: then this costs a few stats.
+    let index = lpmx_core::index::ensure(store, &stack_layers)?;
     let stack = StackDocument {
         kind: StackDocument::KIND.to_owned(),
         version: StackDocument::VERSION,
@@ -123,16 +132,7 @@ pub fn adopt(
         config_digest: layers.config_digest.clone(),
         platform: layers.platform.clone(),
         config: layers.config.clone(),
-        // Paths from this store, not from the document: it may come from
-        // another host (see lpmx-pack).
-        layers: layers
-            .layers
-            .iter()
-            .map(|layer| lpmx_core::document::UnpackedLayer {
-                diff_id: layer.diff_id.clone(),
-                path: store.layer_dir(&layer.diff_id).path().to_owned(),
-            })
-            .collect(),
+        layers: stack_layers,
         upper: dir.join(UPPER_DIR),
         env_file: dir.join(ENV_FILE),
         index,
@@ -175,6 +175,15 @@ pub fn read_stack(store: &Store, name: &str) -> Result<StackDocument, MkrootErro
         Err(e) => return Err(io(&path)(e)),
     };
     Ok(parse_document(&text)?)
+}
+
+/// Container `name`'s stack, and `store` searching also the stores the
+/// stack's layers and index are in: a container made with shared stores
+/// (`LPMX_STORE_PATH`) runs and packs without the variable.
+pub fn open_container(store: &Store, name: &str) -> Result<(Store, StackDocument), MkrootError> {
+    let stack = read_stack(store, name)?;
+    let store = store.clone().with_shared(stack.stores())?;
+    Ok((store, stack))
 }
 
 /// Removes container `name`: its directory goes; the shared layers stay.

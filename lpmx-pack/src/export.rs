@@ -43,6 +43,7 @@ pub enum Export {
 pub fn export(store: &Store, name: &str, target: &Export, tag: &str) -> Result<(), PackError> {
     let (repository, version) = split_tag(tag)?;
     let source = Packable::load(store, name)?;
+    let store = &source.store;
     let upper = &source.stack.upper;
     let owners = lpmx_core::container::read_owners_log(upper).map_err(read_error(upper))?;
     let whiteouts = Whiteouts::read(upper).map_err(read_error(upper))?;

@@ -24,6 +24,8 @@ pub enum Layers {
 
 /// A container and its image, read and verified from the store.
 pub(crate) struct Packable {
+    /// The store, searching also the stores the container's layers are in.
+    pub store: Store,
     pub stack: StackDocument,
     pub manifest: Vec<u8>,
     pub config: Vec<u8>,
@@ -32,9 +34,9 @@ pub(crate) struct Packable {
 
 impl Packable {
     pub fn load(store: &Store, name: &str) -> Result<Packable, PackError> {
-        let stack = lpmx_mkroot::read_stack(store, name)?;
-        let manifest = read_blob(store, &stack.manifest_digest)?;
-        let config = read_blob(store, &stack.config_digest)?;
+        let (store, stack) = lpmx_mkroot::open_container(store, name)?;
+        let manifest = read_blob(&store, &stack.manifest_digest)?;
+        let config = read_blob(&store, &stack.config_digest)?;
         let ManifestKind::Image(parsed) = ManifestKind::parse(None, &manifest)? else {
             return Err(lpmx_core::oci::FormatError::MediaType(media::OCI_INDEX.into()).into());
         };
@@ -56,6 +58,7 @@ impl Packable {
             })
             .collect();
         Ok(Packable {
+            store,
             stack,
             manifest,
             config,
@@ -101,6 +104,7 @@ fn read_text(path: &std::path::Path) -> Result<String, PackError> {
 /// Writes container `name` of `store` as a pack stream to `out`.
 pub fn pack(store: &Store, name: &str, layers: Layers, out: impl Write) -> Result<(), PackError> {
     let source = Packable::load(store, name)?;
+    let store = &source.store;
     let stack = &source.stack;
     let owners =
         lpmx_core::container::read_owners_log(&stack.upper).map_err(read_error(&stack.upper))?;

@@ -19,7 +19,8 @@ Examples:
   lpmx-pull --platform linux/arm64 ghcr.io/org/tool:1.2 > tool.json
   lpmx-pull localhost:5000/team/env@sha256:<digest>
 
-The store is $LPMX_HOME, else $XDG_DATA_HOME/lpmx, else ~/.local/share/lpmx.
+The store is $LPMX_HOME, else $XDG_DATA_HOME/lpmx, else ~/.local/share/lpmx;
+blobs in the read-only stores of $LPMX_STORE_PATH are used, not fetched.
 Credentials come from $REGISTRY_AUTH_FILE, then ~/.docker/config.json
 (auths, credHelpers, credsStore). See lpmx(7) for the image document.";
 

@@ -32,6 +32,7 @@ Examples:
 
 Layers land in $LPMX_HOME/layers/<diff-id>/root with their metadata
 (original owners and modes, device nodes, whiteouts) in meta.json.
+Layers already in a read-only store of $LPMX_STORE_PATH are used there.
 See lpmx(7) for the documents.";
 
 /// Unpack image layers into the lpmx store.

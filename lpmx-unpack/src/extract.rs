@@ -28,9 +28,18 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 /// Extracts the tar stream `reader` into `root` (an existing, empty
-/// directory). `layer` names the layer in errors.
-pub fn extract(reader: impl Read, root: &Path, layer: &str) -> Result<LayerMeta, UnpackError> {
+/// directory). `layer` names the layer in errors. `shared_bits` (group and
+/// other read and search bits, `Store::shared_bits`) are added to every
+/// entry on disk, so those the store is shared with can read it all; the
+/// image's own modes are in the metadata either way.
+pub fn extract(
+    reader: impl Read,
+    root: &Path,
+    layer: &str,
+    shared_bits: u32,
+) -> Result<LayerMeta, UnpackError> {
     let mut extractor = Extractor {
+        shared_bits: shared_bits & 0o055,
         root: root.to_owned(),
         layer: layer.to_owned(),
         known_dirs: HashSet::from([PathBuf::new()]),
@@ -71,6 +80,8 @@ struct Extractor {
     /// The process umask, to skip a `chmod` when creation already gave the
     /// right mode; `None` when unknown.
     umask: Option<u32>,
+    /// Added to the mode on disk (see `extract`).
+    shared_bits: u32,
 }
 
 impl Extractor {
@@ -148,11 +159,14 @@ impl Extractor {
         let is_dir = kind == EntryType::Directory;
         let existing_dir = self.clear(&rel, &full, is_dir)?;
 
-        // The mode on disk: the owner may always read and replace; no
+        // The mode on disk: the owner may always read and replace, those
+        // the store is shared with read (and run what the owner may); no
         // setuid, setgid or sticky bits.
+        let shared = self.shared_bits;
         let stored = match kind {
-            EntryType::Directory => (mode & 0o777) | 0o700,
-            _ => (mode & 0o777) | 0o600,
+            EntryType::Directory => (mode & 0o777) | 0o700 | shared,
+            _ if mode & 0o100 != 0 => (mode & 0o777) | 0o600 | shared,
+            _ => (mode & 0o777) | 0o600 | (shared & 0o044),
         };
         let mut record_mode = true;
         // What the layer's meta.json must say of this entry; most entries
@@ -506,5 +520,54 @@ mod tests {
         assert!(sanitize(b"../x").is_err());
         assert!(sanitize(b"a/../../x").is_err());
         assert!(sanitize(b"/etc/passwd").is_err());
+    }
+
+    /// A tar of `entries` (name, type, mode), files empty.
+    fn tar_of(entries: &[(&str, EntryType, u32)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for &(name, kind, mode) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_size(0);
+            header.set_cksum();
+            builder.append_data(&mut header, name, &[][..]).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_shared_store_gets_what_its_sharers_need_to_read_and_the_image_modes_are_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let tar = tar_of(&[
+            ("root/", EntryType::Directory, 0o700),
+            ("root/key", EntryType::Regular, 0o600),
+            ("tool", EntryType::Regular, 0o750),
+            ("doc", EntryType::Regular, 0o644),
+        ]);
+        let on_disk = |root: &Path, name: &str| {
+            fs::symlink_metadata(root.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        let private = tempfile::tempdir().unwrap();
+        let meta = extract(&tar[..], private.path(), "private", 0).unwrap();
+        assert_eq!(on_disk(private.path(), "root"), 0o700);
+        assert_eq!(on_disk(private.path(), "root/key"), 0o600);
+        assert!(meta.entries.values().all(|e| e.mode.is_none()), "{meta:?}");
+
+        let shared = tempfile::tempdir().unwrap();
+        let meta = extract(&tar[..], shared.path(), "shared", 0o055).unwrap();
+        assert_eq!(on_disk(shared.path(), "root"), 0o755);
+        assert_eq!(on_disk(shared.path(), "root/key"), 0o644);
+        assert_eq!(on_disk(shared.path(), "tool"), 0o755);
+        assert_eq!(on_disk(shared.path(), "doc"), 0o644);
+        let mode = |name: &str| meta.entries.get(name).and_then(|e| e.mode);
+        assert_eq!(mode("root"), Some(0o700));
+        assert_eq!(mode("root/key"), Some(0o600));
+        assert_eq!(mode("tool"), Some(0o750));
+        assert_eq!(mode("doc"), None);
     }
 }

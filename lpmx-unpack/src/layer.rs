@@ -56,7 +56,7 @@ pub fn unpack_layer(
     fs::create_dir_all(&root).map_err(UnpackError::io(&root))?;
     let result = (|| {
         let mut stream = LayerStream::open(&blob, compression).map_err(UnpackError::io(&blob))?;
-        let mut meta = extract(&mut stream, &root, &name)?;
+        let mut meta = extract(&mut stream, &root, &name, store.shared_bits())?;
         let digests = stream.finish().map_err(|source| UnpackError::Decompress {
             layer: name.clone(),
             source,

@@ -32,17 +32,17 @@ fn selection_key(selection: &Selection) -> String {
     )
 }
 
-fn record_path(store: &Store, path: &Path, selection: &Selection) -> PathBuf {
+fn record_key(path: &Path, selection: &Selection) -> Vec<u8> {
     let mut key = absolute(path).into_os_string().into_encoded_bytes();
     key.push(0);
     key.extend_from_slice(selection_key(selection).as_bytes());
-    store.import_record_path(&key)
+    key
 }
 
 /// The image document of file `path`, when the store imported it before
 /// and neither the file nor the blobs changed since.
 pub fn recall(store: &Store, path: &Path, selection: &Selection) -> Option<ImageDocument> {
-    let text = fs::read_to_string(record_path(store, path, selection)).ok()?;
+    let text = fs::read_to_string(store.import_record_path(&record_key(path, selection))).ok()?;
     let record: ImportRecord = parse_document(&text).ok()?;
     let identity = FileIdentity::of(&fs::metadata(path).ok()?);
     let blobs_there = store.has_blob(&record.image.config_digest)
@@ -86,7 +86,7 @@ pub fn remember(
     if write_document(&record, &mut bytes).is_err() {
         return;
     }
-    let target = record_path(store, path, selection);
+    let target = store.own_import_record_path(&record_key(path, selection));
     if let Some(dir) = target.parent() {
         let _ = fs::create_dir_all(dir);
     }

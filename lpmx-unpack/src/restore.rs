@@ -204,7 +204,7 @@ fn read_records(
                 }
                 let task = progress.task("writable layer", None);
                 let mut upper = pack.upper();
-                staged.meta = extract(&mut upper, &stage.join(UPPER_DIR), "the writable layer")
+                staged.meta = extract(&mut upper, &stage.join(UPPER_DIR), "the writable layer", 0)
                     .map_err(|e| match e {
                         // The tar reader saw the stream's own error.
                         UnpackError::Tar { source, .. } => stream_error(source),

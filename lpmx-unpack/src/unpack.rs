@@ -37,9 +37,16 @@ pub fn unpack_image(
         })
         .collect();
     let dirs = unpack_layers(store, &sources, jobs, progress)?;
+    let layers: Vec<UnpackedLayer> = sources
+        .iter()
+        .zip(dirs)
+        .map(|(source, path)| UnpackedLayer {
+            diff_id: source.diff_id.clone(),
+            path,
+        })
+        .collect();
     // The stack's index, for every container of this image (lpmx-mkroot).
-    let diff_ids: Vec<Digest> = sources.iter().map(|s| s.diff_id.clone()).collect();
-    lpmx_core::index::ensure(store, &diff_ids)?;
+    lpmx_core::index::ensure(store, &layers)?;
     Ok(LayersDocument {
         kind: LayersDocument::KIND.to_owned(),
         version: LayersDocument::VERSION,
@@ -48,14 +55,7 @@ pub fn unpack_image(
         config_digest: image.config_digest.clone(),
         platform: image.platform.clone(),
         config: config.config.unwrap_or_default(),
-        layers: sources
-            .iter()
-            .zip(dirs)
-            .map(|(source, path)| UnpackedLayer {
-                diff_id: source.diff_id.clone(),
-                path,
-            })
-            .collect(),
+        layers,
     })
 }
 

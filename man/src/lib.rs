@@ -288,6 +288,13 @@ Entries outside tmp/ appear only by atomic rename of complete, verified
 files and never change afterwards. Tools writing the same entry take its
 lock in locks/, so any number of tools may share one store. An interrupted
 download leaves tmp/<hex>.partial, from which the next pull resumes.
+.PP
+\fB$LPMX_STORE_PATH\fR (':'\-separated) names read\-only stores, a site's
+or a group's, searched after this one for blobs, layers, indexes and
+import records: what one has is used where it is, never copied, and
+nothing is written to them. A new store is made 0700; layers unpacked into
+a store whose root its group or others may enter are made readable by
+them (the image's modes stay in meta.json). See docs/cluster.md.
 .SH DOCUMENTS
 Every document is a JSON object with a \fBkind\fR and a \fBversion\fR.
 A tool given a document of the wrong kind, or of a newer version, refuses
@@ -431,6 +438,9 @@ A closed standard output (a pipe whose reader went away) is not an error.
 .TP
 .B LPMX_HOME
 the store.
+.TP
+.B LPMX_STORE_PATH
+read\-only stores searched after it, ':'\-separated (see THE STORE).
 .TP
 .B REGISTRY_AUTH_FILE, DOCKER_CONFIG
 where registry credentials are read (see lpmx\-pull(1)).

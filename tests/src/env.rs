@@ -94,6 +94,9 @@ impl Env {
         for sub in ["home", "store"] {
             env.make_user_dir(&env.dir.path().join(sub));
         }
+        // Private, as lpmx makes a new store (shared stores are opened to
+        // others by their owner).
+        fs::set_permissions(env.store(), fs::Permissions::from_mode(0o700)).expect("chmod");
         env
     }
 

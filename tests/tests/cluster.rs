@@ -590,3 +590,197 @@ fn writers_killed_midway_leave_the_container_whole() {
         "the image's layers are unchanged"
     );
 }
+
+/// `tool args < input` in `env`, with `LPMX_STORE_PATH` set to `shared`.
+fn with_shared_stores(env: &Env, shared: &str, tool: &str, args: &[&str], input: &[u8]) -> Run {
+    use std::io::Write;
+    let mut child = env
+        .tool(tool)
+        .env("LPMX_STORE_PATH", shared)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    Run::from(child.wait_with_output().expect("wait for tool"))
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_read_only_shared_store_serves_other_users_containers_without_copies() {
+    use lpmx_core::oci::Platform;
+    use lpmx_tests::faulty::FaultyRegistry;
+    use lpmx_tests::image::{Format, Image, RawEntry, raw_tar};
+    use lpmx_tests::registry::Target;
+    use std::os::unix::fs::PermissionsExt;
+
+    // The site's store, another user's: read-only to the test user.
+    let site = Env::other_user();
+    // Its owner opens it to others: lpmx-unpack then gives every layer
+    // what they need to read it.
+    fs::set_permissions(site.store(), fs::Permissions::from_mode(0o755)).unwrap();
+    let registry = FaultyRegistry::start();
+    let base = fs::read(lpmx_tests::rootfs::debian_rootfs_tar("bookworm")).unwrap();
+    let extra = raw_tar(&[
+        RawEntry::dir("srv/"),
+        RawEntry::dir("srv/secret/").mode(0o700),
+        RawEntry::file("srv/secret/key", b"k\n").mode(0o600),
+        RawEntry::file(
+            "usr/local/bin/hello",
+            b"#!/bin/sh\necho hello from the site\n",
+        )
+        .mode(0o750),
+    ]);
+    let image = Image::build(
+        Format::Oci,
+        &Platform::host().to_string(),
+        vec![base, extra],
+    );
+    registry.push_image("sim", "2.1", &image);
+    let reference = format!("{}/sim:2.1", registry.host());
+    site.pull_and_unpack(&reference).success();
+    let site_store = site.store().display().to_string();
+    let site_before = snapshot(&site.store());
+    registry.clear_log();
+
+    // A user of it pulls, unpacks and makes a container: nothing of the
+    // image is downloaded or copied into the user's store.
+    let user = Env::new();
+    let pulled = with_shared_stores(&user, &site_store, "lpmx-pull", &["-q", &reference], b"");
+    pulled.success();
+    for layer in &image.layers {
+        assert_eq!(registry.full_downloads(&layer.digest.to_string()), 0);
+    }
+    let unpacked = with_shared_stores(
+        &user,
+        &site_store,
+        "lpmx-unpack",
+        &[],
+        pulled.stdout.as_bytes(),
+    );
+    unpacked.success();
+    for dir in unpacked.layer_dirs() {
+        assert!(dir.starts_with(site.store()), "{}", dir.display());
+    }
+    with_shared_stores(
+        &user,
+        &site_store,
+        "lpmx-mkroot",
+        &["dev"],
+        unpacked.stdout.as_bytes(),
+    )
+    .success();
+    assert_eq!(entries(&user.store().join("layers")), Vec::<String>::new());
+    let layer_blobs: Vec<String> = image
+        .layers
+        .iter()
+        .map(|l| l.digest.hex().to_owned())
+        .collect();
+    assert!(
+        entries(&user.store().join("blobs/sha256"))
+            .iter()
+            .all(|b| !layer_blobs.contains(b)),
+        "{:?}",
+        entries(&user.store().join("blobs/sha256"))
+    );
+
+    // It runs, sees the image's modes and owners, and writes only to the
+    // user's writable layer; the shared store is unchanged. (Run without
+    // LPMX_STORE_PATH: the container's stack names where its layers are.)
+    let script = "cat /etc/debian_version >/dev/null && hello && cat /srv/secret/key && \
+                  stat -c '%a %U' /srv/secret /srv/secret/key /usr/local/bin/hello && \
+                  echo new > /srv/secret/key && rm /etc/issue && cat /srv/secret/key && \
+                  ! test -e /etc/issue";
+    let ran = run(exec(&user, &["--root", "dev"], script));
+    ran.success();
+    assert_eq!(
+        ran.stdout, "hello from the site\nk\n700 root\n600 root\n750 root\nnew\n",
+        "{ran:#?}"
+    );
+    assert!(
+        user.store()
+            .join("containers/dev/upper/srv/secret/key")
+            .is_file()
+    );
+    assert_eq!(
+        tree_diff(&site_before, &snapshot(&site.store())),
+        Vec::<String>::new()
+    );
+
+    // The index lpmx-unpack made in the site's store serves too.
+    let stack = fs::read_to_string(user.store().join("containers/dev/stack.json")).unwrap();
+    let stack: serde_json::Value = serde_json::from_str(&stack).unwrap();
+    let index = stack["index"].as_str().unwrap();
+    assert!(index.starts_with(&site_store), "{index}");
+    assert_eq!(entries(&user.store().join("indexes")), Vec::<String>::new());
+
+    // An image file the site imported is instant for its users.
+    let tree = site.path().join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/tool.conf"), "site tool\n").unwrap();
+    let sqfs = site.path().join("tool.sqfs");
+    lpmx_tests::sif::mksquashfs(&tree, &sqfs, &[]);
+    let sqfs = sqfs.to_str().unwrap();
+    site.run("lpmx-unpack", [sqfs]).success();
+    let site_before = snapshot(&site.store());
+    let imported = with_shared_stores(&user, &site_store, "lpmx-unpack", &[sqfs], b"");
+    imported
+        .success()
+        .stderr_has("imported before and unchanged");
+    assert!(imported.layer_dirs()[0].starts_with(site.store()));
+    assert_eq!(entries(&user.store().join("layers")), Vec::<String>::new());
+
+    // Packed, the container moves to a user without the shared store.
+    let packed = user.tool("lpmx-pack").arg("dev").output().unwrap();
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let elsewhere = Env::new();
+    elsewhere
+        .run_with_input("lpmx-unpack", &[], &packed.stdout)
+        .success();
+    let ran = run(exec(
+        &elsewhere,
+        &["--root", "dev"],
+        "cat /srv/secret/key; hello",
+    ));
+    ran.success();
+    assert_eq!(ran.stdout, "new\nhello from the site\n", "{ran:#?}");
+    assert_eq!(
+        tree_diff(&site_before, &snapshot(&site.store())),
+        Vec::<String>::new()
+    );
+
+    // A search path entry that is not a store is named, and nothing runs.
+    let missing = user.path().join("no-such-store");
+    let failed = with_shared_stores(
+        &user,
+        missing.to_str().unwrap(),
+        "lpmx-pull",
+        &["-q", &reference],
+        b"",
+    );
+    failed
+        .failure(74)
+        .stderr_has("LPMX_STORE_PATH")
+        .stderr_has("no-such-store");
+}
+
+fn tree_diff(a: &lpmx_tests::tree::Tree, b: &lpmx_tests::tree::Tree) -> Vec<String> {
+    lpmx_tests::tree::diff(a, b)
+}

@@ -250,6 +250,7 @@ fn convert(
     let workers = prefetch_workers();
     let pool = Pool::new(workers);
     let abandoned = Cell::new(false);
+    let shared_bits = store.shared_bits();
     let (written, extracted, stored) = std::thread::scope(|scope| {
         let storer = std::thread::Builder::new()
             .name("store".to_owned())
@@ -259,7 +260,7 @@ fn convert(
             .name("extract".to_owned())
             .spawn_scoped(scope, || {
                 let mut stream = ChannelReader::new(extractor_chunks, &pool);
-                let extracted = extract(&mut stream, &root, &name);
+                let extracted = extract(&mut stream, &root, &name, shared_bits);
                 if extracted.is_ok() {
                     // The archive's padding after its end: read, so the
                     // writer is not kept waiting.
