@@ -50,6 +50,8 @@ pub enum LaunchError {
     },
     #[error("{0} contains a NUL byte")]
     Nul(String),
+    #[error("store path {0:?} contains ':': LPMX_STORE, which the preload reads, is ':'-separated")]
+    StorePath(std::ffi::OsString),
     #[error(transparent)]
     Ephemeral(#[from] crate::ephemeral::EphemeralError),
     #[error("cannot make the GPU library directory in {path}: {source}")]
@@ -66,7 +68,8 @@ impl Classify for LaunchError {
             LaunchError::BadBind(_)
             | LaunchError::BadEnv(_)
             | LaunchError::NoCommand
-            | LaunchError::Nul(_) => Exit::Usage,
+            | LaunchError::Nul(_)
+            | LaunchError::StorePath(_) => Exit::Usage,
             LaunchError::EnvFile { .. }
             | LaunchError::NoLibunion(_)
             | LaunchError::Load { .. }
@@ -392,12 +395,15 @@ pub fn exec(
         .unwrap_or_default();
     let host_programs = HostPrograms::path(stack);
     let loader = find_loader(&libunion).unwrap_or_default();
+    let store_list = std::env::join_paths(store.roots()).map_err(|_| {
+        let named = store
+            .roots()
+            .find(|root| root.as_os_str().as_bytes().contains(&b':'));
+        LaunchError::StorePath(named.unwrap_or(store.root()).as_os_str().to_owned())
+    })?;
     let config: [(&str, OsString); 16] = [
         // The trap leaves paths under the stores to the host.
-        (
-            "LPMX_STORE",
-            std::env::join_paths(store.roots()).unwrap_or_default(),
-        ),
+        ("LPMX_STORE", store_list),
         ("LPMX_LOADER", loader.into_os_string()),
         ("LPMX_TRAP", if request.no_trap { "0" } else { "" }.into()),
         ("LPMX_GPU_LIBS", gpu_libs.into_os_string()),

@@ -462,6 +462,18 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("/dev/pts/"), "no terminal inside: {text:?}");
 
+    // A store whose path has a ':' cannot go into the ':'-separated
+    // LPMX_STORE: a clear error, not a trap that misjudges host paths.
+    let odd_store = c.env.path().join("odd:store");
+    std::os::unix::fs::symlink(c.env.store(), &odd_store).unwrap();
+    let output = c
+        .exec_command(&[], &["true"])
+        .env("LPMX_HOME", &odd_store)
+        .output()
+        .unwrap();
+    let refused = Run::from(output);
+    refused.failure(2).stderr_has("contains ':'");
+
     // Environment: the container's env file, --env, defaults.
     let env_file = c.env.store().join(format!("containers/{}/env", c.name));
     fs::write(&env_file, "# set by lpmx-env\nFROM_FILE=file value\n").unwrap();
