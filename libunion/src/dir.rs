@@ -726,3 +726,82 @@ export! {
     #[safe]
     fn ftw64(dir: *const c_char, f: FtwFn, _fds: c_int) -> c_int { walk(dir, Visit::Ftw(f), 0) }
 }
+
+/// getdents64(2) on a directory of the container (a program's own call,
+/// caught by the trap): the merged listing, as `linux_dirent64` records.
+/// The descriptor's offset is the byte offset in that listing, so a
+/// rewind (lseek to 0), a seek to a `d_off`, and a descriptor shared by
+/// `dup` or `fork` behave as the kernel's. A descriptor outside the layers
+/// (a bind, the host) is read as it is. The bytes written, or -errno.
+pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
+    let raw = || match sys::getdents64(fd, buf, size) {
+        Ok(n) => n as isize,
+        Err(e) => -(e as isize),
+    };
+    let state = state::get();
+    let Some(index) = state.index.filter(|_| state.active) else {
+        return raw();
+    };
+    let mut canon = Buf::new();
+    if !crate::fdpaths::fd_path(state, fd, &mut canon) {
+        return raw();
+    }
+    let (mut dir_canon, mut host) = (Buf::new(), Buf::new());
+    match resolve(state, canon.as_bytes(), true, &mut dir_canon, &mut host) {
+        Ok(found)
+            if matches!(found.place, Place::Upper | Place::Lower(_))
+                && (found.kind == KIND_DIR || found.kind == 0) => {}
+        _ => return raw(),
+    }
+    let position = match sys::seek(fd, 0, 1) {
+        Ok(position) => position,
+        Err(e) => return -(e as isize),
+    };
+    if lpmx_sys::user::check(buf.cast_const(), size).is_err() {
+        return -(sys::EFAULT as isize);
+    }
+    let mut dir = Dir {
+        magic: MAGIC,
+        fd: -1,
+        pos: 0,
+        len: 0,
+        cap: 0,
+        records: core::ptr::null_mut(),
+        upper_end: 0,
+    };
+    let result = merge(&mut dir, state, index, dir_canon.as_bytes()).map(|()| {
+        // The first whole record at or after the offset.
+        let mut at = 0;
+        let record_len = |at: usize| {
+            // SAFETY: at is a whole record below len.
+            usize::from(unsafe { dir.records.add(at + 16).cast::<u16>().read_unaligned() })
+        };
+        while at < dir.len && at < position {
+            at += record_len(at);
+        }
+        let mut written = 0;
+        while at < dir.len {
+            let length = record_len(at);
+            if written + length > size {
+                break;
+            }
+            // SAFETY: a whole record, into the caller's buffer of `size`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(dir.records.add(at), buf.add(written), length)
+            };
+            written += length;
+            at += length;
+        }
+        (at, written)
+    });
+    // SAFETY: malloc'd by merge, or null.
+    unsafe { sys::free(dir.records.cast()) };
+    match result {
+        Ok((at, 0)) if at < dir.len => -(sys::EINVAL as isize),
+        Ok((at, written)) => match sys::seek(fd, at as u64, 0) {
+            Ok(_) => written as isize,
+            Err(e) => -(e as isize),
+        },
+        Err(e) => -(e as isize),
+    }
+}

@@ -9,7 +9,7 @@
 //! `#!` scripts run their interpreter, resolved in the container; static
 //! binaries are refused, since no preload library can keep them inside.
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{CStr, c_char, c_int, c_void};
 
 use crate::buf::{Buf, CAPACITY, cstr, starts_with};
 use crate::export::export;
@@ -120,6 +120,9 @@ pub struct Launch {
     /// The arguments put before the program's for the loader (3 under
     /// the trap: `libunion.so --lpmx-run FILE`, else 0).
     loader_args: usize,
+    /// A static program, which the loader starts with libunion linked in
+    /// (`lpmx_trap::exec::RUN_STATIC`): no ELF interpreter, no preload.
+    standalone: bool,
 }
 
 #[expect(
@@ -378,13 +381,9 @@ fn executable(found: &crate::resolve::Found, canon: &Buf, host: &Buf) -> Result<
 impl Launch {
     /// Under the trap, every exec runs the loader first (`lpmx_trap`):
     /// `lpmx-loader --lpmx-run FILE` before FILE's argv.
-    fn through_loader(&mut self, state: &State, interp: bool) -> Result<(), i32> {
+    fn through_loader(&mut self, state: &State, mode: &CStr) -> Result<(), i32> {
         self.argv.push(state.loader.as_ptr().cast())?;
-        self.argv.push(if interp {
-            lpmx_trap::exec::RUN_INTERP.as_ptr()
-        } else {
-            lpmx_trap::exec::RUN.as_ptr()
-        })?;
+        self.argv.push(mode.as_ptr())?;
         self.argv.push(self.loader.c().cast())?;
         self.loader_args = 3;
         Ok(())
@@ -558,11 +557,17 @@ impl Launch {
                     self.find(state, b"/bin/true", false, DEFAULT_PATH)?;
                     continue;
                 }
+                Program::Static if crate::state::trapped() => {
+                    // Kept inside by the trap alone, libunion linked in.
+                    self.loader = Buf::from(self.program.as_bytes())?;
+                    self.standalone = true;
+                    break;
+                }
                 Program::Static => {
                     sys::warn(&[
                         b"lpmx: ",
                         self.program_canon.as_bytes(),
-                        b" is statically linked: libunion cannot keep it inside the container, so lpmx does not run it\n",
+                        b" is statically linked, and only the system-call trap keeps such a program inside the container; it is off (LPMX_TRAP=0, or the kernel or a sandbox refuses seccomp filters), so lpmx does not run it\n",
                     ]);
                     return Err(sys::EACCES);
                 }
@@ -606,6 +611,9 @@ impl Launch {
                     self.find(state, interpreter.as_bytes(), false, DEFAULT_PATH)?;
                 }
             }
+        }
+        if self.standalone {
+            return self.build(state, argv, envp);
         }
         if !state.gpu_libs.is_empty() {
             // The host's driver, before any stub an image may carry.
@@ -689,7 +697,7 @@ impl Launch {
         envp: *const *const c_char,
     ) -> Result<(), i32> {
         if crate::state::trapped() {
-            self.through_loader(state::get(), false)?;
+            self.through_loader(state::get(), lpmx_trap::exec::RUN)?;
         }
         for (list, source, filter) in [(&mut self.argv, argv, false), (&mut self.envp, envp, true)]
         {
@@ -740,7 +748,12 @@ impl Launch {
     ) -> Result<(), i32> {
         if !search || name.contains(&b'/') {
             self.found_as.set(name)?;
-            let full = self.rooted(name)?;
+            let mut full = self.rooted(name)?;
+            if state::is_self_exe(full.as_bytes()) && !state.exe.is_empty() {
+                // The program itself (busybox runs its applets so): /proc
+                // would name the loader it was started by.
+                full.set(state.exe)?;
+            }
             let found = resolve_at(
                 state,
                 sys::AT_FDCWD,
@@ -788,14 +801,22 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
-        if crate::state::trapped() {
-            self.through_loader(state, true)?;
+        if self.standalone {
+            // The loader starts the program itself, with its argv[0].
+            self.through_loader(state, lpmx_trap::exec::RUN_STATIC)?;
+            let argv0 = Buf::from(self.argv0.as_bytes())?;
+            let argv0 = self.add_string(&[argv0.as_bytes()])?;
+            self.argv.push(argv0)?;
+        } else {
+            if crate::state::trapped() {
+                self.through_loader(state, lpmx_trap::exec::RUN_INTERP)?;
+            }
+            self.argv.push(self.loader.c().cast())?;
+            self.argv.push(c"--inhibit-cache".as_ptr())?;
+            self.argv.push(c"--library-path".as_ptr())?;
+            self.argv.push(self.libpath.as_ptr().cast())?;
+            self.argv.push(self.program.c().cast())?;
         }
-        self.argv.push(self.loader.c().cast())?;
-        self.argv.push(c"--inhibit-cache".as_ptr())?;
-        self.argv.push(c"--library-path".as_ptr())?;
-        self.argv.push(self.libpath.as_ptr().cast())?;
-        self.argv.push(self.program.c().cast())?;
         for i in 0..self.prefix_count {
             self.argv.push(self.prefix[i])?;
         }
@@ -891,9 +912,11 @@ impl Launch {
         let canon = Buf::from(self.program_canon.as_bytes())?;
         let exe = self.add_string(&[b"LPMX_EXE=", canon.as_bytes()])?;
         self.envp.push(exe)?;
-        let argv0 = Buf::from(self.argv0.as_bytes())?;
-        let argv0 = self.add_string(&[b"LPMX_ARGV0=", argv0.as_bytes()])?;
-        self.envp.push(argv0)?;
+        if !self.standalone {
+            let argv0 = Buf::from(self.argv0.as_bytes())?;
+            let argv0 = self.add_string(&[b"LPMX_ARGV0=", argv0.as_bytes()])?;
+            self.envp.push(argv0)?;
+        }
         Ok(())
     }
 }
@@ -923,6 +946,7 @@ macro_rules! launch {
             }
             core::ptr::addr_of_mut!((*p).libpath_len).write(0);
             core::ptr::addr_of_mut!((*p).loader_args).write(0);
+            core::ptr::addr_of_mut!((*p).standalone).write(false);
             core::ptr::addr_of_mut!((*p).strings_len).write(0);
             (*p).libpath[0] = 0;
             &mut *p

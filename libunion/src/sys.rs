@@ -22,14 +22,37 @@ unsafe extern "C" {
     pub static mut environ: *const *const c_char;
 }
 
+/// Whether libunion was linked into a static program by the loader
+/// (`lpmx_static_enter`): there is no libc then, and no libc's thread data.
+static STANDALONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn set_standalone() {
+    STANDALONE.store(true, core::sync::atomic::Ordering::Release);
+}
+
+pub fn standalone() -> bool {
+    STANDALONE.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// This thread's errno: libc's, or in a static program the one of the
+/// trap's handler stack this runs on.
+fn errno_location() -> *mut c_int {
+    if standalone() {
+        lpmx_trap::stack::errno_location()
+    } else {
+        // SAFETY: libc's, for this thread.
+        unsafe { __errno_location() }
+    }
+}
+
 pub fn set_errno(errno: i32) {
-    // SAFETY: __errno_location returns this thread's errno.
-    unsafe { *__errno_location() = errno }
+    // SAFETY: this thread's errno.
+    unsafe { *errno_location() = errno }
 }
 
 pub fn errno() -> i32 {
     // SAFETY: as above.
-    unsafe { *__errno_location() }
+    unsafe { *errno_location() }
 }
 
 /// Turns a result into the C convention: the value, or -1 with errno set.

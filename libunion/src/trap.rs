@@ -45,12 +45,29 @@ pub fn begin() {
     if !sys::map_gadget() || !handler::install(on_sigsys) {
         return;
     }
-    if lpmx_trap::filter::install().is_ok() {
+    if lpmx_trap::filter::install(crate::state::get().root).is_ok() {
         crate::state::set_trapped();
     }
 }
 
+/// In a static program, which the loader linked libunion into: no libc
+/// and no glibc thread data (`sys::standalone`), the filter in place. The
+/// configuration is read now, from the loader's copy of the environment,
+/// before the program can change its own. 0, or -1 when the handler
+/// cannot go in.
+fn enter_static() -> c_int {
+    sys::set_standalone();
+    let _ = crate::state::get();
+    inherit();
+    if crate::state::trapped() { 0 } else { -1 }
+}
+
 crate::export::export! {
+    // The entry point of the loader for a static program.
+    #[safe]
+    fn lpmx_static_enter() -> c_int {
+        enter_static()
+    }
     // The entry point of lpmx-exec, which dlopens libunion to start the
     // container's first program exactly as a program inside would.
     fn lpmx_exec(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
@@ -66,7 +83,10 @@ extern "C" fn on_sigsys(_signal: c_int, info: *mut c_void, context: *mut c_void)
     let result = call.guard().unwrap_or_else(|| {
         // libunion's functions use glibc's thread-local data: a thread
         // glibc did not make (Go without cgo) makes its calls as they are.
-        if !TRANSLATE.load(Ordering::Acquire) || !sys::has_glibc_thread_pointer() {
+        // In a static program libunion has no libc to need.
+        if !TRANSLATE.load(Ordering::Acquire)
+            || !(sys::standalone() || sys::has_glibc_thread_pointer())
+        {
             return call.raw();
         }
         // The program's errno is its own: libunion's functions set it.

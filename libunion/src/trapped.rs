@@ -81,9 +81,28 @@ pub fn call(nr: usize, a: [usize; 6]) -> Option<isize> {
     // SAFETY: the program's own arguments, passed as it gave them to the
     // kernel; each function checks them as the kernel would.
     let result = unsafe {
-        use crate::{exec, fs, net, write};
+        use crate::{exec, fs, id_calls, net, write};
         match nr {
             2 => int(fs::open(p(0), a[1] as c_int, a[2] as u32)),
+            5 => int(crate::open_files::fstat(fd(0), v(1))),
+            91 => int(write::fchmod(fd(0), a[1] as u32)),
+            93 => int(write::fchown(fd(0), a[1] as u32, a[2] as u32)),
+            102 => id_calls::getuid() as isize,
+            104 => id_calls::getgid() as isize,
+            105 => int(id_calls::setuid(a[0] as u32)),
+            106 => int(id_calls::setgid(a[0] as u32)),
+            107 => id_calls::geteuid() as isize,
+            108 => id_calls::getegid() as isize,
+            113 => int(id_calls::setreuid(a[0] as u32, a[1] as u32)),
+            114 => int(id_calls::setregid(a[0] as u32, a[1] as u32)),
+            115 => int(id_calls::getgroups(a[0] as c_int, a[1] as *mut u32)),
+            116 => int(id_calls::setgroups(a[0], a[1] as *const u32)),
+            117 => int(id_calls::setresuid(a[0] as u32, a[1] as u32, a[2] as u32)),
+            118 => int(id_calls::getresuid(a[0] as _, a[1] as _, a[2] as _)),
+            119 => int(id_calls::setresgid(a[0] as u32, a[1] as u32, a[2] as u32)),
+            120 => int(id_calls::getresgid(a[0] as _, a[1] as _, a[2] as _)),
+            122 => int(id_calls::setfsuid(a[0] as u32)),
+            123 => int(id_calls::setfsgid(a[0] as u32)),
             4 => int(fs::stat(p(0), v(1))),
             6 => int(fs::lstat(p(0), v(1))),
             21 => int(fs::access(p(0), a[1] as c_int)),
@@ -100,6 +119,7 @@ pub fn call(nr: usize, a: [usize; 6]) -> Option<isize> {
                 }
             }
             80 => int(fs::chdir(p(0))),
+            81 => int(fs::fchdir(fd(0))),
             82 => int(write::rename(p(0), p(1))),
             83 => int(write::mkdir(p(0), a[1] as u32)),
             84 => int(write::rmdir(p(0))),
@@ -114,6 +134,7 @@ pub fn call(nr: usize, a: [usize; 6]) -> Option<isize> {
             132 => int(write::utime(p(0), a[1] as *const [i64; 2])),
             133 => int(write::mknod(p(0), a[1] as u32, a[2] as u64)),
             137 => int(fs::statfs(p(0), v(1))),
+            217 => crate::dir::getdents64(fd(0), a[1] as *mut u8, a[2]),
             188 => int(write::setxattr(p(0), p(1), v(2), a[3], a[4] as c_int)),
             189 => int(write::lsetxattr(p(0), p(1), v(2), a[3], a[4] as c_int)),
             191 => long(fs::getxattr(p(0), p(1), v(2), a[3])),

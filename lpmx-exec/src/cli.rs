@@ -104,7 +104,8 @@ pub struct Cli {
 
     /// Run without the system-call trap: the preload library alone keeps
     /// programs inside (files glibc opens for itself, such as NSS's
-    /// /etc/passwd, are then the host's).
+    /// /etc/passwd, are then the host's, and static programs, which only
+    /// the trap keeps inside, are refused).
     #[arg(long)]
     pub no_trap: bool,
 }

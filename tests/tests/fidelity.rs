@@ -323,14 +323,21 @@ fn go_programs_see_the_container_through_their_own_system_calls() {
         .expect("marker");
     let marker = marker.path().to_str().unwrap().to_owned();
     // Built with cgo (dynamically linked, so lpmx runs it on the image's
-    // loader); its file operations are the Go runtime's own system calls.
-    let program = env.path().join("fileops");
+    // loader) and without (static: the loader starts it, libunion linked
+    // in); its file operations are the Go runtime's own system calls.
+    for cgo in ["1", "0"] {
+        go_fileops(&env, cgo, &marker);
+    }
+}
+
+fn go_fileops(env: &Env, cgo: &str, marker: &str) {
+    let program = env.path().join(format!("fileops-cgo{cgo}"));
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&program)
         .arg(".")
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("go/fileops"))
-        .env("CGO_ENABLED", "1")
+        .env("CGO_ENABLED", cgo)
         .env("GOCACHE", env.path().join("go-cache"))
         .env("GOPATH", env.path().join("go-path"))
         .env("GOFLAGS", "-mod=mod")
@@ -338,21 +345,26 @@ fn go_programs_see_the_container_through_their_own_system_calls() {
         .status()
         .expect("run go (golang-go)");
     assert!(built.success(), "go build tests/go/fileops");
-    let inside = exec(&env, &[], "cat /etc/debian_version").stdout;
+    let inside = exec(env, &[], "cat /etc/debian_version").stdout;
     let version = inside.trim();
     let command = format!("{} /etc/debian_version {marker}", program.display());
-    let run = exec(&env, &[], &command);
+    let run = exec(env, &[], &command);
     run.success();
-    let user = exec(&env, &[], "id -un").stdout;
+    let user = exec(env, &[], "id -un").stdout;
     let expected = format!(
         "read={version}\ngetwd=/usr/share\nwalk=true\nmkdirtemp_write_removeall=ok\n\
          exec={version}\nuser={}\nhost_marker=stat {marker}: no such file or directory\n\
          parallel_failures=0\n",
         user.trim()
     );
-    assert_eq!(run.stdout, expected, "{run:#?}");
+    assert_eq!(run.stdout, expected, "CGO_ENABLED={cgo}: {run:#?}");
+    let run = exec(env, &["--no-trap"], &command);
+    if cgo == "0" {
+        // Static: only the trap keeps it inside, so it is refused.
+        run.failure(126).stderr_has("statically linked");
+        return;
+    }
     // The preload alone does not see them.
-    let run = exec(&env, &["--no-trap"], &command);
     let host = fs::read_to_string("/etc/debian_version").unwrap_or_default();
     assert!(
         run.stdout.starts_with(&format!("read={}\n", host.trim())),

@@ -27,6 +27,9 @@ pub const RUN: &core::ffi::CStr = c"--lpmx-run";
 /// The same, for an ELF interpreter run as the program (the image's
 /// `ld.so` running a container's program): mapped where interpreters go.
 pub const RUN_INTERP: &core::ffi::CStr = c"--lpmx-interp";
+/// The same, for a static program of the container: libunion is linked
+/// into it by the loader (`link`), since no ELF interpreter will load it.
+pub const RUN_STATIC: &core::ffi::CStr = c"--lpmx-static";
 
 fn strlen(s: *const u8) -> usize {
     let mut n = 0;
@@ -71,14 +74,14 @@ pub fn exe() -> &'static [u8] {
 }
 
 /// A program mapped into memory.
-struct Mapped {
-    bias: usize,
-    entry: usize,
-    phdr: usize,
-    phnum: usize,
+pub(crate) struct Mapped {
+    pub(crate) bias: usize,
+    pub(crate) entry: usize,
+    pub(crate) phdr: usize,
+    pub(crate) phnum: usize,
 }
 
-fn read_at(fd: i32, buf: &mut [u8], at: u64) -> Result<usize, i32> {
+pub(crate) fn read_at(fd: i32, buf: &mut [u8], at: u64) -> Result<usize, i32> {
     sys::pread(fd, buf.as_mut_ptr(), buf.len(), at)
 }
 
@@ -100,7 +103,7 @@ const PROGRAM_HEADERS: usize = 64;
 
 /// Maps the ELF file open as `fd` (its first bytes in `head`), as the
 /// kernel does; `interp` gets its PT_INTERP, if any.
-fn map_elf(
+pub(crate) fn map_elf(
     fd: i32,
     head: &[u8],
     interp: &mut [u8; 4096],
@@ -204,8 +207,13 @@ fn map_elf(
         if u32_at(h, 0) != PT_LOAD {
             continue;
         }
-        // The first segment is in place already, if it starts the file.
-        let already = !first_seen && u64_at(h, 8) == 0 && u64_at(h, 32) == u64_at(h, 40);
+        // The first segment is in place already, if it starts the file
+        // and is only read (Go's first one is its code: mapped again,
+        // executable).
+        let already = !first_seen
+            && u64_at(h, 8) == 0
+            && u64_at(h, 32) == u64_at(h, 40)
+            && u32_at(h, 4) & 3 == 0;
         first_seen = true;
         if already {
             continue;

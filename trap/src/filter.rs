@@ -9,7 +9,8 @@ use lpmx_sys as sys;
 
 use crate::handler::SIGSYS;
 
-/// The calls that name a path, trapped unless libunion makes them.
+/// The calls that name a path, trapped unless libunion makes them, and the
+/// two on descriptors whose answer is the container's.
 const PATH_CALLS: &[u32] = &[
     2,   // open
     4,   // stat
@@ -21,6 +22,7 @@ const PATH_CALLS: &[u32] = &[
     76,  // truncate
     79,  // getcwd
     80,  // chdir
+    81,  // fchdir: the container's working directory follows it
     82,  // rename
     83,  // mkdir
     84,  // rmdir
@@ -43,6 +45,7 @@ const PATH_CALLS: &[u32] = &[
     195, // llistxattr
     197, // removexattr
     198, // lremovexattr
+    217, // getdents64: a directory's listing merges the layers
     235, // utimes
     257, // openat
     258, // mkdirat
@@ -64,6 +67,31 @@ const PATH_CALLS: &[u32] = &[
     437, // openat2
     439, // faccessat2
     452, // fchmodat2
+];
+
+/// Under fake root (`lpmx-exec --root`), also the calls that tell or set
+/// the process's ids and a descriptor's owner: a static program's answers
+/// come from fake root's records as a dynamic one's do.
+const ROOT_CALLS: &[u32] = &[
+    5,   // fstat
+    91,  // fchmod
+    93,  // fchown
+    102, // getuid
+    104, // getgid
+    105, // setuid
+    106, // setgid
+    107, // geteuid
+    108, // getegid
+    113, // setreuid
+    114, // setregid
+    115, // getgroups
+    116, // setgroups
+    117, // setresuid
+    118, // getresuid
+    119, // setresgid
+    120, // getresgid
+    122, // setfsuid
+    123, // setfsgid
 ];
 
 pub const SYS_RT_SIGACTION: u32 = 13;
@@ -213,7 +241,7 @@ fn arg_low(i: u32) -> u32 {
     16 + 8 * i
 }
 
-fn build(out: &mut [Insn; MAX_INSNS]) -> Option<usize> {
+fn build(out: &mut [Insn; MAX_INSNS], fake_root: bool) -> Option<usize> {
     let mut p = Program {
         code: [(0, To::Next, To::Next, 0); MAX_INSNS],
         len: 0,
@@ -231,10 +259,13 @@ fn build(out: &mut [Insn; MAX_INSNS]) -> Option<usize> {
         p.code[at].2 = To::At(at + 2);
         p.ret(ERRNO | sys::ENOSYS as u32);
     }
-    let mut calls = [(0u32, 0usize); 64];
+    let mut calls = [(0u32, 0usize); 96];
     let mut n = 0;
-    for &nr in PATH_CALLS {
+    let root_calls: &[u32] = if fake_root { ROOT_CALLS } else { &[] };
+    for &nr in PATH_CALLS.iter().chain(root_calls) {
         let label = match nr {
+            // A descriptor's own stat: its owner is fake root's to say.
+            SYS_NEWFSTATAT | SYS_STATX if fake_root => L_CHECK_IP,
             SYS_NEWFSTATAT => L_EMPTY_PATH_3,
             SYS_STATX => L_EMPTY_PATH_2,
             SYS_UTIMENSAT => L_NULL_PATH,
@@ -242,6 +273,14 @@ fn build(out: &mut [Insn; MAX_INSNS]) -> Option<usize> {
         };
         calls[n] = (nr, label);
         n += 1;
+    }
+    // The decision tree wants them in order.
+    for i in 1..n {
+        let mut j = i;
+        while j > 0 && calls[j - 1].0 > calls[j].0 {
+            calls.swap(j - 1, j);
+            j -= 1;
+        }
     }
     p.tree(&calls[..n]);
     // rt_sigaction of SIGSYS with a new action, rt_sigprocmask that
@@ -311,9 +350,10 @@ fn build(out: &mut [Insn; MAX_INSNS]) -> Option<usize> {
     p.resolve(out)
 }
 
-/// Installs the filter for this process and all it starts. Once per
-/// process tree: it survives exec and cannot be taken off.
-pub fn install() -> Result<(), i32> {
+/// Installs the filter for this process and all it starts (with the id
+/// calls under `fake_root`). Once per process tree: it survives exec and
+/// cannot be taken off.
+pub fn install(fake_root: bool) -> Result<(), i32> {
     const PR_SET_NO_NEW_PRIVS: usize = 38;
     const SECCOMP_SET_MODE_FILTER: usize = 1;
     const PR_SET_SECCOMP: usize = 22;
@@ -324,7 +364,7 @@ pub fn install() -> Result<(), i32> {
         jf: 0,
         k: 0,
     }; MAX_INSNS];
-    let len = build(&mut code).ok_or(sys::E2BIG)?;
+    let len = build(&mut code, fake_root).ok_or(sys::E2BIG)?;
     #[repr(C)]
     struct Fprog {
         len: u16,

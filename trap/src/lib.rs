@@ -24,4 +24,5 @@
 pub mod exec;
 pub mod filter;
 pub mod handler;
+pub mod link;
 pub mod stack;

@@ -71,6 +71,29 @@ unsafe fn frame_end(info: *mut c_void, context: *mut c_void) -> usize {
     end
 }
 
+/// errno for the handlers running on each stack, and one more for a
+/// handler running where none was free: in a static program, which has no
+/// libc's per-thread errno for libunion's functions to set
+/// (`errno_location`).
+static ERRNO: [AtomicI32; SLOTS + 1] = [const { AtomicI32::new(0) }; SLOTS + 1];
+
+/// The errno of the handler running on this thread's stack: each stack of
+/// the pool has its own, so threads and nested handlers keep theirs apart.
+pub fn errno_location() -> *mut i32 {
+    let probe = 0u8;
+    let sp = core::hint::black_box(&raw const probe) as usize;
+    for slot in 0..SLOTS {
+        let mapping = MAPPING[slot].load(Ordering::Relaxed);
+        if mapping == 0 {
+            continue;
+        }
+        if sp > mapping && sp <= mapping + GUARD + STACK {
+            return ERRNO[slot].as_ptr();
+        }
+    }
+    ERRNO[SLOTS].as_ptr()
+}
+
 fn take(tid: i32) -> Option<usize> {
     for round in 0..2 {
         for slot in 0..SLOTS {

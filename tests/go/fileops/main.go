@@ -1,11 +1,9 @@
 // File operations of a Go program, made by the Go runtime's own system
 // calls (no C library function sees them), each printed as NAME=RESULT for
-// tests/tests/fidelity.rs, which runs it in a container. Built with cgo,
-// so that it is dynamically linked and lpmx runs it on the image's loader.
+// tests/tests/fidelity.rs, which runs it in a container. Built with cgo
+// (cgo.go: dynamically linked, so lpmx runs it on the image's loader) and
+// without (static: lpmx's loader starts it).
 package main
-
-// #include <stdlib.h>
-import "C"
 
 import (
 	"fmt"

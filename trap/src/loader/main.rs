@@ -3,6 +3,7 @@
 //! ```text
 //! lpmx-loader --lpmx-run FILE ARGV0 ARGS...      a program (and its ELF interpreter)
 //! lpmx-loader --lpmx-interp LDSO ARGV0 ARGS...   an ELF interpreter run as the program
+//! lpmx-loader --lpmx-static FILE ARGV0 ARGS...   a static program of the container
 //! ```
 //!
 //! The kernel starts this small static program with no libc: it maps the
@@ -11,14 +12,21 @@
 //! program then gets libunion's handler, which translates; a host program
 //! keeps this one, so that its calls are the host's, its execs go through
 //! the loader again, and `/proc/self/exe` names its file, not the loader.
+//! A static program of the container has no ELF interpreter to preload
+//! libunion: the loader links libunion into it (`lpmx_trap::link`, with
+//! the libc symbols of `libc`), and libunion's handler then translates its
+//! system calls.
 #![no_std]
 #![no_main]
 
 use core::ffi::{c_char, c_int, c_void};
 
 use lpmx_sys as sys;
-use lpmx_trap::exec::{self, RUN, RUN_INTERP, bytes};
+use lpmx_trap::exec::{self, RUN, RUN_INTERP, RUN_STATIC, bytes};
 use lpmx_trap::handler::{self, Call};
+use lpmx_trap::link::{Failure, Library};
+
+mod libc;
 
 /// This loader's path (its argv[0]), NUL-terminated: execs go through it.
 static mut SELF_PATH: [u8; 4096] = [0; 4096];
@@ -71,7 +79,8 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
         b""
     };
     let interp = mode == RUN_INTERP.to_bytes();
-    if !interp && mode != RUN.to_bytes() {
+    let standalone = mode == RUN_STATIC.to_bytes();
+    if !interp && !standalone && mode != RUN.to_bytes() {
         sys::warn(&[b"lpmx-loader starts programs for lpmx-exec under its system-call trap\n"]);
         sys::exit_group(2);
     }
@@ -84,9 +93,62 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
         copy[..len].copy_from_slice(&own[..len]);
         copy[len] = 0;
     }
+    if standalone {
+        // SAFETY: the kernel's environment and argument strings.
+        unsafe { link_libunion(argv.add(argc + 1), arg(2)) };
+    }
     // SAFETY: argv[3..argc] are the program's arguments, then envp and the
     // auxiliary vector.
     unsafe { exec::run(arg(2), interp, argv.add(3), argc - 3, argv.add(argc + 1)) }
+}
+
+/// Links libunion (`LPMX_LIB`) into this process and lets it take the
+/// trap over: the static program `program` about to start then sees the
+/// container as a dynamic one does.
+///
+/// # Safety
+/// `envp` is the kernel's environment array; `program` a C string.
+unsafe fn link_libunion(envp: *const *const u8, program: *const u8) {
+    // SAFETY: the kernel's, for the process's life.
+    unsafe { libc::set_environment(envp) };
+    // SAFETY: as above.
+    let name = unsafe { bytes(program) };
+    let lib = libc::symbol(b"getenv")
+        .map(|getenv| {
+            // SAFETY: the loader's getenv, with a C string.
+            let getenv: extern "C" fn(*const c_char) -> *const u8 =
+                unsafe { core::mem::transmute::<usize, _>(getenv) };
+            getenv(c"LPMX_LIB".as_ptr())
+        })
+        .filter(|lib| !lib.is_null());
+    let Some(lib) = lib else {
+        exec::fail(b"LPMX_LIB does not name libunion", name, sys::EINVAL);
+    };
+    // SAFETY: lpmx's own libunion.so, which lpmx-exec named.
+    let library = match unsafe { Library::load(lib, &libc::symbol) } {
+        Ok(library) => library,
+        Err(Failure::Open(e)) => exec::fail(b"cannot open libunion.so (LPMX_LIB)", name, e),
+        Err(Failure::Bad(why)) => {
+            sys::warn(&[b"lpmx: libunion.so: ", why, b"\n"]);
+            exec::fail(b"cannot link libunion into it", name, sys::ENOEXEC)
+        }
+        Err(Failure::Missing(symbol)) => {
+            sys::warn(&[
+                b"lpmx: libunion.so needs ",
+                symbol,
+                b", which the loader lacks\n",
+            ]);
+            exec::fail(b"cannot link libunion into it", name, sys::ENOEXEC)
+        }
+    };
+    let Some(enter) = library.symbol(b"lpmx_static_enter") else {
+        exec::fail(b"libunion.so has no lpmx_static_enter", name, sys::ENOEXEC);
+    };
+    // SAFETY: libunion's entry point for static programs.
+    let enter: extern "C" fn() -> c_int = unsafe { core::mem::transmute::<usize, _>(enter) };
+    if enter() != 0 {
+        exec::fail(b"libunion cannot take the trap over", name, sys::EACCES);
+    }
 }
 
 extern "C" fn on_sigsys(_signal: c_int, info: *mut c_void, context: *mut c_void) {

@@ -1,0 +1,198 @@
+//! Static programs stay inside: Debian's busybox-static in bookworm and
+//! trixie containers, started by lpmx's loader with libunion linked in and
+//! kept inside by the system-call trap alone (no preload can reach them).
+//! Run as an unprivileged user; the same checks the preload's programs
+//! pass: listings that merge the layers, reads of the image's files, writes
+//! and deletes that land in the writable layer, shells and pipelines,
+//! programs started from a static shell and the reverse, exit statuses,
+//! signals, fake root.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+use lpmx_tests::containers::debian_container_with;
+use lpmx_tests::registry::LocalRegistry;
+use lpmx_tests::tree::{diff, snapshot};
+use lpmx_tests::{Env, Run};
+
+struct Container {
+    env: Env,
+    _registry: LocalRegistry,
+}
+
+impl Container {
+    fn new(suite: &str) -> Container {
+        let env = Env::new();
+        let registry = debian_container_with(&env, suite, &["busybox-static"], "c", &[]);
+        Container {
+            env,
+            _registry: registry,
+        }
+    }
+
+    fn command(&self, options: &[&str], command: &[&str]) -> Command {
+        let mut c = self.env.tool("lpmx-exec");
+        c.args(options).arg("c").arg("--").args(command);
+        c
+    }
+
+    fn run(&self, options: &[&str], command: &[&str]) -> Run {
+        Run::from(
+            self.command(options, command)
+                .output()
+                .expect("run lpmx-exec"),
+        )
+    }
+
+    /// `script` run by busybox's own shell.
+    fn busybox_sh(&self, options: &[&str], script: &str) -> Run {
+        self.run(options, &["/bin/busybox", "sh", "-c", script])
+    }
+
+    /// `script` run by the image's dash (a dynamic program).
+    fn sh(&self, script: &str) -> Run {
+        self.run(&[], &["/bin/sh", "-c", script])
+    }
+}
+
+fn check(suite: &str) {
+    let c = Container::new(suite);
+    let layers = c.env.store().join("layers");
+    let before = snapshot(&layers);
+    let version = c.sh("cat /etc/debian_version").stdout;
+    assert!(!version.trim().is_empty());
+
+    // Listings merge the layers as the dynamic tools' do, file by file.
+    let ours = c.run(&[], &["/bin/busybox", "find", "/usr", "/etc", "/var"]);
+    ours.success();
+    let theirs = c.run(&[], &["find", "/usr", "/etc", "/var"]);
+    theirs.success();
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert!(sorted(&ours.stdout).len() > 1000, "{suite}: busybox find");
+    assert_eq!(
+        sorted(&ours.stdout),
+        sorted(&theirs.stdout),
+        "{suite}: busybox find and GNU find disagree"
+    );
+    let ours = c.busybox_sh(&[], "ls -lnR /usr/share/doc | wc -l; ls -1 /etc | md5sum");
+    let theirs = c.sh("ls -lnR /usr/share/doc | wc -l; ls -1 /etc | md5sum");
+    ours.success();
+    assert_eq!(
+        ours.stdout, theirs.stdout,
+        "{suite}: busybox ls -lR and GNU ls"
+    );
+
+    // The image's files, never the host's.
+    let marker = tempfile::Builder::new()
+        .prefix("lpmx-host-only-")
+        .tempfile_in("/var/tmp")
+        .expect("marker");
+    let marker = marker.path().to_str().unwrap().to_owned();
+    let run = c.busybox_sh(
+        &[],
+        &format!(
+            "cat /etc/debian_version; test -e {marker} && echo host-visible; \
+             readlink /proc/self/exe; cat /proc/self/comm"
+        ),
+    );
+    run.success();
+    assert_eq!(
+        run.stdout,
+        // /bin is a symlink to usr/bin: the kernel names the file itself.
+        format!("{version}/usr/bin/busybox\nbusybox\n"),
+        "{suite}: {run:#?}"
+    );
+
+    // Writes, renames and deletes land in the writable layer.
+    let run = c.busybox_sh(
+        &[],
+        "echo made > /etc/made-by-busybox && mkdir -p /opt/bb/sub && \
+         mv /etc/made-by-busybox /opt/bb/sub/f && rm /etc/hostname && \
+         rm -r /usr/share/doc/dpkg && cat /opt/bb/sub/f",
+    );
+    run.success();
+    assert_eq!(run.stdout, "made\n", "{suite}: {run:#?}");
+    let run = c.sh(
+        "cat /opt/bb/sub/f; test -e /etc/hostname || echo no-hostname; \
+         test -e /usr/share/doc/dpkg || echo no-dpkg-doc; ls /etc | grep -c made-by",
+    );
+    assert_eq!(
+        run.stdout, "made\nno-hostname\nno-dpkg-doc\n0\n",
+        "{suite}: the dynamic tools see busybox's changes: {run:#?}"
+    );
+    let upper = c.env.store().join("containers/c/upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("opt/bb/sub/f")).unwrap(),
+        "made\n"
+    );
+    assert!(
+        diff(&before, &snapshot(&layers)).is_empty(),
+        "{suite}: the image's layers changed"
+    );
+
+    // Pipelines, and programs started from a static shell and the reverse.
+    let run = c.busybox_sh(
+        &[],
+        "cat /etc/passwd | grep -c '^root:' | wc -l; \
+         bash -c 'busybox cat /etc/debian_version'",
+    );
+    run.success();
+    assert_eq!(run.stdout, format!("1\n{version}"), "{suite}: {run:#?}");
+    let run = c.run(
+        &[],
+        &[
+            "bash",
+            "-c",
+            "busybox sh -c 'cat /etc/debian_version; bash -c \"test -e /etc/hostname || echo gone\"'",
+        ],
+    );
+    run.success();
+    assert_eq!(run.stdout, format!("{version}gone\n"), "{suite}: {run:#?}");
+
+    // Exit statuses and signals are the program's.
+    c.busybox_sh(&[], "exit 7").failure(7);
+    let status = c
+        .command(&[], &["/bin/busybox", "sh", "-c", "kill -TERM $$"])
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(15), "{suite}: killed by SIGTERM");
+    let mut child = c
+        .command(&[], &["/bin/busybox", "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().signal(), Some(2), "{suite}: SIGINT");
+
+    // Fake root: its ids and owners, for the static program too.
+    let run = c.busybox_sh(
+        &["--root"],
+        "id -u; id -g; touch /etc/owned && chown 12:34 /etc/owned && \
+         stat -c %u:%g /etc/owned /etc/passwd",
+    );
+    run.success();
+    assert_eq!(run.stdout, "0\n0\n12:34\n0:0\n", "{suite}: {run:#?}");
+    let run = c.run(&["--root"], &["stat", "-c", "%u:%g", "/etc/owned"]);
+    assert_eq!(run.stdout, "12:34\n", "{suite}: {run:#?}");
+
+    // Without the trap nothing keeps it inside: refused, with the reason.
+    c.run(&["--no-trap"], &["/bin/busybox", "true"])
+        .failure(126)
+        .stderr_has("statically linked");
+}
+
+#[test]
+fn busybox_static_stays_inside_a_bookworm_container() {
+    check("bookworm");
+}
+
+#[test]
+fn busybox_static_stays_inside_a_trixie_container() {
+    check("trixie");
+}
