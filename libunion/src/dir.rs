@@ -727,6 +727,66 @@ export! {
     fn ftw64(dir: *const c_char, f: FtwFn, _fds: c_int) -> c_int { walk(dir, Visit::Ftw(f), 0) }
 }
 
+/// The merged listings `getdents64` serves, each kept from the call at
+/// offset 0 (an open, a rewind) until the next such call: POSIX leaves it
+/// open whether a name made or removed since the last rewind is listed, so
+/// one merge per pass over a directory is enough.
+struct Listing {
+    /// The descriptor plus one, 0 for an empty slot; the directory it
+    /// was open on.
+    fd_plus_one: i32,
+    dev: u64,
+    ino: u64,
+    records: *mut u8,
+    len: usize,
+}
+
+const LISTINGS: usize = 16;
+
+static LISTINGS_CACHE: crate::lock::SpinLock<[Listing; LISTINGS]> = crate::lock::SpinLock::new(
+    [const {
+        Listing {
+            fd_plus_one: 0,
+            dev: 0,
+            ino: 0,
+            records: core::ptr::null_mut(),
+            len: 0,
+        }
+    }; LISTINGS],
+);
+
+/// Copies the whole records of `records[..len]` from byte offset
+/// `position` (the first record at or after it) into `buf` of `size`:
+/// the offset reached and the bytes copied.
+fn copy_records(
+    records: *const u8,
+    len: usize,
+    position: usize,
+    buf: *mut u8,
+    size: usize,
+) -> (usize, usize) {
+    let record_len = |at: usize| {
+        // SAFETY: at is a whole record below len.
+        usize::from(unsafe { records.add(at + 16).cast::<u16>().read_unaligned() })
+    };
+    let mut at = 0;
+    while at < len && at < position {
+        at += record_len(at);
+    }
+    let mut written = 0;
+    while at < len {
+        let length = record_len(at);
+        if written + length > size {
+            break;
+        }
+        // SAFETY: a whole record, into the caller's buffer of `size`.
+        unsafe { core::ptr::copy_nonoverlapping(records.add(at), buf.add(written), length) };
+        written += length;
+        at += length;
+    }
+    (at, written)
+}
+
 /// getdents64(2) on a directory of the container (a program's own call,
 /// caught by the trap): the merged listing, as `linux_dirent64` records.
 /// The descriptor's offset is the byte offset in that listing, so a
@@ -742,8 +802,41 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
     let Some(index) = state.index.filter(|_| state.active) else {
         return raw();
     };
+    let mut st = [0u64; 18];
+    if sys::fstat(fd, st.as_mut_ptr().cast()).is_err() {
+        return raw();
+    }
+    let (dev, ino) = (st[0], st[1]);
+    let position = match sys::seek(fd, 0, 1) {
+        Ok(position) => position,
+        Err(e) => return -(e as isize),
+    };
+    if lpmx_sys::user::check(buf.cast_const(), size).is_err() {
+        return -(sys::EFAULT as isize);
+    }
+    let slot = fd as usize % LISTINGS;
+    let finish = |(at, written): (usize, usize), len: usize| -> isize {
+        if written == 0 && at < len {
+            return -(sys::EINVAL as isize);
+        }
+        match sys::seek(fd, at as u64, 0) {
+            Ok(_) => written as isize,
+            Err(e) => -(e as isize),
+        }
+    };
+    if position > 0 {
+        // Later in the same pass: from the listing kept at its start.
+        let kept = LISTINGS_CACHE.with(|listings| {
+            let l = &listings[slot];
+            (l.fd_plus_one == fd + 1 && l.dev == dev && l.ino == ino)
+                .then(|| (copy_records(l.records, l.len, position, buf, size), l.len))
+        });
+        if let Some((copied, len)) = kept {
+            return finish(copied, len);
+        }
+    }
     let mut canon = Buf::new();
-    if !crate::fdpaths::fd_path(state, fd, &mut canon) {
+    if !crate::fdpaths::fd_path_of(state, fd, Some((dev, ino)), &mut canon) {
         return raw();
     }
     let (mut dir_canon, mut host) = (Buf::new(), Buf::new());
@@ -752,13 +845,6 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
             if matches!(found.place, Place::Upper | Place::Lower(_))
                 && (found.kind == KIND_DIR || found.kind == 0) => {}
         _ => return raw(),
-    }
-    let position = match sys::seek(fd, 0, 1) {
-        Ok(position) => position,
-        Err(e) => return -(e as isize),
-    };
-    if lpmx_sys::user::check(buf.cast_const(), size).is_err() {
-        return -(sys::EFAULT as isize);
     }
     let mut dir = Dir {
         magic: MAGIC,
@@ -769,39 +855,25 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
         records: core::ptr::null_mut(),
         upper_end: 0,
     };
-    let result = merge(&mut dir, state, index, dir_canon.as_bytes()).map(|()| {
-        // The first whole record at or after the offset.
-        let mut at = 0;
-        let record_len = |at: usize| {
-            // SAFETY: at is a whole record below len.
-            usize::from(unsafe { dir.records.add(at + 16).cast::<u16>().read_unaligned() })
-        };
-        while at < dir.len && at < position {
-            at += record_len(at);
-        }
-        let mut written = 0;
-        while at < dir.len {
-            let length = record_len(at);
-            if written + length > size {
-                break;
-            }
-            // SAFETY: a whole record, into the caller's buffer of `size`.
-            unsafe {
-                core::ptr::copy_nonoverlapping(dir.records.add(at), buf.add(written), length)
-            };
-            written += length;
-            at += length;
-        }
-        (at, written)
-    });
-    // SAFETY: malloc'd by merge, or null.
-    unsafe { sys::free(dir.records.cast()) };
-    match result {
-        Ok((at, 0)) if at < dir.len => -(sys::EINVAL as isize),
-        Ok((at, written)) => match sys::seek(fd, at as u64, 0) {
-            Ok(_) => written as isize,
-            Err(e) => -(e as isize),
-        },
-        Err(e) => -(e as isize),
+    if let Err(e) = merge(&mut dir, state, index, dir_canon.as_bytes()) {
+        // SAFETY: malloc'd by merge, or null.
+        unsafe { sys::free(dir.records.cast()) };
+        return -(e as isize);
     }
+    let copied = copy_records(dir.records, dir.len, position as usize, buf, size);
+    let old = LISTINGS_CACHE.with(|listings| {
+        let l = &mut listings[slot];
+        let old = l.records;
+        *l = Listing {
+            fd_plus_one: fd + 1,
+            dev,
+            ino,
+            records: dir.records,
+            len: dir.len,
+        };
+        old
+    });
+    // SAFETY: the replaced listing's block, malloc'd, no longer reachable.
+    unsafe { sys::free(old.cast()) };
+    finish(copied, dir.len)
 }

@@ -80,6 +80,12 @@ crate::export::export! {
 extern "C" fn on_sigsys(_signal: c_int, info: *mut c_void, context: *mut c_void) {
     // SAFETY: the kernel's siginfo and ucontext of this SIGSYS.
     let call = unsafe { Call::of(info, context) };
+    if call.was_sent() {
+        return;
+    }
+    if call.is_foreign(crate::state::get().root) {
+        call.stop_foreign();
+    }
     let result = call.guard().unwrap_or_else(|| {
         // libunion's functions use glibc's thread-local data: a thread
         // glibc did not make (Go without cgo) makes its calls as they are.

@@ -364,6 +364,7 @@ fn entry_points(c: &Container, what: &str, link: &[&str]) {
         ("scandir_dpkg", "1"),
         ("glob", "/etc/apt/apt.conf.d/only-this"),
         ("nftw", "2"),
+        ("fts", "1"),
         ("dlopen", "1"),
         ("dlopen_by_name", "42"),
         ("execl", "3"),

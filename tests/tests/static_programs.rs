@@ -10,7 +10,11 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
 use lpmx_tests::containers::debian_container_with;
+use lpmx_tests::env::tool_dir;
 use lpmx_tests::registry::LocalRegistry;
 use lpmx_tests::tree::{diff, snapshot};
 use lpmx_tests::{Env, Run};
@@ -126,7 +130,7 @@ fn check(suite: &str) {
     );
     let upper = c.env.store().join("containers/c/upper");
     assert_eq!(
-        std::fs::read_to_string(upper.join("opt/bb/sub/f")).unwrap(),
+        fs::read_to_string(upper.join("opt/bb/sub/f")).unwrap(),
         "made\n"
     );
     assert!(
@@ -195,4 +199,78 @@ fn busybox_static_stays_inside_a_bookworm_container() {
 #[test]
 fn busybox_static_stays_inside_a_trixie_container() {
     check("trixie");
+}
+
+/// Builds tests/c/`name`.c (`flags` added) where the container sees it.
+fn c_program(env: &Env, name: &str, flags: &[&str]) -> PathBuf {
+    let binary = env.path().join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
+    let built = Command::new("gcc")
+        .args(["-O2", "-Wall"])
+        .args(flags)
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc {}", source.display());
+    binary
+}
+
+#[test]
+fn what_the_trap_cannot_serve_is_a_clear_error() {
+    let c = Container::new("bookworm");
+    let upper = c.env.store().join("containers/c/upper");
+    let before = snapshot(&upper);
+    let version = c.sh("cat /etc/debian_version").stdout;
+
+    // A kernel or sandbox without seccomp filters: no trap, so a static
+    // program is refused with the reason; dynamic ones still run.
+    let no_seccomp = c_program(&c.env, "no_seccomp", &[]);
+    let without = |command: &[&str]| {
+        let mut run = c.env.command_as_user(&no_seccomp);
+        run.arg(tool_dir().join("lpmx-exec"))
+            .args(["c", "--"])
+            .args(command);
+        Run::from(run.output().expect("run no_seccomp"))
+    };
+    without(&["/bin/busybox", "true"])
+        .failure(126)
+        .stderr_has("statically linked")
+        .stderr_has("refuses seccomp filters");
+    let run = without(&["cat", "/etc/debian_version"]);
+    run.success();
+    assert_eq!(run.stdout, version);
+
+    // A program's own filter stacks with the trap's; one that traps calls
+    // with SIGSYS for itself cannot share it, and is stopped saying so.
+    let own_filter = c_program(&c.env, "own_filter", &["-static"]);
+    let own_filter = own_filter.to_str().unwrap();
+    let run = c.run(&[], &[own_filter, "errno", "/etc/debian_version"]);
+    run.success();
+    assert_eq!(
+        run.stdout,
+        format!("uname=Operation not permitted\nread={version}")
+    );
+    c.run(&[], &[own_filter, "trap", "/etc/debian_version"])
+        .failure(126)
+        .stderr_has("seccomp filter of its own");
+
+    // A truncated static program: the reason, not a bus error.
+    let whole = fs::read(own_filter).unwrap();
+    let truncated = c.env.path().join("truncated");
+    c.env.write_file(&truncated, &whole[..whole.len() / 3]);
+    fs::set_permissions(
+        &truncated,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.run(&[], &[truncated.to_str().unwrap()])
+        .failure(126)
+        .stderr_has("truncated");
+
+    assert!(
+        diff(&before, &snapshot(&upper)).is_empty(),
+        "the failed runs left something in the writable layer"
+    );
 }

@@ -153,6 +153,16 @@ pub(crate) fn map_elf(
     if low >= high {
         return Err(b"no loadable ELF segments");
     }
+    // A truncated file would map pages past its end: a bus error in the
+    // program later, where the cause can be named now.
+    let mut st = [0u64; 18];
+    let size = sys::fstat(fd, st.as_mut_ptr().cast()).map_or(0, |_| st[6] as usize);
+    let truncated = (0..phnum)
+        .map(header)
+        .any(|h| u32_at(h, 0) == PT_LOAD && u64_at(h, 8).saturating_add(u64_at(h, 32)) > size);
+    if truncated {
+        return Err(b"truncated: its ELF segments reach past the end of the file");
+    }
     const PROT_NONE: usize = 0;
     const MAP_PRIVATE: usize = 2;
     const MAP_FIXED: usize = 0x10;

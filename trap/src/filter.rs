@@ -236,6 +236,18 @@ impl Program {
     }
 }
 
+/// Whether the filter (built for `fake_root` or not) traps call `nr`
+/// for some arguments.
+pub fn traps(nr: usize, fake_root: bool) -> bool {
+    let Ok(nr) = u32::try_from(nr) else {
+        return false;
+    };
+    nr == SYS_RT_SIGACTION
+        || nr == SYS_RT_SIGPROCMASK
+        || PATH_CALLS.contains(&nr)
+        || (fake_root && ROOT_CALLS.contains(&nr))
+}
+
 /// seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args from 16.
 fn arg_low(i: u32) -> u32 {
     16 + 8 * i

@@ -66,8 +66,16 @@ const REG_RAX: usize = 13;
 pub struct Call {
     pub nr: usize,
     pub args: [usize; 6],
+    /// si_code: SYS_SECCOMP for a trapped call; else the SIGSYS was sent
+    /// (kill, tgkill) and names no call.
+    code: i32,
+    /// si_errno: the data of the filter's SECCOMP_RET_TRAP (0 in ours).
+    data: i32,
     context: *mut c_void,
 }
+
+/// si_code of a SIGSYS from a seccomp filter.
+const SYS_SECCOMP: i32 = 1;
 
 impl Call {
     /// The call SIGSYS reports (`info`, `context` as the handler got them).
@@ -78,6 +86,8 @@ impl Call {
         // SAFETY: si_syscall at 24 of the siginfo; the ucontext's registers.
         unsafe {
             let nr = info.cast::<u8>().add(24).cast::<i32>().read() as usize;
+            let data = info.cast::<u8>().add(4).cast::<i32>().read();
+            let code = info.cast::<u8>().add(8).cast::<i32>().read();
             let regs = context.cast::<u8>().add(GREGS).cast::<u64>();
             let reg = |i: usize| regs.add(i).read() as usize;
             Call {
@@ -90,9 +100,36 @@ impl Call {
                     reg(REG_R8),
                     reg(REG_R9),
                 ],
+                code,
+                data,
                 context,
             }
         }
+    }
+
+    /// Whether this SIGSYS was sent rather than trapped: it names no call
+    /// to make (and no handler of the program's may take it).
+    pub fn was_sent(&self) -> bool {
+        self.code != SYS_SECCOMP
+    }
+
+    /// Whether another filter (the program's own) trapped this call: one
+    /// the trap's filter lets through, or with data ours never gives. The
+    /// trap cannot share SIGSYS with it, so the program is stopped with
+    /// the reason (`stop_foreign`).
+    pub fn is_foreign(&self, fake_root: bool) -> bool {
+        self.data != 0 || !crate::filter::traps(self.nr, fake_root)
+    }
+
+    /// Ends the program that trapped calls with a filter of its own.
+    pub fn stop_foreign(&self) -> ! {
+        let mut digits = [0u8; 12];
+        sys::warn(&[
+            b"lpmx: the program installed a seccomp filter of its own that traps system calls (here call ",
+            sys::format_int(self.nr as i64, &mut digits),
+            b") with SIGSYS, which lpmx's system-call trap needs for itself: not supported\n",
+        ]);
+        sys::exit_group(126)
     }
 
     /// The value the call returns to the program.

@@ -12,6 +12,6 @@ complete -c lpmx-exec -l root -d 'Fake root, for package managers: the program s
 complete -c lpmx-exec -l gpu -d 'Make the host\'s NVIDIA GPU usable: its driver libraries first in the library path, its tools (nvidia-smi) run from the host; honours NVIDIA_VISIBLE_DEVICES'
 complete -c lpmx-exec -l ephemeral -d 'Leave the container as it is: this run\'s writes go to a private writable layer in $TMPDIR (else /tmp), removed when it ends. Many runs at once (the tasks of a job) share the container this way without seeing each other\'s writes'
 complete -c lpmx-exec -l no-launcher-env -d 'Keep the job launcher\'s variables (SLURM_*, PMIX_*, OMPI_*, ...) of the host out of the container'
-complete -c lpmx-exec -l no-trap -d 'Run without the system-call trap: the preload library alone keeps programs inside (files glibc opens for itself, such as NSS\'s /etc/passwd, are then the host\'s)'
+complete -c lpmx-exec -l no-trap -d 'Run without the system-call trap: the preload library alone keeps programs inside (files glibc opens for itself, such as NSS\'s /etc/passwd, are then the host\'s, and static programs, which only the trap keeps inside, are refused)'
 complete -c lpmx-exec -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lpmx-exec -s V -l version -d 'Print version'

@@ -15,7 +15,8 @@
 //!   bookworm, trixie; built once and cached, see `lpmx_tests::rootfs`),
 //!   gzip at the default level as registries serve it.
 //!
-//! `lpmx-fixture rootfs SUITE` prints the path of that cached tar;
+//! `lpmx-fixture rootfs SUITE [PACKAGE...]` prints the path of that cached
+//! tar (with the Debian packages installed, `debootstrap --include`);
 //! `lpmx-fixture squashfs SUITE` the path of a squashfs image of it with
 //! Singularity's `/.singularity.d` added (`lpmx_tests::sif`), and
 //! `lpmx-fixture sif SUITE OUT` writes a SIF image of that squashfs to OUT.
@@ -32,7 +33,7 @@ use flate2::Compression;
 use lpmx_core::oci::Platform;
 use lpmx_tests::image::{Format, Image, noise, small_image, tar_of};
 use lpmx_tests::registry::{LocalRegistry, Target};
-use lpmx_tests::rootfs::{debian_rootfs_tar, split_rootfs};
+use lpmx_tests::rootfs::{debian_rootfs_tar, debian_rootfs_tar_with, split_rootfs};
 
 fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
     let platform = Platform::host().to_string();
@@ -93,10 +94,11 @@ fn image_for(spec: &str) -> anyhow::Result<(String, Image)> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, suite] = args.as_slice()
+    if let [command, suite, packages @ ..] = args.as_slice()
         && command == "rootfs"
     {
-        println!("{}", debian_rootfs_tar(suite).display());
+        let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+        println!("{}", debian_rootfs_tar_with(suite, &packages).display());
         return Ok(());
     }
     if let [command, suite] = args.as_slice()

@@ -6,7 +6,7 @@
 //! the C library's function does, in its simplest correct form.
 
 use core::ffi::{c_char, c_int, c_void};
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use lpmx_sys as sys;
 
@@ -79,19 +79,44 @@ pub fn symbol(name: &[u8]) -> Option<usize> {
     })
 }
 
-/// Each block is its own mapping, its size in the 16 bytes before it:
-/// libunion allocates rarely (a listing, a table), never in a hot path.
+/// Blocks are mappings of a power of two pages, their size in the 16
+/// bytes before them; freed ones are kept a few per size for the next
+/// (libunion allocates a listing per directory a static program reads).
+const CLASSES: usize = 20;
+const KEPT: usize = 8;
+static FREE: [[AtomicUsize; KEPT]; CLASSES] =
+    [const { [const { AtomicUsize::new(0) }; KEPT] }; CLASSES];
+
+/// The size class of a block of `total` bytes: 4 KiB << class.
+fn class_of(total: usize) -> usize {
+    let pages = total.div_ceil(4096).next_power_of_two();
+    pages.trailing_zeros() as usize
+}
+
 extern "C" fn malloc(size: usize) -> *mut c_void {
     const PROT_READ_WRITE: usize = 3;
     const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
-    let Some(total) = size.checked_add(16) else {
+    let Some(total) = size
+        .checked_add(16)
+        .filter(|&t| t <= isize::MAX as usize / 2)
+    else {
         set_errno(sys::ENOMEM);
         return core::ptr::null_mut();
     };
-    match sys::mmap(0, total, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0) {
+    let class = class_of(total);
+    let length = 4096 << class;
+    if class < CLASSES {
+        for slot in &FREE[class] {
+            let block = slot.swap(0, Ordering::Acquire);
+            if block != 0 {
+                return (block + 16) as *mut c_void;
+            }
+        }
+    }
+    match sys::mmap(0, length, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0) {
         Ok(block) => {
-            // SAFETY: a fresh mapping of `total` bytes.
-            unsafe { (block as *mut usize).write(total) };
+            // SAFETY: a fresh mapping of `length` bytes.
+            unsafe { (block as *mut usize).write(length) };
             (block + 16) as *mut c_void
         }
         Err(_) => {
@@ -101,30 +126,46 @@ extern "C" fn malloc(size: usize) -> *mut c_void {
     }
 }
 
+/// The mapping's length of a block from malloc.
+fn length_of(block: *mut c_void) -> usize {
+    // SAFETY: a block from malloc: its length is in front of it.
+    unsafe { ((block as usize - 16) as *const usize).read() }
+}
+
 extern "C" fn free(block: *mut c_void) {
     if block.is_null() {
         return;
     }
     let start = block as usize - 16;
-    // SAFETY: a block from malloc: its size is in front of it.
-    let total = unsafe { (start as *const usize).read() };
-    let _ = sys::munmap(start as *mut c_void, total);
+    let length = length_of(block);
+    let class = class_of(length);
+    if class < CLASSES {
+        for slot in &FREE[class] {
+            if slot
+                .compare_exchange(0, start, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+    let _ = sys::munmap(start as *mut c_void, length);
 }
 
 extern "C" fn realloc(block: *mut c_void, size: usize) -> *mut c_void {
     if block.is_null() {
         return malloc(size);
     }
+    let room = length_of(block) - 16;
+    if size <= room {
+        return block;
+    }
     let fresh = malloc(size);
     if fresh.is_null() {
         return fresh;
     }
-    // SAFETY: a block from malloc, its size in front of it; the new one
-    // holds `size` bytes.
-    unsafe {
-        let old = ((block as usize - 16) as *const usize).read() - 16;
-        core::ptr::copy_nonoverlapping(block.cast::<u8>(), fresh.cast::<u8>(), old.min(size));
-    }
+    // SAFETY: the old block holds `room` bytes, the new one more.
+    unsafe { core::ptr::copy_nonoverlapping(block.cast::<u8>(), fresh.cast::<u8>(), room) };
     free(block);
     fresh
 }

@@ -1,0 +1,3 @@
+module lpmx.test/inside
+
+go 1.19
