@@ -66,16 +66,20 @@ const REG_RAX: usize = 13;
 pub struct Call {
     pub nr: usize,
     pub args: [usize; 6],
-    /// si_code: SYS_SECCOMP for a trapped call; else the SIGSYS was sent
-    /// (kill, tgkill) and names no call.
+    /// si_code: SYS_SECCOMP for a call the filter trapped,
+    /// SYS_USER_DISPATCH for one syscall user dispatch caught (libunion's
+    /// `iconv_open`); else the SIGSYS was sent (kill, tgkill) and names no
+    /// call.
     code: i32,
     /// si_errno: the data of the filter's SECCOMP_RET_TRAP (0 in ours).
     data: i32,
     context: *mut c_void,
 }
 
-/// si_code of a SIGSYS from a seccomp filter.
+/// si_code of a SIGSYS from a seccomp filter, and from syscall user
+/// dispatch.
 const SYS_SECCOMP: i32 = 1;
+const SYS_USER_DISPATCH: i32 = 2;
 
 impl Call {
     /// The call SIGSYS reports (`info`, `context` as the handler got them).
@@ -110,7 +114,7 @@ impl Call {
     /// Whether this SIGSYS was sent rather than trapped: it names no call
     /// to make (and no handler of the program's may take it).
     pub fn was_sent(&self) -> bool {
-        self.code != SYS_SECCOMP
+        self.code != SYS_SECCOMP && self.code != SYS_USER_DISPATCH
     }
 
     /// Whether another filter (the program's own) trapped this call: one
@@ -118,7 +122,7 @@ impl Call {
     /// trap cannot share SIGSYS with it, so the program is stopped with
     /// the reason (`stop_foreign`).
     pub fn is_foreign(&self, fake_root: bool) -> bool {
-        self.data != 0 || !crate::filter::traps(self.nr, fake_root)
+        self.code == SYS_SECCOMP && (self.data != 0 || !crate::filter::traps(self.nr, fake_root))
     }
 
     /// Ends the program that trapped calls with a filter of its own.
