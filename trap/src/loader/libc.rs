@@ -204,14 +204,26 @@ fn find(name: *const c_char) -> Option<(usize, *const c_char)> {
         if entry.is_null() {
             return None;
         }
-        // SAFETY: as above.
-        let bytes = unsafe { lpmx_trap::exec::bytes(entry.cast()) };
-        if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'=' {
+        // Compared byte by byte up to the name's end (a NUL in the entry
+        // ends it first): no strlen of every entry.
+        // SAFETY: the entry is NUL-terminated; no byte past its NUL is read.
+        let matches = unsafe {
+            name.iter()
+                .enumerate()
+                .all(|(at, &byte)| *entry.add(at).cast::<u8>() == byte)
+                && *entry.add(name.len()).cast::<u8>() == b'='
+        };
+        if matches {
             // SAFETY: inside the entry.
             return Some((i, unsafe { entry.add(name.len() + 1) }));
         }
         i += 1;
     }
+}
+
+/// The value of environment variable `name`, for the loader itself.
+pub fn var(name: &core::ffi::CStr) -> Option<*const u8> {
+    find(name.as_ptr()).map(|(_, value)| value.cast())
 }
 
 extern "C" fn getenv(name: *const c_char) -> *const c_char {

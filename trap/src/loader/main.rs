@@ -113,15 +113,7 @@ unsafe fn link_libunion(envp: *const *const u8, program: *const u8) {
     unsafe { libc::set_environment(envp) };
     // SAFETY: as above.
     let name = unsafe { bytes(program) };
-    let lib = libc::symbol(b"getenv")
-        .map(|getenv| {
-            // SAFETY: the loader's getenv, with a C string.
-            let getenv: extern "C" fn(*const c_char) -> *const u8 =
-                unsafe { core::mem::transmute::<usize, _>(getenv) };
-            getenv(c"LPMX_LIB".as_ptr())
-        })
-        .filter(|lib| !lib.is_null());
-    let Some(lib) = lib else {
+    let Some(lib) = libc::var(c"LPMX_LIB") else {
         exec::fail(b"LPMX_LIB does not name libunion", name, sys::EINVAL);
     };
     // SAFETY: lpmx's own libunion.so, which lpmx-exec named.
