@@ -5,7 +5,7 @@
 //! pass: listings that merge the layers, reads of the image's files, writes
 //! and deletes that land in the writable layer, shells and pipelines,
 //! programs started from a static shell and the reverse, exit statuses,
-//! signals, fake root.
+//! signals, fake root, threads.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -268,9 +268,31 @@ fn what_the_trap_cannot_serve_is_a_clear_error() {
     c.run(&[], &[truncated.to_str().unwrap()])
         .failure(126)
         .stderr_has("truncated");
+    // A corrupt one (an ELF header for another machine): the reason too.
+    let mut corrupt = whole.clone();
+    corrupt[18] = 0xb7; // e_machine: AArch64
+    let corrupt_path = c.env.path().join("corrupt");
+    c.env.write_file(&corrupt_path, &corrupt);
+    fs::set_permissions(
+        &corrupt_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.run(&[], &[corrupt_path.to_str().unwrap()])
+        .failure(126)
+        .stderr_has("not an x86_64 ELF program");
 
     assert!(
         diff(&before, &snapshot(&upper)).is_empty(),
         "the failed runs left something in the writable layer"
     );
+}
+
+#[test]
+fn a_static_programs_threads_each_see_the_container_and_keep_their_errno() {
+    let c = Container::new("bookworm");
+    let program = c_program(&c.env, "threads", &["-static", "-pthread"]);
+    let run = c.run(&[], &[program.to_str().unwrap()]);
+    run.success();
+    assert_eq!(run.stdout, "failures=0\n", "{run:#?}");
 }
