@@ -115,6 +115,24 @@ impl Env {
         fs::set_permissions(path, fs::Permissions::from_mode(0o644)).expect("chmod");
     }
 
+    /// Builds the C program `tests/c/NAME.c` with the host's gcc (`-O2
+    /// -Wall` and `flags`) into this env's directory, where containers see
+    /// it (below the /tmp bind); its path.
+    pub fn c_program(&self, name: &str, flags: &[&str]) -> PathBuf {
+        let binary = self.path().join(name);
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
+        let built = Command::new("gcc")
+            .args(["-O2", "-Wall"])
+            .args(flags)
+            .arg("-o")
+            .arg(&binary)
+            .arg(&source)
+            .status()
+            .expect("run gcc");
+        assert!(built.success(), "gcc {}", source.display());
+        binary
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

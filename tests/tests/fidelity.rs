@@ -200,20 +200,6 @@ fn apt_get_installs_many_packages_with_the_default_binds() {
 
 // --- What glibc opens for itself, and programs' own system calls ----------
 
-/// Builds tests/c/`name`.c where the container sees it (under /tmp).
-fn c_program(env: &Env, name: &str) -> PathBuf {
-    let binary = env.path().join(name);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
-    let built = Command::new("gcc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("run gcc");
-    assert!(built.success(), "gcc {}", source.display());
-    binary
-}
-
 fn exec(env: &Env, options: &[&str], script: &str) -> Run {
     let mut c = env.tool("lpmx-exec");
     c.args(options).args(["c", "--", "/bin/sh", "-c", script]);
@@ -237,7 +223,7 @@ fn glibc_reads_the_containers_user_database_time_zone_and_gconv_modules() {
     // Fake root sees the owner useradd gave; without --root, files are the
     // invoking user's, as on the host.
     assert_eq!(run.stdout, "alice:alice\n", "{run:#?}");
-    let trap = c_program(&env, "trap");
+    let trap = env.c_program("trap", &[]);
     let run = exec(
         &env,
         &[],
@@ -274,7 +260,7 @@ fn programs_making_system_calls_themselves_see_the_container_and_keep_the_trap()
         .tempfile_in("/var/tmp")
         .expect("marker");
     let marker = marker.path().to_str().unwrap().to_owned();
-    let trap = c_program(&env, "trap");
+    let trap = env.c_program("trap", &[]);
     let inside = exec(&env, &[], "cat /etc/debian_version").stdout;
     let command = format!(
         "cd /usr/share && {} /etc/debian_version {marker}",

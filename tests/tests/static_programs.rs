@@ -11,7 +11,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use lpmx_tests::containers::debian_container_with;
 use lpmx_tests::env::tool_dir;
@@ -201,22 +200,6 @@ fn busybox_static_stays_inside_a_trixie_container() {
     check("trixie");
 }
 
-/// Builds tests/c/`name`.c (`flags` added) where the container sees it.
-fn c_program(env: &Env, name: &str, flags: &[&str]) -> PathBuf {
-    let binary = env.path().join(name);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
-    let built = Command::new("gcc")
-        .args(["-O2", "-Wall"])
-        .args(flags)
-        .arg("-o")
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("run gcc");
-    assert!(built.success(), "gcc {}", source.display());
-    binary
-}
-
 #[test]
 fn what_the_trap_cannot_serve_is_a_clear_error() {
     let c = Container::new("bookworm");
@@ -226,7 +209,7 @@ fn what_the_trap_cannot_serve_is_a_clear_error() {
 
     // A kernel or sandbox without seccomp filters: no trap, so a static
     // program is refused with the reason; dynamic ones still run.
-    let no_seccomp = c_program(&c.env, "no_seccomp", &[]);
+    let no_seccomp = c.env.c_program("no_seccomp", &[]);
     let without = |command: &[&str]| {
         let mut run = c.env.command_as_user(&no_seccomp);
         run.arg(tool_dir().join("lpmx-exec"))
@@ -244,7 +227,7 @@ fn what_the_trap_cannot_serve_is_a_clear_error() {
 
     // A program's own filter stacks with the trap's; one that traps calls
     // with SIGSYS for itself cannot share it, and is stopped saying so.
-    let own_filter = c_program(&c.env, "own_filter", &["-static"]);
+    let own_filter = c.env.c_program("own_filter", &["-static"]);
     let own_filter = own_filter.to_str().unwrap();
     let run = c.run(&[], &[own_filter, "errno", "/etc/debian_version"]);
     run.success();
@@ -291,7 +274,7 @@ fn what_the_trap_cannot_serve_is_a_clear_error() {
 #[test]
 fn a_static_programs_threads_each_see_the_container_and_keep_their_errno() {
     let c = Container::new("bookworm");
-    let program = c_program(&c.env, "threads", &["-static", "-pthread"]);
+    let program = c.env.c_program("threads", &["-static", "-pthread"]);
     let run = c.run(&[], &[program.to_str().unwrap()]);
     run.success();
     assert_eq!(run.stdout, "failures=0\n", "{run:#?}");
