@@ -19,10 +19,13 @@
 //! group's), read-only to this user, searched after this one for what is
 //! named by content (blobs, layers, indexes, import records). What one of
 //! them has is used where it is, never copied; what none has is written
-//! here. Containers always live in this store. A store's root directory
-//! says who shares it: layers unpacked into a store its group or others may
-//! enter are readable by them too ([`Store::shared_bits`]); a new store is
-//! made private (0700).
+//! here. Containers always live in this store. A store is shared on
+//! purpose: its owner puts the file `shared` in its root
+//! ([`Store::SHARED_MARKER`]), and then layers unpacked into it are
+//! readable by whom its root's mode lets in, its group or others
+//! ([`Store::shared_bits`]). Without that file the root's mode says
+//! nothing (stores made before shared stores existed are 0755 by the
+//! umask), and a new store is made private (0700).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -235,11 +238,19 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
+    /// The file whose presence in a store's root shares the store.
+    pub const SHARED_MARKER: &str = "shared";
+
     /// The group and other permission bits (read, search) that this store's
-    /// root grants: layers unpacked here give them too, so that users the
-    /// store is shared with can read every layer.
+    /// root grants, when its owner shared it (`SHARED_MARKER`): layers
+    /// unpacked here give them too, so that users the store is shared with
+    /// can read every layer. 0 for a store not shared: files an image keeps
+    /// private stay owner-only, whatever the root's mode.
     pub fn shared_bits(&self) -> u32 {
         use std::os::unix::fs::PermissionsExt;
+        if !self.root.join(Self::SHARED_MARKER).is_file() {
+            return 0;
+        }
         fs::metadata(&self.root).map_or(0, |m| m.permissions().mode() & 0o055)
     }
 
@@ -499,6 +510,13 @@ mod tests {
         let mode = fs::metadata(&own_root).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(store.shared_bits(), 0);
+        // A root others may enter shares nothing until its owner says so.
+        fs::set_permissions(&own_root, fs::Permissions::from_mode(0o751)).unwrap();
+        assert_eq!(store.shared_bits(), 0);
+        fs::write(own_root.join(Store::SHARED_MARKER), "").unwrap();
+        assert_eq!(store.shared_bits(), 0o051);
+        fs::remove_file(own_root.join(Store::SHARED_MARKER)).unwrap();
+        fs::set_permissions(&own_root, fs::Permissions::from_mode(0o700)).unwrap();
 
         assert_eq!(store.blob_path(&shared_blob), site.blob_path(&shared_blob));
         assert!(store.has_blob(&shared_blob));

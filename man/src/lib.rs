@@ -293,8 +293,9 @@ download leaves tmp/<hex>.partial, from which the next pull resumes.
 or a group's, searched after this one for blobs, layers, indexes and
 import records: what one has is used where it is, never copied, and
 nothing is written to them. A new store is made 0700; layers unpacked into
-a store whose root its group or others may enter are made readable by
-them (the image's modes stay in meta.json). See docs/cluster.md.
+a store shared on purpose (an empty file \fBshared\fR in its root) whose
+root its group or others may enter are made readable by them (the image's
+modes stay in meta.json). See docs/cluster.md.
 .SH DOCUMENTS
 Every document is a JSON object with a \fBkind\fR and a \fBversion\fR.
 A tool given a document of the wrong kind, or of a newer version, refuses

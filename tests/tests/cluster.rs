@@ -629,9 +629,14 @@ fn a_read_only_shared_store_serves_other_users_containers_without_copies() {
 
     // The site's store, another user's: read-only to the test user.
     let site = Env::other_user();
-    // Its owner opens it to others: lpmx-unpack then gives every layer
-    // what they need to read it.
+    // Its owner opens it to others and shares it: lpmx-unpack then gives
+    // every layer what they need to read it.
     fs::set_permissions(site.store(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        site.store().join(lpmx_core::store::Store::SHARED_MARKER),
+        "",
+    )
+    .unwrap();
     let registry = FaultyRegistry::start();
     let base = fs::read(lpmx_tests::rootfs::debian_rootfs_tar("bookworm")).unwrap();
     let extra = raw_tar(&[
