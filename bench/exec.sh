@@ -41,20 +41,7 @@ rounds=${1:-5}
 for tool in hyperfine proot fakechroot chroot python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/install-deps)" >&2; exit 1; }
 done
-cargo build --release -q -p lpmx-pull -p lpmx-unpack -p lpmx-mkroot -p lpmx-exec -p libunion -p lpmx-tests --bins --lib
-bin=$PWD/target/release
-work=$(mktemp -d -p "${BENCH_DIR:-/dev/shm}")
-trap 'kill "${fixture_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
-export LPMX_HOME=$work/store
-
-# Keep the store out of the container: do not bind the default directory
-# (/tmp or home) that holds it.
-exec_opts=()
-case $work/ in
-    /tmp/*) exec_opts+=(--no-bind /tmp) ;;
-    "$HOME"/*) exec_opts+=(--no-bind home) ;;
-esac
-lpmx_exec="$bin/lpmx-exec ${exec_opts[*]}"
+. bench/common.sh
 
 # The image as one layer and the same tree as ten, from a local registry.
 coproc fixture { exec "$bin/lpmx-fixture" serve debian:bookworm debian:bookworm@10; }

@@ -33,6 +33,19 @@ pub struct Dir {
 }
 
 impl Dir {
+    /// A listing with no records yet, of descriptor `fd`.
+    const fn empty(fd: i32) -> Dir {
+        Dir {
+            magic: MAGIC,
+            fd,
+            pos: 0,
+            len: 0,
+            cap: 0,
+            records: core::ptr::null_mut(),
+            upper_end: 0,
+        }
+    }
+
     fn push(&mut self, ino: u64, kind: u8, name: &[u8]) -> Result<(), i32> {
         let size = (19 + name.len() + 1).next_multiple_of(8);
         // Room for a reader that copies a whole `struct dirent`.
@@ -208,15 +221,7 @@ fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>) -> *mut Dir {
     }
     // SAFETY: dir is a fresh allocation of a Dir.
     unsafe {
-        dir.write(Dir {
-            magic: MAGIC,
-            fd,
-            pos: 0,
-            len: 0,
-            cap: 0,
-            records: core::ptr::null_mut(),
-            upper_end: 0,
-        });
+        dir.write(Dir::empty(fd));
     }
     // SAFETY: just written.
     let d = unsafe { &mut *dir };
@@ -846,15 +851,7 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
                 && (found.kind == KIND_DIR || found.kind == 0) => {}
         _ => return raw(),
     }
-    let mut dir = Dir {
-        magic: MAGIC,
-        fd: -1,
-        pos: 0,
-        len: 0,
-        cap: 0,
-        records: core::ptr::null_mut(),
-        upper_end: 0,
-    };
+    let mut dir = Dir::empty(-1);
     if let Err(e) = merge(&mut dir, state, index, dir_canon.as_bytes()) {
         // SAFETY: malloc'd by merge, or null.
         unsafe { sys::free(dir.records.cast()) };

@@ -316,23 +316,8 @@ fn trim(bytes: &[u8]) -> &[u8] {
 /// # Safety
 /// `envp` is null or a null-terminated array of C strings.
 unsafe fn env_value<'a>(envp: *const *const c_char, name: &[u8]) -> Option<&'a [u8]> {
-    if envp.is_null() {
-        return None;
-    }
-    let mut at = 0;
-    loop {
-        // SAFETY: the array is null-terminated.
-        let entry = unsafe { *envp.add(at) };
-        if entry.is_null() {
-            return None;
-        }
-        // SAFETY: a C string.
-        let entry = unsafe { cstr(entry) };
-        if starts_with(entry, name) && entry.get(name.len()) == Some(&b'=') {
-            return Some(&entry[name.len() + 1..]);
-        }
-        at += 1;
-    }
+    // SAFETY: as the caller vouches; the value is a C string in the entry.
+    unsafe { sys::env_entry(envp, name).map(|(_, value)| cstr(value.cast())) }
 }
 
 /// Variables libunion sets on every exec; the caller's copies are dropped.

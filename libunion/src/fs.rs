@@ -504,18 +504,6 @@ unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: u
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast(), n) };
         n as isize
     };
-    // A static program's start asks for /proc/self/exe (glibc's origin):
-    // answered before any lookup, which would read the writable layer's
-    // records for nothing.
-    if state.active
-        && !state.exe.is_empty()
-        && state.binds[..state.bind_count]
-            .iter()
-            .any(|b| b.container == b"/proc" && b.host == b"/proc")
-        && lpmx_sys::user::path(path).is_ok_and(|given| given == b"/proc/self/exe")
-    {
-        return copy(state.exe);
-    }
     // SAFETY: as the caller's.
     let result = unsafe { translate(dirfd, path, false, &mut canon, &mut host) };
     match result {

@@ -248,10 +248,12 @@ impl Layers for Union<'_> {
     fn whole(&self, canon: &[u8], follow: bool, host: &mut Buf) -> Result<Option<Found>, i32> {
         let state = self.state;
         let top = canon[1..].split(|&b| b == b'/').next().unwrap_or(b"");
-        if crate::upper::may_hold(state, top)
-            || state.binds[..state.bind_count]
-                .iter()
-                .any(|b| is_under(canon, b.container))
+        // The binds first: they are in memory, and a path below one (/proc,
+        // /dev, /tmp) needs nothing of the writable layer's records.
+        if state.binds[..state.bind_count]
+            .iter()
+            .any(|b| is_under(canon, b.container))
+            || crate::upper::may_hold(state, top)
         {
             return Ok(None);
         }

@@ -630,6 +630,40 @@ pub fn rt_sigprocmask(how: i32, set: *const u64, old: *mut u64) -> Sys {
 /// The kernel's limit on a path, its NUL included.
 pub const PATH_MAX: usize = 4096;
 
+/// The entry `NAME=value` of environment `envp` (null, or a null-terminated
+/// array of C strings): its index and a pointer to its value. Each entry is
+/// compared only up to `name`'s length and its `=`.
+///
+/// # Safety
+/// `envp` is null or a null-terminated array of C strings.
+pub unsafe fn env_entry(envp: *const *const c_char, name: &[u8]) -> Option<(usize, *const u8)> {
+    if envp.is_null() {
+        return None;
+    }
+    let mut at = 0;
+    loop {
+        // SAFETY: the array is null-terminated.
+        let entry = unsafe { *envp.add(at) }.cast::<u8>();
+        if entry.is_null() {
+            return None;
+        }
+        // A NUL in the entry differs from every byte of `name`, so no byte
+        // past it is read.
+        // SAFETY: the entry is a C string.
+        let matches = unsafe {
+            name.iter()
+                .enumerate()
+                .all(|(i, &byte)| *entry.add(i) == byte)
+                && *entry.add(name.len()) == b'='
+        };
+        if matches {
+            // SAFETY: inside the entry.
+            return Some((at, unsafe { entry.add(name.len() + 1) }));
+        }
+        at += 1;
+    }
+}
+
 /// `value` in decimal, into the end of `out`.
 pub fn format_int(mut value: i64, out: &mut [u8; 12]) -> &[u8] {
     let negative = value < 0;

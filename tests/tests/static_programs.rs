@@ -239,29 +239,23 @@ fn what_the_trap_cannot_serve_is_a_clear_error() {
         .failure(126)
         .stderr_has("seccomp filter of its own");
 
-    // A truncated static program: the reason, not a bus error.
+    // A truncated static program, and a corrupt one (an ELF header for
+    // another machine): the reason, not a bus error.
     let whole = fs::read(own_filter).unwrap();
-    let truncated = c.env.path().join("truncated");
-    c.env.write_file(&truncated, &whole[..whole.len() / 3]);
-    fs::set_permissions(
-        &truncated,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    c.run(&[], &[truncated.to_str().unwrap()])
+    let program = |name: &str, bytes: &[u8]| {
+        let path = c.env.path().join(name);
+        c.env.write_file(&path, bytes);
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let truncated = program("truncated", &whole[..whole.len() / 3]);
+    c.run(&[], &[&truncated])
         .failure(126)
         .stderr_has("truncated");
-    // A corrupt one (an ELF header for another machine): the reason too.
     let mut corrupt = whole.clone();
     corrupt[18] = 0xb7; // e_machine: AArch64
-    let corrupt_path = c.env.path().join("corrupt");
-    c.env.write_file(&corrupt_path, &corrupt);
-    fs::set_permissions(
-        &corrupt_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    c.run(&[], &[corrupt_path.to_str().unwrap()])
+    let corrupt = program("corrupt", &corrupt);
+    c.run(&[], &[&corrupt])
         .failure(126)
         .stderr_has("not an x86_64 ELF program");
 

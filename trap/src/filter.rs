@@ -236,16 +236,28 @@ impl Program {
     }
 }
 
+/// A bit per call number below 512, set for each of `calls`.
+const fn bitmap(calls: &[u32]) -> [u64; 8] {
+    let mut bits = [0u64; 8];
+    let mut i = 0;
+    while i < calls.len() {
+        bits[calls[i] as usize / 64] |= 1 << (calls[i] % 64);
+        i += 1;
+    }
+    bits
+}
+
+const TRAPPED: [u64; 8] = bitmap(PATH_CALLS);
+const TRAPPED_UNDER_ROOT: [u64; 8] = bitmap(ROOT_CALLS);
+
 /// Whether the filter (built for `fake_root` or not) traps call `nr`
-/// for some arguments.
+/// for some arguments: a bit test, since every trapped call asks.
 pub fn traps(nr: usize, fake_root: bool) -> bool {
-    let Ok(nr) = u32::try_from(nr) else {
-        return false;
-    };
-    nr == SYS_RT_SIGACTION
-        || nr == SYS_RT_SIGPROCMASK
-        || PATH_CALLS.contains(&nr)
-        || (fake_root && ROOT_CALLS.contains(&nr))
+    let bit = |bits: &[u64; 8]| bits.get(nr / 64).is_some_and(|w| w & (1 << (nr % 64)) != 0);
+    nr == SYS_RT_SIGACTION as usize
+        || nr == SYS_RT_SIGPROCMASK as usize
+        || bit(&TRAPPED)
+        || (fake_root && bit(&TRAPPED_UNDER_ROOT))
 }
 
 /// seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args from 16.

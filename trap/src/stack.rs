@@ -82,17 +82,25 @@ static ERRNO: [AtomicI32; SLOTS + 1] = [const { AtomicI32::new(0) }; SLOTS + 1];
 pub fn errno_location() -> *mut i32 {
     let probe = 0u8;
     let sp = core::hint::black_box(&raw const probe) as usize;
-    for slot in 0..SLOTS {
+    let on = |slot: usize| {
         let mapping = MAPPING[slot].load(Ordering::Relaxed);
-        if mapping == 0 {
-            continue;
-        }
-        if sp > mapping && sp <= mapping + GUARD + STACK {
-            return ERRNO[slot].as_ptr();
-        }
+        mapping != 0 && sp > mapping && sp <= mapping + GUARD + STACK
+    };
+    // The stack found last, first: one thread's calls find it at once.
+    let hint = LAST_ERRNO_SLOT.load(Ordering::Relaxed);
+    if on(hint) {
+        return ERRNO[hint].as_ptr();
     }
-    ERRNO[SLOTS].as_ptr()
+    match (0..SLOTS).find(|&slot| on(slot)) {
+        Some(slot) => {
+            LAST_ERRNO_SLOT.store(slot, Ordering::Relaxed);
+            ERRNO[slot].as_ptr()
+        }
+        None => ERRNO[SLOTS].as_ptr(),
+    }
 }
+
+static LAST_ERRNO_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 fn take(tid: i32) -> Option<usize> {
     for round in 0..2 {

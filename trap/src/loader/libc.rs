@@ -190,34 +190,11 @@ unsafe extern "C" fn qsort(base: *mut c_void, count: usize, size: usize, compare
 
 /// The entry of `name` in the environment, and its index.
 fn find(name: *const c_char) -> Option<(usize, *const c_char)> {
-    // SAFETY: a C string.
-    let name = unsafe { lpmx_trap::exec::bytes(name.cast()) };
-    // SAFETY: set once before libunion runs.
-    let environ = unsafe { ENVIRON };
-    if environ.is_null() {
-        return None;
-    }
-    let mut i = 0;
-    loop {
-        // SAFETY: NULL-terminated array of C strings.
-        let entry = unsafe { *environ.add(i) };
-        if entry.is_null() {
-            return None;
-        }
-        // Compared byte by byte up to the name's end (a NUL in the entry
-        // ends it first): no strlen of every entry.
-        // SAFETY: the entry is NUL-terminated; no byte past its NUL is read.
-        let matches = unsafe {
-            name.iter()
-                .enumerate()
-                .all(|(at, &byte)| *entry.add(at).cast::<u8>() == byte)
-                && *entry.add(name.len()).cast::<u8>() == b'='
-        };
-        if matches {
-            // SAFETY: inside the entry.
-            return Some((i, unsafe { entry.add(name.len() + 1) }));
-        }
-        i += 1;
+    // SAFETY: a C string; the loader's copy of the environment, set once
+    // before libunion runs (null before).
+    unsafe {
+        let name = lpmx_trap::exec::bytes(name.cast());
+        sys::env_entry(ENVIRON, name).map(|(i, value)| (i, value.cast()))
     }
 }
 
