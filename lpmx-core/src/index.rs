@@ -64,8 +64,7 @@ pub fn ensure(
     store: &crate::Store,
     layers: &[crate::document::UnpackedLayer],
 ) -> Result<PathBuf, IndexError> {
-    let diff_ids: Vec<crate::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let paths = store.index_paths(&diff_ids);
+    let paths = store.index_paths(layers);
     if let Some(found) = paths.iter().find(|path| is_complete(path)) {
         return Ok(found.clone());
     }
@@ -616,5 +615,46 @@ mod tests {
         );
         assert!(index.link(b"etc/a").unwrap().is_empty());
         assert!(Index::parse(b"garbage".to_vec()).is_err());
+    }
+
+    #[test]
+    fn an_index_serves_only_the_layer_directories_it_was_built_over() {
+        use crate::document::UnpackedLayer;
+        let base = tempfile::tempdir().unwrap();
+        let site = crate::Store::open(base.path().join("site")).unwrap();
+        let own = crate::Store::open(base.path().join("own"))
+            .unwrap()
+            .with_shared([site.root().to_owned()], crate::store::STORE_PATH_VAR)
+            .unwrap();
+        let diff_id = crate::Digest::of(b"one layer");
+        let unpacked = |store: &crate::Store| {
+            let dir = layer(
+                &store.root().join("layers"),
+                diff_id.hex(),
+                LayerMeta::new(),
+                &["etc/os-release"],
+            );
+            vec![UnpackedLayer {
+                diff_id: diff_id.clone(),
+                path: dir.path().to_owned(),
+            }]
+        };
+        let in_site = unpacked(&site);
+        let site_index = ensure(&site, &in_site).unwrap();
+        assert!(site_index.starts_with(site.root()));
+        // The same layer's copy in this store gets an index of its own,
+        // over its own files; the site's copy keeps the site's index.
+        let in_own = unpacked(&own);
+        let own_index = ensure(&own, &in_own).unwrap();
+        assert!(own_index.starts_with(own.root()), "{own_index:?}");
+        let parsed = Index::parse(fs::read(&own_index).unwrap()).unwrap();
+        assert_eq!(parsed.layer_root(0), LayerDir::new(&in_own[0].path).root());
+        assert_eq!(
+            parsed.lookup(b"etc/os-release").unwrap().ino,
+            fs::metadata(LayerDir::new(&in_own[0].path).root().join("etc/os-release"))
+                .unwrap()
+                .ino()
+        );
+        assert_eq!(ensure(&own, &in_site).unwrap(), site_index);
     }
 }

@@ -49,8 +49,25 @@ pub enum StoreError {
     },
     #[error("store {path} has format {found}, this lpmx understands format {FORMAT_VERSION}")]
     Format { path: PathBuf, found: String },
-    #[error("cannot use shared store {path} (from LPMX_STORE_PATH): {why}")]
-    Shared { path: PathBuf, why: String },
+    #[error("cannot use shared store {path} (named by {origin})")]
+    Shared {
+        path: PathBuf,
+        /// Where the store was named: [`STORE_PATH_VAR`] or a container.
+        origin: String,
+        #[source]
+        problem: SharedStoreProblem,
+    },
+}
+
+/// Why a store of the search path cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedStoreProblem {
+    #[error("not an absolute path")]
+    Relative,
+    #[error("it is not an lpmx store (no version file)")]
+    NotAStore,
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 impl StoreError {
@@ -103,13 +120,17 @@ impl Store {
         let shared: Vec<PathBuf> = std::env::var_os(STORE_PATH_VAR)
             .map(|list| std::env::split_paths(&list).collect())
             .unwrap_or_default();
-        Store::open(Store::default_location()?)?.with_shared(shared)
+        Store::open(Store::default_location()?)?.with_shared(shared, STORE_PATH_VAR)
     }
 
-    /// Opens (creating if needed) the store rooted at `root`.
+    /// Opens (creating if needed) the store rooted at `root`. A relative
+    /// root is taken from the current directory, once: documents name the
+    /// store's entries by absolute paths.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let root = std::path::absolute(&root).map_err(StoreError::io(&root))?;
         let store = Store {
-            root: root.into(),
+            root,
             shared: Vec::new(),
         };
         if !store.root.exists() {
@@ -152,24 +173,34 @@ impl Store {
         Ok(store)
     }
 
-    /// Adds the read-only stores `roots` to search after this one. Each
-    /// must be a store of this format; empty entries and this store itself
-    /// are skipped. Nothing is created or written in them.
+    /// Adds the read-only stores `roots` to search after this one; `origin`
+    /// says where they were named, for errors. Each must be a store of this
+    /// format; empty entries, this store itself and stores already on the
+    /// search path are skipped before anything is read. Nothing is created
+    /// or written in them.
     pub fn with_shared(
         mut self,
         roots: impl IntoIterator<Item = PathBuf>,
+        origin: &str,
     ) -> Result<Store, StoreError> {
-        let own = fs::canonicalize(&self.root).ok();
+        let mut own = None;
         for root in roots {
-            if root.as_os_str().is_empty() {
+            if root.as_os_str().is_empty() || root == self.root || self.shared.contains(&root) {
                 continue;
             }
-            let shared_error = |why: String| StoreError::Shared {
+            let problem = |problem: SharedStoreProblem| StoreError::Shared {
                 path: root.clone(),
-                why,
+                origin: origin.to_owned(),
+                problem,
             };
             if !root.is_absolute() {
-                return Err(shared_error("not an absolute path".into()));
+                return Err(problem(SharedStoreProblem::Relative));
+            }
+            // The same directory by another name (a symlink, `..`).
+            let canonical = fs::canonicalize(&root).ok();
+            let own = own.get_or_insert_with(|| fs::canonicalize(&self.root).ok());
+            if canonical.is_some() && canonical == *own {
+                continue;
             }
             let version_path = root.join("version");
             match fs::read_to_string(&version_path) {
@@ -181,15 +212,9 @@ impl Store {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && root.is_dir() => {
-                    return Err(shared_error(
-                        "it is not an lpmx store (no version file)".into(),
-                    ));
+                    return Err(problem(SharedStoreProblem::NotAStore));
                 }
-                Err(e) => return Err(shared_error(e.to_string())),
-            }
-            let canonical = fs::canonicalize(&root).ok();
-            if canonical.is_some() && canonical == own || self.shared.contains(&root) {
-                continue;
+                Err(e) => return Err(problem(e.into())),
             }
             self.shared.push(root);
         }
@@ -271,11 +296,22 @@ impl Store {
         )
     }
 
-    /// Where the index of the stack `diff_ids` (bottom first) is kept in
-    /// each store of the search path, this one's first.
-    pub fn index_paths(&self, diff_ids: &[Digest]) -> Vec<PathBuf> {
-        let list: Vec<String> = diff_ids.iter().map(ToString::to_string).collect();
-        let key = Digest::of(list.join("\n").as_bytes());
+    /// Where the index of the stack of `layers` (bottom first) is kept in
+    /// each store of the search path, this one's first. The key names the
+    /// layer directories as well as their digests: an index records the
+    /// inodes of the files it was built over and its library directory
+    /// links to them, so it serves only the very directories it was built
+    /// over, not another store's copy of the same layers.
+    pub fn index_paths(&self, layers: &[crate::document::UnpackedLayer]) -> Vec<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut list = Vec::new();
+        for layer in layers {
+            list.extend_from_slice(layer.diff_id.to_string().as_bytes());
+            list.push(b'\t');
+            list.extend_from_slice(layer.path.as_os_str().as_bytes());
+            list.push(b'\n');
+        }
+        let key = Digest::of(&list);
         self.roots()
             .map(|root| root.join("indexes").join(key.hex()))
             .collect()
@@ -502,7 +538,10 @@ mod tests {
         let own_root = dir.path().join("own");
         let store = Store::open(&own_root)
             .unwrap()
-            .with_shared([PathBuf::new(), site.root().to_owned(), own_root.clone()])
+            .with_shared(
+                [PathBuf::new(), site.root().to_owned(), own_root.clone()],
+                STORE_PATH_VAR,
+            )
             .unwrap();
         // Empty entries and the store itself are skipped.
         assert_eq!(store.shared(), [site.root().to_owned()]);
@@ -537,7 +576,11 @@ mod tests {
         assert_eq!(store.layer_dir(&layer), site.layer_dir(&layer));
         let absent = Digest::of(b"absent");
         assert!(store.layer_dir(&absent).path().starts_with(&own_root));
-        let indexes = store.index_paths(&[layer]);
+        let stack = [crate::document::UnpackedLayer {
+            path: store.layer_dir(&layer).path().to_owned(),
+            diff_id: layer,
+        }];
+        let indexes = store.index_paths(&stack);
         assert!(indexes[0].starts_with(&own_root) && indexes[1].starts_with(site.root()));
         let record = store.import_record_path(b"key");
         assert_eq!(record, store.own_import_record_path(b"key"));
@@ -547,7 +590,10 @@ mod tests {
     fn a_shared_store_that_is_not_one_is_named_in_the_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = || Store::open(dir.path().join("own")).unwrap();
-        let error = |root: PathBuf| store().with_shared([root]).unwrap_err().to_string();
+        let error = |root: PathBuf| {
+            let error = store().with_shared([root], STORE_PATH_VAR).unwrap_err();
+            format!("{:#}", anyhow::Error::new(error))
+        };
         let missing = dir.path().join("missing");
         let text = error(missing.clone());
         assert!(

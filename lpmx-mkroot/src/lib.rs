@@ -182,7 +182,8 @@ pub fn read_stack(store: &Store, name: &str) -> Result<StackDocument, MkrootErro
 /// (`LPMX_STORE_PATH`) runs and packs without the variable.
 pub fn open_container(store: &Store, name: &str) -> Result<(Store, StackDocument), MkrootError> {
     let stack = read_stack(store, name)?;
-    let store = store.clone().with_shared(stack.stores())?;
+    let origin = format!("container {name}'s {STACK_FILE}");
+    let store = store.clone().with_shared(stack.stores(), &origin)?;
     Ok((store, stack))
 }
 

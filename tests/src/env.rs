@@ -188,18 +188,7 @@ impl Env {
 
     /// Runs `tool` with `args` and `input` on stdin, to completion.
     pub fn run_with_input(&self, tool: &str, args: &[&str], input: impl AsRef<[u8]>) -> Run {
-        use std::io::Write;
-        let mut child = self
-            .tool(tool)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tool");
-        // A tool that refuses its input early may close stdin: not an error here.
-        let _ = child.stdin.take().expect("stdin").write_all(input.as_ref());
-        Run::from(child.wait_with_output().expect("wait for tool"))
+        Run::feeding(self.tool(tool).args(args), input)
     }
 
     /// `lpmx-pull REF | lpmx-unpack`, the pull required to succeed.
@@ -251,6 +240,22 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Run {
+    /// Runs `command` to completion with `input` on its stdin.
+    pub fn feeding(command: &mut Command, input: impl AsRef<[u8]>) -> Run {
+        use std::io::Write;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tool");
+        // A tool that refuses its input early may close stdin: not an error here.
+        let _ = child.stdin.take().expect("stdin").write_all(input.as_ref());
+        Run::from(child.wait_with_output().expect("wait for tool"))
+    }
 }
 
 impl From<Output> for Run {

@@ -593,18 +593,10 @@ fn writers_killed_midway_leave_the_container_whole() {
 
 /// `tool args < input` in `env`, with `LPMX_STORE_PATH` set to `shared`.
 fn with_shared_stores(env: &Env, shared: &str, tool: &str, args: &[&str], input: &[u8]) -> Run {
-    use std::io::Write;
-    let mut child = env
-        .tool(tool)
-        .env("LPMX_STORE_PATH", shared)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn tool");
-    let _ = child.stdin.take().expect("stdin").write_all(input);
-    Run::from(child.wait_with_output().expect("wait for tool"))
+    Run::feeding(
+        env.tool(tool).env("LPMX_STORE_PATH", shared).args(args),
+        input,
+    )
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -784,6 +776,17 @@ fn a_read_only_shared_store_serves_other_users_containers_without_copies() {
         .failure(74)
         .stderr_has("LPMX_STORE_PATH")
         .stderr_has("no-such-store");
+
+    // A shared store gone from under a container is named, with where it
+    // was named: the container's stack, not the variable.
+    let moved = site.path().join("moved-store");
+    fs::rename(site.store(), &moved).unwrap();
+    let gone = run(exec(&user, &["dev"], "true"));
+    let _ = fs::rename(&moved, site.store());
+    gone.failure(74)
+        .stderr_has(&format!("cannot use shared store {site_store}"))
+        .stderr_has("named by container dev's stack.json")
+        .stderr_has("No such file or directory");
 }
 
 fn tree_diff(a: &lpmx_tests::tree::Tree, b: &lpmx_tests::tree::Tree) -> Vec<String> {

@@ -2,8 +2,6 @@
 //! container's programs exposed to the host and to other containers, as
 //! an unprivileged user.
 
-use std::process::Stdio;
-
 use lpmx_tests::containers::debian_container;
 use lpmx_tests::registry::LocalRegistry;
 use lpmx_tests::{Env, Run};
@@ -14,16 +12,6 @@ fn containers(env: &Env, suites: &[(&str, &[&str])]) -> Vec<LocalRegistry> {
         .iter()
         .map(|(suite, args)| debian_container(env, suite, suite, args))
         .collect()
-}
-
-fn with_input(mut command: std::process::Command, input: &str) -> Run {
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    Run::from(child.wait_with_output().unwrap())
 }
 
 #[test]
@@ -73,7 +61,7 @@ fn host_programs_run_on_the_host_from_inside() {
     );
     let mut command = env.tool("lpmx-exec");
     command.args(["bookworm", "--", "/bin/sh", "-c", "hostcat | tr a-z A-Z"]);
-    let run = with_input(command, "through stdin\n");
+    let run = Run::feeding(&mut command, "through stdin\n");
     assert_eq!(run.stdout, "THROUGH STDIN\n", "{run:#?}");
     env.run("lpmx-env", ["bookworm", "host", "add", "relative:/x"])
         .failure(2)
@@ -112,7 +100,7 @@ fn exposed_programs_compose_host_to_trixie_to_bullseye() {
     );
     run.success();
     assert!(run.stdout.starts_with("11."), "bullseye's file: {run:#?}");
-    let run = with_input(env.command_as_user(&wrapper), "piped\n");
+    let run = Run::feeding(&mut env.command_as_user(&wrapper), "piped\n");
     assert_eq!(run.stdout, "piped\n");
     let run = Run::from(
         env.command_as_user(&wrapper)

@@ -5,10 +5,10 @@ use std::fs;
 use std::time::Instant;
 
 use lpmx_core::oci::Platform;
-use lpmx_tests::Env;
 use lpmx_tests::faulty::FaultyRegistry;
 use lpmx_tests::image::{Format, small_image};
 use lpmx_tests::registry::Target;
+use lpmx_tests::{Env, Run};
 
 /// A store holding an unpacked three-layer image; returns its layers document.
 fn unpacked(env: &Env) -> String {
@@ -160,4 +160,52 @@ fn bad_input_creates_nothing() {
         .failure(2);
     env.run("lpmx-mkroot", Vec::<&str>::new()).failure(2);
     assert_eq!(fs::read_dir(env.store().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_relative_store_location_is_taken_from_where_the_tool_starts() {
+    let env = Env::new();
+    let registry = FaultyRegistry::start();
+    let image = small_image(Format::Oci, &Platform::host().to_string(), 2);
+    registry.push_image("r", "t", &image);
+    // LPMX_HOME=store, from the env's directory.
+    let relative = |tool: &str, args: &[&str], input: &str| {
+        Run::feeding(env.tool(tool).args(args).env("LPMX_HOME", "store"), input)
+    };
+    let pulled = relative(
+        "lpmx-pull",
+        &["-q", &format!("{}/r:t", registry.host())],
+        "",
+    );
+    pulled.success();
+    let unpacked = relative("lpmx-unpack", &[], &pulled.stdout);
+    unpacked.success();
+    let made = relative("lpmx-mkroot", &["dev"], &unpacked.stdout);
+    made.success();
+    // Every path the documents name is absolute, in the store.
+    let stack = made.json();
+    let store = env.store();
+    let named = std::iter::once(&stack["upper"])
+        .chain([&stack["index"], &stack["env_file"]])
+        .chain(
+            stack["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| &l["path"]),
+        );
+    for path in named {
+        let path = std::path::Path::new(path.as_str().unwrap());
+        assert!(path.starts_with(&store), "{path:?} is not in {store:?}");
+    }
+    // So the container is usable from anywhere, with the store named
+    // another way.
+    let packed = env
+        .tool("lpmx-pack")
+        .arg("dev")
+        .current_dir(env.home())
+        .env("LPMX_HOME", "../store")
+        .output()
+        .unwrap();
+    Run::from(packed).success();
 }
