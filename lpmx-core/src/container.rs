@@ -75,7 +75,7 @@ impl StackDocument {
         let mut roots: Vec<PathBuf> = Vec::new();
         let entries = self.layers.iter().map(|layer| layer.path.as_path());
         for path in entries.chain([self.index.as_path()]) {
-            if let Some(root) = path.parent().and_then(Path::parent)
+            if let Some(root) = crate::Store::root_of(path)
                 && !roots.iter().any(|r| r == root)
             {
                 roots.push(root.to_owned());

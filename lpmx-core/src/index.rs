@@ -95,8 +95,9 @@ pub fn ensure(
             why: e.to_string(),
         })?;
         let temp = store.temp_path("libs");
-        let built =
-            crate::libraries::build(&index, &view, &temp).and_then(|()| fs::rename(&temp, &farm));
+        let built = crate::libraries::build(&index, &view, &temp)
+            .and_then(|()| store.share_tree(&temp))
+            .and_then(|()| fs::rename(&temp, &farm));
         if built.is_err() {
             let _ = fs::remove_dir_all(&temp);
         }

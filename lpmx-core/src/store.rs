@@ -93,7 +93,31 @@ pub struct Store {
     root: PathBuf,
     /// Read-only stores searched after this one, in order.
     shared: Vec<PathBuf>,
+    /// [`Store::shared_bits`], read once.
+    sharing: std::sync::OnceLock<u32>,
 }
+
+/// The subdirectories of every store.
+const STORE_DIRS: [&str; 7] = [
+    "blobs/sha256",
+    "layers",
+    "indexes",
+    "containers",
+    "tmp",
+    "locks",
+    "imports",
+];
+
+/// What of them (and their parents, and the version file) the users a store
+/// is shared with read; `containers/`, `tmp/` and `locks/` stay the owner's.
+const SHARED_ENTRIES: [&str; 6] = [
+    "version",
+    "blobs",
+    "blobs/sha256",
+    "layers",
+    "indexes",
+    "imports",
+];
 
 /// The variable naming the shared stores, `:`-separated, searched in order.
 pub const STORE_PATH_VAR: &str = "LPMX_STORE_PATH";
@@ -132,25 +156,23 @@ impl Store {
         let store = Store {
             root,
             shared: Vec::new(),
+            sharing: std::sync::OnceLock::new(),
         };
         if !store.root.exists() {
-            // Private unless its owner opens it to others (see the module).
+            // Private unless its owner opens it to others (see the module);
+            // its parents are ordinary directories.
             use std::os::unix::fs::DirBuilderExt;
-            let made = fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&store.root);
-            made.map_err(StoreError::io(&store.root))?;
+            if let Some(parent) = store.root.parent() {
+                fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(&store.root) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::io(&store.root)(e));
+                }
+                _ => {}
+            }
         }
-        for dir in [
-            "blobs/sha256",
-            "layers",
-            "indexes",
-            "containers",
-            "tmp",
-            "locks",
-            "imports",
-        ] {
+        for dir in STORE_DIRS {
             let path = store.root.join(dir);
             fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
         }
@@ -169,6 +191,14 @@ impl Store {
                     .map_err(StoreError::io(&version_path))?;
             }
             Err(e) => return Err(StoreError::io(&version_path)(e)),
+        }
+        if store.shared_bits() != 0 {
+            // Made before the store was shared, or under a strict umask.
+            // Only its owner can change them; a member of a group that may
+            // write to the store leaves them as they are.
+            for entry in SHARED_ENTRIES {
+                let _ = store.share(&store.root.join(entry));
+            }
         }
         Ok(store)
     }
@@ -225,6 +255,12 @@ impl Store {
         &self.root
     }
 
+    /// The root of the store holding `entry`, a layer directory or an index
+    /// (`STORE/layers/HEX`, `STORE/indexes/HEX`), as documents name them.
+    pub fn root_of(entry: &Path) -> Option<&Path> {
+        entry.parent()?.parent()
+    }
+
     /// The shared stores searched after this one.
     pub fn shared(&self) -> &[PathBuf] {
         &self.shared
@@ -249,10 +285,25 @@ impl Store {
             .unwrap_or(own)
     }
 
-    /// Blob `digest`: where the first store that has it keeps it, else
-    /// where this store would.
+    /// Blob `digest` where the first store of the search path that has it
+    /// keeps it; `None` when none has it.
+    pub fn find_blob(&self, digest: &Digest) -> Option<PathBuf> {
+        let entry = Self::blob_entry(digest);
+        self.roots()
+            .map(|root| root.join(&entry))
+            .find(|path| path.is_file())
+    }
+
+    /// Where this store keeps (or would write) blob `digest`.
+    pub fn own_blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join(Self::blob_entry(digest))
+    }
+
+    /// [`Store::find_blob`], else [`Store::own_blob_path`]: the path to read
+    /// a blob from, which names a missing blob in errors.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.search(&Self::blob_entry(digest), Path::is_file)
+        self.find_blob(digest)
+            .unwrap_or_else(|| self.own_blob_path(digest))
     }
 
     fn blob_entry(digest: &Digest) -> PathBuf {
@@ -260,7 +311,7 @@ impl Store {
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        self.find_blob(digest).is_some()
     }
 
     /// The file whose presence in a store's root shares the store.
@@ -272,11 +323,58 @@ impl Store {
     /// can read every layer. 0 for a store not shared: files an image keeps
     /// private stay owner-only, whatever the root's mode.
     pub fn shared_bits(&self) -> u32 {
+        *self.sharing.get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            if !self.root.join(Self::SHARED_MARKER).is_file() {
+                return 0;
+            }
+            fs::metadata(&self.root).map_or(0, |m| m.permissions().mode() & 0o055)
+        })
+    }
+
+    /// Gives `path`, written into this store by its owner, what the users
+    /// the store is shared with need of it whatever the umask was: read,
+    /// and search or run for directories and programs ([`Store::shared_bits`]).
+    /// Nothing for a store not shared, or a symlink. Every writer of a
+    /// shared entry calls this before the entry appears (its rename).
+    pub fn share(&self, path: &Path) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        if !self.root.join(Self::SHARED_MARKER).is_file() {
-            return 0;
+        let bits = self.shared_bits();
+        if bits == 0 {
+            return Ok(());
         }
-        fs::metadata(&self.root).map_or(0, |m| m.permissions().mode() & 0o055)
+        let meta = fs::symlink_metadata(path)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let wanted = if meta.is_dir() || mode & 0o100 != 0 {
+            bits
+        } else {
+            bits & 0o044
+        };
+        if mode & wanted == wanted {
+            return Ok(());
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | wanted))
+    }
+
+    /// [`Store::share`] for `dir` and everything below it (a small tree: a
+    /// library directory).
+    pub fn share_tree(&self, dir: &Path) -> io::Result<()> {
+        if self.shared_bits() == 0 {
+            return Ok(());
+        }
+        self.share(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                self.share_tree(&entry.path())?;
+            } else {
+                self.share(&entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// Where a download of `digest` accumulates until it is verified; it
@@ -375,7 +473,8 @@ impl Store {
     /// file under the digest.
     pub fn commit_blob(&self, digest: &Digest, complete: &Path) -> io::Result<PathBuf> {
         File::open(complete)?.sync_data()?;
-        let path = self.root.join(Self::blob_entry(digest));
+        self.share(complete)?;
+        let path = self.own_blob_path(digest);
         fs::rename(complete, &path)?;
         Ok(path)
     }
@@ -385,7 +484,7 @@ impl Store {
     pub fn put_blob(&self, bytes: &[u8]) -> io::Result<Digest> {
         let digest = Digest::of(bytes);
         if !self.has_blob(&digest) {
-            self.write_atomically(&self.root.join(Self::blob_entry(&digest)), bytes)?;
+            self.write_atomically(&self.own_blob_path(&digest), bytes)?;
         }
         Ok(digest)
     }
@@ -397,6 +496,7 @@ impl Store {
             let mut file = File::create(&temp)?;
             file.write_all(bytes)?;
             file.sync_data()?;
+            self.share(&temp)?;
             fs::rename(&temp, path)
         })();
         if result.is_err() {
@@ -491,11 +591,26 @@ fn process_exists(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    fn process_umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
     #[test]
     fn open_creates_the_layout_and_refuses_other_formats() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("s")).unwrap();
+        let store = Store::open(dir.path().join("a/s")).unwrap();
         assert!(store.root().join("blobs/sha256").is_dir());
+        let mode = |path: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(path).unwrap().permissions().mode() & 0o077
+        };
+        assert_eq!(mode(store.root()), 0, "a new store is private");
+        assert_eq!(
+            mode(&dir.path().join("a")),
+            0o777 & !process_umask() & 0o077
+        );
         let digest = store.put_blob(b"hello").unwrap();
         assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), b"hello");
         assert!(store.has_blob(&digest));
@@ -550,10 +665,11 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(store.shared_bits(), 0);
         // A root others may enter shares nothing until its owner says so.
+        let reopened = || Store::open(&own_root).unwrap();
         fs::set_permissions(&own_root, fs::Permissions::from_mode(0o751)).unwrap();
-        assert_eq!(store.shared_bits(), 0);
+        assert_eq!(reopened().shared_bits(), 0);
         fs::write(own_root.join(Store::SHARED_MARKER), "").unwrap();
-        assert_eq!(store.shared_bits(), 0o051);
+        assert_eq!(reopened().shared_bits(), 0o051);
         fs::remove_file(own_root.join(Store::SHARED_MARKER)).unwrap();
         fs::set_permissions(&own_root, fs::Permissions::from_mode(0o700)).unwrap();
 
@@ -584,6 +700,58 @@ mod tests {
         assert!(indexes[0].starts_with(&own_root) && indexes[1].starts_with(site.root()));
         let record = store.import_record_path(b"key");
         assert_eq!(record, store.own_import_record_path(b"key"));
+    }
+
+    #[test]
+    fn what_a_shared_store_holds_is_readable_by_its_sharers_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("site");
+        Store::open(&root).unwrap();
+        let mode = |path: &Path| fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777;
+        let set = |path: &Path, mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        // As a strict umask (077) made them, then shared to the group.
+        for entry in SHARED_ENTRIES.iter().chain(&["tmp"]) {
+            let path = root.join(entry);
+            set(&path, if path.is_dir() { 0o700 } else { 0o600 });
+        }
+        set(&root, 0o750);
+        fs::write(root.join(Store::SHARED_MARKER), "").unwrap();
+        let store = Store::open(&root).unwrap();
+        for entry in SHARED_ENTRIES {
+            let path = root.join(entry);
+            let wanted = if path.is_dir() { 0o750 } else { 0o640 };
+            assert_eq!(mode(&path), wanted, "{entry}");
+        }
+        assert_eq!(mode(&root.join("tmp")), 0o700, "the owner's own stays so");
+        let file = root.join("tmp/f");
+        fs::write(&file, "").unwrap();
+        set(&file, 0o600);
+        store.share(&file).unwrap();
+        assert_eq!(mode(&file), 0o640);
+        set(&file, 0o700);
+        store.share(&file).unwrap();
+        assert_eq!(mode(&file), 0o750, "programs are run");
+        let tree = root.join("tmp/tree");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(tree.join("sub/f"), "").unwrap();
+        std::os::unix::fs::symlink("sub/f", tree.join("link")).unwrap();
+        for (path, m) in [("sub/f", 0o600), ("sub", 0o700), ("", 0o700)] {
+            set(&tree.join(path), m);
+        }
+        store.share_tree(&tree).unwrap();
+        assert_eq!(
+            [
+                mode(&tree),
+                mode(&tree.join("sub")),
+                mode(&tree.join("sub/f"))
+            ],
+            [0o750, 0o750, 0o640]
+        );
+        let blob = store.put_blob(b"blob").unwrap();
+        assert_eq!(mode(&store.blob_path(&blob)) & 0o040, 0o040);
     }
 
     #[test]

@@ -100,27 +100,24 @@ pub fn adopt(
     staged: &Path,
 ) -> Result<StackDocument, MkrootError> {
     check_name(name)?;
+    // Paths from this store (and the shared ones), not from the document:
+    // it may come from another host (see lpmx-pack).
+    let mut stack_layers = Vec::with_capacity(layers.layers.len());
     for layer in &layers.layers {
         let dir = store.layer_dir(&layer.diff_id);
         if !dir.exists() {
             return Err(MkrootError::MissingLayer(dir.path().to_owned()));
         }
+        stack_layers.push(lpmx_core::document::UnpackedLayer {
+            diff_id: layer.diff_id.clone(),
+            path: dir.path().to_owned(),
+        });
     }
     let _lock = store.lock(&format!("container-{name}"))?;
     let dir = store.container_dir(name);
     if dir.exists() {
         return Err(MkrootError::Taken(name.to_owned()));
     }
-    // Paths from this store (and the shared ones), not from the document:
-    // it may come from another host (see lpmx-pack).
-    let stack_layers: Vec<_> = layers
-        .layers
-        .iter()
-        .map(|layer| lpmx_core::document::UnpackedLayer {
-            diff_id: layer.diff_id.clone(),
-            path: store.layer_dir(&layer.diff_id).path().to_owned(),
-        })
-        .collect();
     // Built by lpmx-unpack already, normally: then this costs a few stats.
     let index = lpmx_core::index::ensure(store, &stack_layers)?;
     let stack = StackDocument {

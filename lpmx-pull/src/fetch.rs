@@ -41,13 +41,13 @@ pub fn fetch_blob(
     task: &Task,
 ) -> Result<(PathBuf, Fetched), PullError> {
     let digest = &descriptor.digest;
-    let path = store.blob_path(digest);
-    if path.is_file() {
+    if let Some(path) = store.find_blob(digest) {
         return Ok((path, Fetched::AlreadyPresent));
     }
     // Another process may be downloading the same blob: wait for it, then
     // find the blob present or take over its partial file.
     let _lock = store.lock_blob(digest)?;
+    let path = store.own_blob_path(digest);
     if path.is_file() {
         return Ok((path, Fetched::AlreadyPresent));
     }

@@ -153,8 +153,7 @@ fn fetch_manifest(
     reference: &str,
     expected: Option<&Digest>,
 ) -> Result<(Digest, ManifestKind), PullError> {
-    if let Some(digest) = expected.filter(|d| store.has_blob(d)) {
-        let path = store.blob_path(digest);
+    if let Some((digest, path)) = expected.and_then(|d| Some((d, store.find_blob(d)?))) {
         let body = std::fs::read(&path).map_err(PullError::io(&path))?;
         if Digest::of(&body) == *digest {
             return Ok((digest.clone(), ManifestKind::parse(None, &body)?));
@@ -196,7 +195,7 @@ fn fetch_manifest(
     let kind = ManifestKind::parse(content_type.as_deref(), &body)?;
     store
         .put_blob(&body)
-        .map_err(PullError::io(store.blob_path(&digest)))?;
+        .map_err(PullError::io(store.own_blob_path(&digest)))?;
     Ok((digest, kind))
 }
 

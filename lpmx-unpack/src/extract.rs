@@ -319,7 +319,16 @@ impl Extractor {
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&full).map_err(self.io_error(&prefix))?;
+                    // 0755 holds every bit a shared store gives (0o055).
+                    const IMPLIED: u32 = 0o755;
+                    fs::DirBuilder::new()
+                        .mode(IMPLIED)
+                        .create(&full)
+                        .map_err(self.io_error(&prefix))?;
+                    if self.needs_chmod(IMPLIED) {
+                        fs::set_permissions(&full, fs::Permissions::from_mode(IMPLIED))
+                            .map_err(self.io_error(&prefix))?;
+                    }
                 }
                 Err(e) => return Err(self.io_error(&prefix)(e)),
             }

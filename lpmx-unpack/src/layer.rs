@@ -47,10 +47,9 @@ pub fn unpack_layer(
             layer: name.clone(),
             media_type: layer.media_type.clone(),
         })?;
-    let blob = store.blob_path(&layer.digest);
-    if !blob.is_file() {
-        return Err(UnpackError::MissingBlob(layer.digest.clone()));
-    }
+    let blob = store
+        .find_blob(&layer.digest)
+        .ok_or_else(|| UnpackError::MissingBlob(layer.digest.clone()))?;
     let temp = store.temp_path(&format!("layer-{}", layer.diff_id.hex()));
     let root = temp.join(ROOT_DIR);
     fs::create_dir_all(&root).map_err(UnpackError::io(&root))?;
@@ -75,7 +74,7 @@ pub fn unpack_layer(
             });
         }
         meta.diff_id = Some(layer.diff_id.clone());
-        write_meta(&temp, &meta)?;
+        write_meta(store, &temp, &meta)?;
         fs::rename(&temp, dir.path()).map_err(UnpackError::io(dir.path()))
     })();
     if let Err(e) = result {
@@ -85,10 +84,17 @@ pub fn unpack_layer(
     Ok((dir, Outcome::Unpacked))
 }
 
-fn write_meta(temp: &Path, meta: &LayerMeta) -> Result<(), UnpackError> {
+/// Writes a layer's metadata into `temp`, about to become the layer, and
+/// gives the layer's own directories and metadata the store's sharing
+/// (the extraction gave its entries theirs).
+fn write_meta(store: &Store, temp: &Path, meta: &LayerMeta) -> Result<(), UnpackError> {
     let meta_path = temp.join(lpmx_core::layer::META_FILE);
     let file = fs::File::create(&meta_path).map_err(UnpackError::io(&meta_path))?;
-    write_document(meta, io::BufWriter::new(file)).map_err(UnpackError::io(&meta_path))
+    write_document(meta, io::BufWriter::new(file)).map_err(UnpackError::io(&meta_path))?;
+    for path in [temp.to_owned(), temp.join(ROOT_DIR), meta_path] {
+        store.share(&path).map_err(UnpackError::io(&path))?;
+    }
+    Ok(())
 }
 
 /// Puts a layer extracted elsewhere (`temp`, holding `root/`, in the
@@ -110,7 +116,7 @@ pub(crate) fn install_layer(
             return Ok(());
         }
         meta.diff_id = Some(diff_id.clone());
-        write_meta(temp, &meta)?;
+        write_meta(store, temp, &meta)?;
         fs::rename(temp, dir.path()).map_err(UnpackError::io(dir.path()))
     })();
     if temp.exists() {

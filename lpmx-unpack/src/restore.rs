@@ -77,7 +77,7 @@ pub fn restore(
             let path = stage.join("blobs").join(digest.hex());
             store
                 .commit_blob(digest, &path)
-                .map_err(UnpackError::io(store.blob_path(digest)))?;
+                .map_err(UnpackError::io(store.own_blob_path(digest)))?;
         }
         let layers = unpack_missing(store, &document, jobs, progress)?;
         write_container_files(&document, &staged.meta, &stage)?;

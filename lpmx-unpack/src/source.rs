@@ -50,14 +50,14 @@ pub fn import_archive(
             ));
         }
         let blobs = |digest: &Digest| -> Result<PathBuf, UnpackError> {
-            if store.has_blob(digest) {
-                return Ok(store.blob_path(digest));
+            if let Some(found) = store.find_blob(digest) {
+                return Ok(found);
             }
             let source = path.join("blobs/sha256").join(digest.hex());
             let file = File::open(&source)
                 .map_err(|e| archive_error(&source, format!("cannot read blob {digest}: {e}")))?;
             copy_into_store(store, file, Some(digest), &source)?;
-            Ok(store.blob_path(digest))
+            Ok(store.own_blob_path(digest))
         };
         let index = fs::read(path.join("index.json")).map_err(UnpackError::io(path))?;
         return from_oci_index(store, path, &index, &blobs, selection);
@@ -196,11 +196,9 @@ fn import_tar(
     }
     if let Some(index) = small.get("index.json") {
         let blobs = |digest: &Digest| -> Result<PathBuf, UnpackError> {
-            if store.has_blob(digest) {
-                Ok(store.blob_path(digest))
-            } else {
-                Err(bad(format!("lacks blob {digest}")))
-            }
+            store
+                .find_blob(digest)
+                .ok_or_else(|| bad(format!("lacks blob {digest}")))
         };
         return from_oci_index(store, path, index, &blobs, selection);
     }
@@ -269,7 +267,7 @@ fn copy_into_store(
         if !store.has_blob(&digest) {
             store
                 .commit_blob(&digest, &temp)
-                .map_err(UnpackError::io(store.blob_path(&digest)))?;
+                .map_err(UnpackError::io(store.own_blob_path(&digest)))?;
         }
         Ok(digest)
     })();

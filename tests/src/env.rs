@@ -65,6 +65,8 @@ pub struct Env {
     dir: tempfile::TempDir,
     uid: u32,
     gid: u32,
+    /// The umask the tools start with, when not the caller's.
+    umask: Option<u32>,
 }
 
 impl Default for Env {
@@ -90,7 +92,12 @@ impl Env {
             .tempdir()
             .expect("temp dir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let env = Env { dir, uid, gid };
+        let env = Env {
+            dir,
+            uid,
+            gid,
+            umask: None,
+        };
         for sub in ["home", "store"] {
             env.make_user_dir(&env.dir.path().join(sub));
         }
@@ -98,6 +105,13 @@ impl Env {
         // others by their owner).
         fs::set_permissions(env.store(), fs::Permissions::from_mode(0o700)).expect("chmod");
         env
+    }
+
+    /// This env, its tools started with `umask` (a strict one, 077, is
+    /// common on shared machines).
+    pub fn with_umask(mut self, umask: u32) -> Env {
+        self.umask = Some(umask);
+        self
     }
 
     /// Creates `path` owned by the user the tools run as.
@@ -156,17 +170,33 @@ impl Env {
     /// store and nothing of the caller's credentials: for peers such as
     /// `umoci` that must run under the same conditions as the tools.
     pub fn command_as_user(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut command = if running_as_root() {
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={}", self.uid))
-                .arg(format!("--regid={}", self.gid))
-                .arg("--clear-groups")
-                .arg("--")
-                .arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
+        // [setpriv ... --] [sh -c 'umask M && exec "$0" "$@"'] program
+        let mut words: Vec<std::ffi::OsString> = Vec::new();
+        if running_as_root() {
+            words.extend(
+                [
+                    "setpriv".to_owned(),
+                    format!("--reuid={}", self.uid),
+                    format!("--regid={}", self.gid),
+                    "--clear-groups".to_owned(),
+                    "--".to_owned(),
+                ]
+                .map(Into::into),
+            );
+        }
+        if let Some(umask) = self.umask {
+            words.extend(
+                [
+                    "/bin/sh".to_owned(),
+                    "-c".to_owned(),
+                    format!("umask {umask:03o} && exec \"$0\" \"$@\""),
+                ]
+                .map(Into::into),
+            );
+        }
+        words.push(program.as_ref().to_owned());
+        let mut command = Command::new(&words[0]);
+        command.args(&words[1..]);
         command
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")

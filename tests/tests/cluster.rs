@@ -619,8 +619,10 @@ fn a_read_only_shared_store_serves_other_users_containers_without_copies() {
     use lpmx_tests::registry::Target;
     use std::os::unix::fs::PermissionsExt;
 
-    // The site's store, another user's: read-only to the test user.
-    let site = Env::other_user();
+    // The site's store, another user's: read-only to the test user. Its
+    // owner works under a strict umask: what lpmx writes into a shared
+    // store gets the sharing whatever the umask.
+    let site = Env::other_user().with_umask(0o077);
     // Its owner opens it to others and shares it: lpmx-unpack then gives
     // every layer what they need to read it.
     fs::set_permissions(site.store(), fs::Permissions::from_mode(0o755)).unwrap();

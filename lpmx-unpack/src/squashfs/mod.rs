@@ -291,7 +291,7 @@ fn convert(
             if !store.has_blob(&digest) {
                 store
                     .commit_blob(&digest, blob_temp)
-                    .map_err(UnpackError::io(store.blob_path(&digest)))?;
+                    .map_err(UnpackError::io(store.own_blob_path(&digest)))?;
             }
             install_layer(store, layer_temp, &digest, meta)?;
             (found, digest, size)
