@@ -11,7 +11,7 @@
 
 use core::ffi::{CStr, c_char, c_int, c_void};
 
-use crate::buf::{Buf, CAPACITY, cstr, starts_with};
+use crate::buf::{Buf, CAPACITY, cstr, is_under, starts_with};
 use crate::export::export;
 use crate::resolve::{Place, resolve_at};
 use crate::state::{self, State};
@@ -123,6 +123,10 @@ pub struct Launch {
     /// A static program, which the loader starts with libunion linked in
     /// (`lpmx_trap::exec::RUN_STATIC`): no ELF interpreter, no preload.
     standalone: bool,
+    /// The container's library directory no longer holds (a run changed
+    /// the writable layer's libraries): the program and its children
+    /// search as before, without checking it again at every exec.
+    container_libs_stale: bool,
 }
 
 #[expect(
@@ -226,15 +230,31 @@ fn inspect_fd(fd: i32, path: &Buf, loader: &mut Buf) -> Result<Program, i32> {
     Ok(Program::Static)
 }
 
+/// Where [`Launch::translate_library_path`] looks for a library directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Search {
+    /// In every layer, the writable one and binds.
+    Everywhere,
+    /// In the writable layer and binds (the image's are elsewhere).
+    UpperAndBinds,
+    /// In binds only.
+    Binds,
+}
+
 /// Whether the container's library directory `dir` still holds what the
-/// writable layer has: every `PATH<TAB>TIME` line of its stamp
-/// (`lpmx_core::libraries::STAMP`) names a file with that modification
-/// time (`-`: missing), as when lpmx-exec built it.
+/// writable layer has: every line of its stamp
+/// (`lpmx_union::upper::stamp`) names a file with that modification time,
+/// as when lpmx-exec built it.
 fn container_libs_hold(dir: &[u8]) -> bool {
+    use lpmx_union::upper::stamp;
     let Ok(mut path) = Buf::from(dir) else {
         return false;
     };
-    if path.push(b"/.stamp").is_err() {
+    if path
+        .push(b"/")
+        .and_then(|()| path.push(stamp::NAME.as_bytes()))
+        .is_err()
+    {
         return false;
     }
     let Ok(fd) = sys::openat(sys::AT_FDCWD, path.c(), sys::O_CLOEXEC, 0) else {
@@ -249,31 +269,19 @@ fn container_libs_hold(dir: &[u8]) -> bool {
     if len == text.len() {
         return false; // not a stamp lpmx-exec writes
     }
-    text[..len]
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-        .all(|line| {
-            let Some(tab) = line.iter().position(|&b| b == b'\t') else {
-                return false;
-            };
-            let (file, time) = (&line[..tab], &line[tab + 1..]);
-            let Ok(file) = Buf::from(file) else {
-                return false;
-            };
-            let mut st = [0u64; 18];
-            match crate::host::lstat(&file, &mut st) {
-                Err(_) => time == b"-",
-                Ok(_) => {
-                    let (mut seconds, mut nanos) = ([0u8; 12], [0u8; 12]);
-                    let seconds = sys::format_int(st[11] as i64, &mut seconds);
-                    let nanos = sys::format_int(st[12] as i64, &mut nanos);
-                    time.len() == seconds.len() + 1 + nanos.len()
-                        && time.starts_with(seconds)
-                        && time[seconds.len()] == b'.'
-                        && time.ends_with(nanos)
-                }
-            }
-        })
+    stamp::lines(&text[..len]).all(|line| {
+        let Some((file, time)) = line else {
+            return false;
+        };
+        let Ok(file) = Buf::from(file) else {
+            return false;
+        };
+        let mut st = [0u64; 18];
+        let modified = crate::host::lstat(&file, &mut st)
+            .ok()
+            .map(|_| (st[11] as i64, st[12] as i64));
+        stamp::holds(time, modified)
+    })
 }
 
 /// Fills `out` from offset `at` of the file, from `head` (its first
@@ -331,7 +339,7 @@ fn is_ours(entry: &[u8]) -> bool {
         b"LPMX_LIBS",
         b"LPMX_CONTAINER_LIBS",
         b"LPMX_LIB",
-        b"LPMX_GPU_LIBS",
+        b"LPMX_HOST_LIBS",
         b"LPMX_HOST_EXEC",
         b"LPMX_EXE",
         b"LPMX_ARGV0",
@@ -446,24 +454,38 @@ impl Launch {
     }
 
     /// The program's own `LD_LIBRARY_PATH` names container directories;
-    /// the loader's library path needs them in every layer (or, with
-    /// `layers` false, only in the writable one).
+    /// the loader's library path needs them where `search` says: in
+    /// every layer, or only in the writable layer and binds, or only in
+    /// binds. A bind is a directory of its own whatever the layers, so it
+    /// is always searched, as a mount there would be.
     fn translate_library_path(
         &mut self,
         state: &State,
         value: &[u8],
-        layers: bool,
+        search: Search,
     ) -> Result<(), i32> {
         let Some(index) = state.index else {
             return Ok(());
         };
+        let layers = search == Search::Everywhere;
         for dir in value.split(|&b| b == b':').filter(|d| !d.is_empty()) {
             let first = dir
                 .split(|&b| b == b'/')
                 .find(|c| !c.is_empty())
                 .unwrap_or(b"");
-            if !layers && !crate::upper::may_hold(state, first) {
-                continue; // nothing of it in the writable layer
+            let in_bind = || {
+                state.binds[..state.bind_count]
+                    .iter()
+                    .any(|b| is_under(dir, b.container))
+            };
+            let skip = match search {
+                Search::Everywhere => false,
+                // Nothing of it in the writable layer.
+                Search::UpperAndBinds => !crate::upper::may_hold(state, first) && !in_bind(),
+                Search::Binds => !in_bind(),
+            };
+            if skip {
+                continue;
             }
             let (mut canon, mut host) = (Buf::new(), Buf::new());
             let Ok(found) = resolve_at(state, sys::AT_FDCWD, dir, true, &mut canon, &mut host)
@@ -473,6 +495,7 @@ impl Launch {
             match found.place {
                 Place::Missing => continue,
                 Place::Bind => self.add_libpath(host.as_bytes())?,
+                _ if search == Search::Binds => {}
                 _ => {
                     let inside = if canon.as_bytes() == b"/" {
                         &b""[..]
@@ -600,23 +623,31 @@ impl Launch {
         if self.standalone {
             return self.build(state, argv, envp);
         }
-        if !state.gpu_libs.is_empty() {
-            // The host's driver, before any stub an image may carry.
-            self.add_libpath(state.gpu_libs)?;
+        if !state.host_libs.is_empty() {
+            // The host's GPU driver, before any stub an image may carry,
+            // and library files bound into library directories, which
+            // hide the image's of their names.
+            self.add_libpath(state.host_libs)?;
         }
         // SAFETY: the caller's environment.
         if let Some(value) = unsafe { env_value(envp, b"LD_LIBRARY_PATH") } {
-            self.translate_library_path(state, value, true)?;
+            self.translate_library_path(state, value, Search::Everywhere)?;
         }
-        if !state.container_libs.is_empty() && container_libs_hold(state.container_libs) {
-            // The writable layer's libraries and the image's, in one.
+        let container_libs = !state.container_libs.is_empty();
+        if container_libs && container_libs_hold(state.container_libs) {
+            // The writable layer's libraries and the image's, in one;
+            // a bind over a library directory first, as it hides theirs.
+            self.translate_library_path(state, state.libdirs, Search::Binds)?;
             self.add_libpath(state.container_libs)?;
-        } else if state.libs.is_empty() {
-            self.translate_library_path(state, state.libdirs, true)?;
+            return self.build(state, argv, envp);
+        }
+        self.container_libs_stale = container_libs;
+        if state.libs.is_empty() {
+            self.translate_library_path(state, state.libdirs, Search::Everywhere)?;
         } else {
             // The image's libraries, one directory whatever the layers;
-            // the writable layer's (installed later) first.
-            self.translate_library_path(state, state.libdirs, false)?;
+            // the writable layer's (installed later) and binds first.
+            self.translate_library_path(state, state.libdirs, Search::UpperAndBinds)?;
             self.add_libpath(state.libs)?;
         }
         self.build(state, argv, envp)
@@ -641,7 +672,7 @@ impl Launch {
         };
         if path.contains(&b'/') {
             let full = self.rooted(path)?;
-            if !state.tools.is_empty() && crate::buf::is_under(full.as_bytes(), state.tools) {
+            if !state.tools.is_empty() && is_under(full.as_bytes(), state.tools) {
                 self.loader = full;
                 return Ok(true);
             }
@@ -880,10 +911,17 @@ impl Launch {
             (b"LPMX_LIB=", lib),
             (b"LPMX_HOST_PROGRAMS=", state.host_programs),
             (b"LPMX_TOOLS=", state.tools),
-            (b"LPMX_GPU_LIBS=", state.gpu_libs),
+            (b"LPMX_HOST_LIBS=", state.host_libs),
             (b"LPMX_HOST_EXEC=", state.host_exec),
             (b"LPMX_LIBS=", state.libs),
-            (b"LPMX_CONTAINER_LIBS=", state.container_libs),
+            (
+                b"LPMX_CONTAINER_LIBS=",
+                if self.container_libs_stale {
+                    b""
+                } else {
+                    state.container_libs
+                },
+            ),
             (b"LPMX_STORE=", state.store),
             (b"LPMX_LOADER=", state.loader),
             (
@@ -932,6 +970,7 @@ macro_rules! launch {
             core::ptr::addr_of_mut!((*p).libpath_len).write(0);
             core::ptr::addr_of_mut!((*p).loader_args).write(0);
             core::ptr::addr_of_mut!((*p).standalone).write(false);
+            core::ptr::addr_of_mut!((*p).container_libs_stale).write(false);
             core::ptr::addr_of_mut!((*p).strings_len).write(0);
             (*p).libpath[0] = 0;
             &mut *p

@@ -14,7 +14,8 @@
 //! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
 //! LPMX_HOST_PROGRAMS  the container's host programs (CONTAINER=HOST lines)
 //! LPMX_TOOLS    the lpmx tools' directory: run there as host programs
-//! LPMX_GPU_LIBS the host's GPU driver libraries, first in the library path
+//! LPMX_HOST_LIBS host libraries first in the library path: the GPU driver's,
+//!               and library files bound into library directories
 //! LPMX_HOST_EXEC more host programs for this run (':'-separated)
 //! LPMX_ROOT     1 for fake root (`root.rs`); LPMX_IDS its ids
 //! LPMX_ENV_FILE the container's environment file, applied at every exec
@@ -61,7 +62,7 @@ pub struct State {
     pub tools: &'static [u8],
     /// The host's GPU driver libraries (lpmx-exec --gpu), and container
     /// paths run as host programs for this run (':'-separated).
-    pub gpu_libs: &'static [u8],
+    pub host_libs: &'static [u8],
     pub host_exec: &'static [u8],
     /// Fake root (`LPMX_ROOT=1`, lpmx-exec --root).
     pub root: bool,
@@ -101,7 +102,7 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     lib: &[],
     host_programs: &[],
     tools: &[],
-    gpu_libs: &[],
+    host_libs: &[],
     host_exec: &[],
     root: false,
     env_file: &[],
@@ -199,7 +200,7 @@ fn init() {
     state.lib = var(b"LPMX_LIB\0");
     state.host_programs = var(b"LPMX_HOST_PROGRAMS\0");
     state.tools = trim_slash(var(b"LPMX_TOOLS\0"));
-    state.gpu_libs = var(b"LPMX_GPU_LIBS\0");
+    state.host_libs = var(b"LPMX_HOST_LIBS\0");
     state.host_exec = var(b"LPMX_HOST_EXEC\0");
     state.root = var(b"LPMX_ROOT\0") == b"1";
     state.env_file = var(b"LPMX_ENV_FILE\0");

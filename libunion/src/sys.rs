@@ -79,6 +79,11 @@ macro_rules! real {
         let mut f = SLOT.load(core::sync::atomic::Ordering::Relaxed);
         if f.is_null() {
             f = $crate::sys::next(concat!($name, "\0").as_bytes());
+            if f.is_null() {
+                // The image's libc lacks it (closefrom before glibc 2.34):
+                // remembered, so later calls do not search again.
+                f = $crate::sys::ABSENT;
+            }
             SLOT.store(f, core::sync::atomic::Ordering::Relaxed);
         }
         $crate::sys::as_fn::<$ty>(f)
@@ -86,10 +91,14 @@ macro_rules! real {
 }
 pub(crate) use real;
 
+/// What [`real!`] keeps for a function no object defines: never a
+/// function's address (it is in the first page, which nothing maps).
+pub const ABSENT: *mut c_void = core::ptr::without_provenance_mut(1);
+
 /// A function pointer from `next`: callers name the libc function's
 /// exact type, which is what makes calling it sound.
 pub fn as_fn<F: Copy>(symbol: *mut c_void) -> Option<F> {
     const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<*mut c_void>()) };
     // SAFETY: F is a function pointer type of the same size.
-    (!symbol.is_null()).then(|| unsafe { core::mem::transmute_copy(&symbol) })
+    (!symbol.is_null() && symbol != ABSENT).then(|| unsafe { core::mem::transmute_copy(&symbol) })
 }

@@ -36,7 +36,7 @@ fn host(p: usize) -> bool {
     let s = state::get();
     let under = |prefix: &[u8]| !prefix.is_empty() && is_under(path, prefix);
     s.store.split(|&b| b == b':').any(under)
-        || [s.lib_dir, s.tools, s.gpu_libs, s.loader]
+        || [s.lib_dir, s.tools, s.host_libs, s.loader]
             .into_iter()
             .any(under)
 }

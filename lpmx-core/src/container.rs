@@ -133,7 +133,7 @@ pub fn make_empty_dir(upper: &Path) -> std::io::Result<()> {
 }
 
 /// `upper` with a side file's suffix (`lpmx_union::upper`).
-fn side_file(upper: &Path, suffix: &[u8]) -> PathBuf {
+pub(crate) fn side_file(upper: &Path, suffix: &[u8]) -> PathBuf {
     beside(upper, &String::from_utf8_lossy(suffix))
 }
 

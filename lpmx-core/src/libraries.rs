@@ -186,7 +186,7 @@ fn fill(index: &Index, view: &View, out: &Path, names: &mut BTreeSet<String>) ->
 
 /// The file of a container's library directory that records what it was
 /// built from.
-pub const STAMP: &str = ".stamp";
+pub use lpmx_union::upper::stamp::NAME as STAMP;
 
 /// A container's own library directory, beside its writable layer
 /// (`upper.libs`).
@@ -203,23 +203,24 @@ pub const STAMP: &str = ".stamp";
 /// layer's library directories and of its whiteouts file, one
 /// `PATH<TAB>TIME` line each) and searches as before when it does not.
 pub fn container_farm_path(upper: &Path) -> PathBuf {
-    crate::container::beside(upper, ".libs")
+    crate::container::side_file(upper, lpmx_union::upper::LIBS)
 }
 
-/// `path`'s modification time as the stamp writes it (`-`: missing).
-fn stamp_time(path: &Path) -> String {
+/// `path`'s modification time, for the stamp (`None`: missing).
+fn modified(path: &Path) -> Option<(i64, i64)> {
     use std::os::unix::fs::MetadataExt;
-    match fs::symlink_metadata(path) {
-        Ok(meta) => format!("{}.{}", meta.mtime(), meta.mtime_nsec()),
-        Err(_) => "-".to_owned(),
-    }
+    let meta = fs::symlink_metadata(path).ok()?;
+    Some((meta.mtime(), meta.mtime_nsec()))
 }
 
 /// Whether the stamp `text` still describes the files it names.
-fn stamp_holds(text: &str) -> bool {
-    text.lines().all(|line| {
-        line.split_once('\t')
-            .is_some_and(|(path, time)| stamp_time(Path::new(path)) == time)
+fn stamp_holds(text: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    lpmx_union::upper::stamp::lines(text).all(|line| {
+        line.is_some_and(|(path, time)| {
+            let path = Path::new(std::ffi::OsStr::from_bytes(path));
+            lpmx_union::upper::stamp::holds(time, modified(path))
+        })
     })
 }
 
@@ -228,7 +229,7 @@ fn stamp_holds(text: &str) -> bool {
 /// (libunion then searches as before, at no cost).
 pub fn refresh_container_farm(stack: &StackDocument) -> io::Result<Option<PathBuf>> {
     let farm = container_farm_path(&stack.upper);
-    if let Ok(stamp) = fs::read_to_string(farm.join(STAMP))
+    if let Ok(stamp) = fs::read(farm.join(STAMP))
         && stamp_holds(&stamp)
     {
         return Ok(Some(farm));
@@ -257,7 +258,7 @@ pub fn refresh_container_farm(stack: &StackDocument) -> io::Result<Option<PathBu
     if !dirs.iter().any(|(_, host)| host.is_dir()) {
         return Ok(None);
     }
-    let mut stamp = String::new();
+    let mut stamp = Vec::new();
     let whiteouts = crate::container::Whiteouts::path(&stack.upper);
     // Each link names the file at the end of the library's symlinks; the
     // usual hop outside the library directories is Debian's alternatives
@@ -265,7 +266,12 @@ pub fn refresh_container_farm(stack: &StackDocument) -> io::Result<Option<PathBu
     let alternatives = stack.upper.join("etc/alternatives");
     let watched = [whiteouts.as_path(), alternatives.as_path()];
     for path in dirs.iter().map(|(_, host)| host.as_path()).chain(watched) {
-        stamp.push_str(&format!("{}\t{}\n", path.display(), stamp_time(path)));
+        use std::os::unix::ffi::OsStrExt;
+        let mut time = [0u8; lpmx_union::upper::stamp::TIME_LEN];
+        stamp.extend_from_slice(path.as_os_str().as_bytes());
+        stamp.push(b'\t');
+        stamp.extend_from_slice(lpmx_union::upper::stamp::time(modified(path), &mut time));
+        stamp.push(b'\n');
     }
     let index = Index::parse(fs::read(&stack.index)?).map_err(io::Error::other)?;
     // Each build is a directory of its own (`upper.libs.<unique>`), and

@@ -3,9 +3,8 @@
 //!
 //! The driver's libraries are found the way the host's loader finds them
 //! (`ldconfig -p`, so split directories work) by the names the driver
-//! installs; a directory of symlinks to them (`gpu/<hash>/` in the store)
-//! goes first in the loader's library path of every program in the
-//! container. The driver's tools (`nvidia-smi`...) run as host programs at
+//! installs; they go first in the loader's library path of every program
+//! in the container (`crate::host_libs`). The driver's tools (`nvidia-smi`...) run as host programs at
 //! their host paths. `/dev/nvidia*` and `/proc/driver/nvidia` come with the
 //! default binds of /dev and /proc. `NVIDIA_VISIBLE_DEVICES` is honoured as
 //! the NVIDIA container toolkit does: `none`/`void` inject nothing, a list
@@ -16,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// File name prefixes of the NVIDIA driver's user-space libraries.
@@ -94,39 +93,6 @@ pub fn find_programs() -> Vec<PathBuf> {
                 .find(|p| p.is_file())
         })
         .collect()
-}
-
-/// A directory of symlinks to `libraries` under `store_root/gpu/`, made
-/// once per set of libraries, appearing by rename.
-pub fn library_dir(
-    store_root: &Path,
-    libraries: &BTreeMap<String, PathBuf>,
-) -> std::io::Result<PathBuf> {
-    let listing: String = libraries
-        .iter()
-        .map(|(name, path)| format!("{name}={}\n", path.display()))
-        .collect();
-    let key = lpmx_core::Digest::of(listing.as_bytes());
-    let dir = store_root.join("gpu").join(key.short());
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let temp = store_root
-        .join("tmp")
-        .join(format!("gpu-{}.{}", key.short(), std::process::id()));
-    fs::create_dir_all(&temp)?;
-    for (name, path) in libraries {
-        std::os::unix::fs::symlink(path, temp.join(name))?;
-    }
-    fs::create_dir_all(store_root.join("gpu"))?;
-    match fs::rename(&temp, &dir) {
-        Ok(()) => Ok(dir),
-        Err(_) if dir.is_dir() => {
-            let _ = fs::remove_dir_all(&temp);
-            Ok(dir)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Whether NVIDIA_VISIBLE_DEVICES asks for no GPU.

@@ -54,8 +54,8 @@ pub enum LaunchError {
     StorePath(std::ffi::OsString),
     #[error(transparent)]
     Ephemeral(#[from] crate::ephemeral::EphemeralError),
-    #[error("cannot make the GPU library directory in {path}: {source}")]
-    Gpu {
+    #[error("cannot make the host library directory in {path}: {source}")]
+    HostLibs {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -73,7 +73,7 @@ impl Classify for LaunchError {
             LaunchError::EnvFile { .. }
             | LaunchError::NoLibunion(_)
             | LaunchError::Load { .. }
-            | LaunchError::Gpu { .. }
+            | LaunchError::HostLibs { .. }
             | LaunchError::Ephemeral(_) => Exit::IoErr,
             LaunchError::Workdir { .. } => Exit::NoInput,
             LaunchError::Exec { .. } => Exit::Failure,
@@ -341,16 +341,13 @@ pub fn exec(
     );
     binds.extend(crate::launcher::directory_binds(&passed, &binds));
     let mut env = environment(stack, request, &passed)?;
-    let mut gpu_libs = PathBuf::new();
+    let mut host_libraries = crate::host_libs::bound(&binds);
     let mut host_exec = Vec::new();
     if request.gpu && !crate::gpu::disabled() {
-        let libraries = crate::gpu::find_libraries();
-        gpu_libs = crate::gpu::library_dir(store.root(), &libraries).map_err(|source| {
-            LaunchError::Gpu {
-                path: store.root().join("gpu"),
-                source,
-            }
-        })?;
+        // A library bound by hand wins over the driver's of that name.
+        for (name, path) in crate::gpu::find_libraries() {
+            host_libraries.entry(name).or_insert(path);
+        }
         for program in crate::gpu::find_programs() {
             binds.push(Bind {
                 host: program.clone(),
@@ -364,6 +361,16 @@ pub fn exec(
             env.push(("CUDA_VISIBLE_DEVICES".to_owned(), devices));
         }
     }
+    let host_libs = if host_libraries.is_empty() {
+        PathBuf::new()
+    } else {
+        crate::host_libs::library_dir(store.root(), &host_libraries).map_err(|source| {
+            LaunchError::HostLibs {
+                path: crate::host_libs::parent_dir(store.root()),
+                source,
+            }
+        })?
+    };
     let command = command(stack, request)?;
     let workdir = workdir(stack, request, &binds);
     let libunion = find_libunion()?;
@@ -406,7 +413,7 @@ pub fn exec(
         ("LPMX_STORE", store_list),
         ("LPMX_LOADER", loader.into_os_string()),
         ("LPMX_TRAP", if request.no_trap { "0" } else { "" }.into()),
-        ("LPMX_GPU_LIBS", gpu_libs.into_os_string()),
+        ("LPMX_HOST_LIBS", host_libs.into_os_string()),
         ("LPMX_HOST_EXEC", host_exec.join(":").into()),
         ("LPMX_HOST_PROGRAMS", host_programs.into_os_string()),
         ("LPMX_TOOLS", tools.into_os_string()),

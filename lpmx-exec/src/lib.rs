@@ -11,6 +11,7 @@ pub mod cli;
 pub mod elf;
 pub mod ephemeral;
 pub mod gpu;
+pub mod host_libs;
 pub mod identity;
 pub mod launch;
 pub mod launcher;

@@ -484,6 +484,17 @@ fn libraries_installed_into_the_container_are_found_and_deleted_ones_are_not() {
     let (program, v1, v2) = (program.display(), v1.display(), v2.display());
     let libs = "/usr/lib/x86_64-linux-gnu";
     let farm = env.store().join("containers/c/upper.libs");
+    let first_dir = dir.join("first");
+    let first_dir = first_dir.display();
+    // Libraries in binds are found, as a mount's would be: a directory over
+    // a library directory, a file into one.
+    let bound = |bind: String| {
+        let run = exec(&env, &["--bind", &bind], &format!("{program}"));
+        run.success();
+        run.stdout
+    };
+    assert_eq!(bound(format!("{first_dir}:/usr/local/lib")), "first\n");
+    assert_eq!(bound(format!("{v2}:{libs}/libgreet.so.1")), "second\n");
 
     // Installed during a run: that run's next programs find it.
     let run = exec(&env, &["--root"], &format!("cp {v1} {libs}/ && {program}"));
@@ -524,4 +535,7 @@ fn libraries_installed_into_the_container_are_found_and_deleted_ones_are_not() {
         "a deleted image library stays out"
     );
     assert!(farm.join("libc.so.6").exists());
+    // With the container's library directory in use, binds come first too.
+    assert_eq!(bound(format!("{first_dir}:/usr/local/lib")), "first\n");
+    assert_eq!(bound(format!("{v2}:{libs}/libgreet.so.1")), "second\n");
 }

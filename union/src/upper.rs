@@ -16,6 +16,8 @@
 //!                  container maps shared (see `Counter`); also the lock
 //!                  that writers of upper.whiteouts take
 //! upper.empty      an empty directory, mode 0555 (see `EMPTY`)
+//! upper.libs/      the container's library directory (lpmx-core's
+//!                  `libraries`), valid while its `.stamp` holds (`stamp`)
 //! ```
 
 /// The suffixes that name the side files after the writable layer's path.
@@ -26,6 +28,63 @@ pub const COUNTERS: &[u8] = b".gen";
 /// lpmx-exec: what a container shows where a bind's path needs a directory
 /// the container does not have.
 pub const EMPTY: &[u8] = b".empty";
+/// The container's library directory.
+pub const LIBS: &[u8] = b".libs";
+
+/// The stamp of the container's library directory (`upper.libs/.stamp`):
+/// what it was built from, one `PATH<TAB>TIME` line per file, TIME the
+/// file's modification time (`SECONDS.NANOSECONDS`, or `-` for a missing
+/// file). The directory is valid while every line holds.
+pub mod stamp {
+    /// The stamp's name in the library directory.
+    pub const NAME: &str = ".stamp";
+    /// The TIME of a missing file.
+    pub const MISSING: &[u8] = b"-";
+    /// The longest TIME: 20 digits, a dot, 9 digits.
+    pub const TIME_LEN: usize = 30;
+
+    /// The `(PATH, TIME)` of each line of `text`; `None` for a line
+    /// without a tab (no stamp lpmx-exec writes).
+    pub fn lines(text: &[u8]) -> impl Iterator<Item = Option<(&[u8], &[u8])>> {
+        text.split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let tab = line.iter().position(|&b| b == b'\t')?;
+                Some((&line[..tab], &line[tab + 1..]))
+            })
+    }
+
+    /// TIME for a file modified at `seconds`.`nanos` (`None`: missing).
+    pub fn time(modified: Option<(i64, i64)>, out: &mut [u8; TIME_LEN]) -> &[u8] {
+        let Some((seconds, nanos)) = modified else {
+            return MISSING;
+        };
+        let mut len = 0;
+        let mut put = |bytes: &[u8]| {
+            out[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        let mut digits = [0u8; 20];
+        if seconds < 0 {
+            put(b"-");
+        }
+        put(super::decimal(seconds.unsigned_abs(), &mut digits));
+        put(b".");
+        // Below 10^9 from any stat; kept so whatever a caller passes.
+        put(super::decimal(
+            nanos.unsigned_abs() % 1_000_000_000,
+            &mut digits,
+        ));
+        &out[..len]
+    }
+
+    /// Whether `time` (a line's TIME) says the file was modified at
+    /// `modified` (`None`: missing).
+    pub fn holds(time_field: &[u8], modified: Option<(i64, i64)>) -> bool {
+        let mut out = [0u8; TIME_LEN];
+        time(modified, &mut out) == time_field
+    }
+}
 
 /// What a name of a file being copied into the writable layer carries,
 /// after the file's own name and before a random suffix: each copy is
@@ -178,6 +237,33 @@ fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamp_lines_and_times_read_as_written() {
+        let mut out = [0u8; stamp::TIME_LEN];
+        assert_eq!(
+            stamp::time(Some((1700000000, 5)), &mut out),
+            b"1700000000.5"
+        );
+        assert_eq!(stamp::time(None, &mut out), b"-");
+        assert_eq!(stamp::time(Some((-1, 0)), &mut out), b"-1.0");
+        let max = stamp::time(Some((i64::MIN, 999_999_999)), &mut out).len();
+        assert_eq!(max, stamp::TIME_LEN);
+        assert!(stamp::holds(b"12.34", Some((12, 34))));
+        assert!(!stamp::holds(b"12.34", Some((12, 3))));
+        assert!(!stamp::holds(b"12.34", None));
+        assert!(stamp::holds(b"-", None));
+        let text = b"/a\t1.2\n/b\t-\n\n";
+        let lines: std::vec::Vec<_> = stamp::lines(text).collect();
+        assert_eq!(
+            lines,
+            [
+                Some((&b"/a"[..], &b"1.2"[..])),
+                Some((&b"/b"[..], &b"-"[..]))
+            ]
+        );
+        assert_eq!(stamp::lines(b"no tab\n").next(), Some(None));
+    }
 
     #[test]
     fn whiteout_lines_read_as_written() {
