@@ -473,11 +473,7 @@ impl Launch {
                 .split(|&b| b == b'/')
                 .find(|c| !c.is_empty())
                 .unwrap_or(b"");
-            let in_bind = || {
-                state.binds[..state.bind_count]
-                    .iter()
-                    .any(|b| is_under(dir, b.container))
-            };
+            let in_bind = || crate::resolve::bind_of(state, dir).is_some();
             let skip = match search {
                 Search::Everywhere => false,
                 // Nothing of it in the writable layer.

@@ -113,7 +113,7 @@ struct Union<'a> {
 
 /// The bind `canon` is at or below (the outermost, as the walk enters it
 /// first).
-fn bind_of<'s>(state: &'s State, canon: &[u8]) -> Option<&'s state::Bind> {
+pub(crate) fn bind_of<'s>(state: &'s State, canon: &[u8]) -> Option<&'s state::Bind> {
     state.binds[..state.bind_count]
         .iter()
         .filter(|b| is_under(canon, b.container))
@@ -250,11 +250,7 @@ impl Layers for Union<'_> {
         let top = canon[1..].split(|&b| b == b'/').next().unwrap_or(b"");
         // The binds first: they are in memory, and a path below one (/proc,
         // /dev, /tmp) needs nothing of the writable layer's records.
-        if state.binds[..state.bind_count]
-            .iter()
-            .any(|b| is_under(canon, b.container))
-            || crate::upper::may_hold(state, top)
-        {
+        if bind_of(state, canon).is_some() || crate::upper::may_hold(state, top) {
             return Ok(None);
         }
         let key = &canon[1..];

@@ -60,8 +60,9 @@ pub struct State {
     /// (both run as host programs).
     pub host_programs: &'static [u8],
     pub tools: &'static [u8],
-    /// The host's GPU driver libraries (lpmx-exec --gpu), and container
-    /// paths run as host programs for this run (':'-separated).
+    /// Host libraries first in the library path (the GPU driver's, bound
+    /// library files: lpmx-exec's `host_libs`), and container paths run as
+    /// host programs for this run (':'-separated).
     pub host_libs: &'static [u8],
     pub host_exec: &'static [u8],
     /// Fake root (`LPMX_ROOT=1`, lpmx-exec --root).

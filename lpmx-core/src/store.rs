@@ -274,24 +274,25 @@ impl Store {
     /// Relative path `entry` in the first store of the search path where
     /// `found` holds for it, else in this store (where it is written).
     fn search(&self, entry: &Path, found: impl Fn(&Path) -> bool) -> PathBuf {
-        let own = self.root.join(entry);
-        if self.shared.is_empty() || found(&own) {
-            return own;
+        if self.shared.is_empty() {
+            return self.root.join(entry);
         }
-        self.shared
-            .iter()
+        self.find(entry, found)
+            .unwrap_or_else(|| self.root.join(entry))
+    }
+
+    /// Relative path `entry` in the first store of the search path where
+    /// `found` holds for it; `None` when it holds in none.
+    fn find(&self, entry: &Path, found: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+        self.roots()
             .map(|root| root.join(entry))
             .find(|path| found(path))
-            .unwrap_or(own)
     }
 
     /// Blob `digest` where the first store of the search path that has it
     /// keeps it; `None` when none has it.
     pub fn find_blob(&self, digest: &Digest) -> Option<PathBuf> {
-        let entry = Self::blob_entry(digest);
-        self.roots()
-            .map(|root| root.join(&entry))
-            .find(|path| path.is_file())
+        self.find(&Self::blob_entry(digest), Path::is_file)
     }
 
     /// Where this store keeps (or would write) blob `digest`.
@@ -302,8 +303,7 @@ impl Store {
     /// [`Store::find_blob`], else [`Store::own_blob_path`]: the path to read
     /// a blob from, which names a missing blob in errors.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.find_blob(digest)
-            .unwrap_or_else(|| self.own_blob_path(digest))
+        self.search(&Self::blob_entry(digest), Path::is_file)
     }
 
     fn blob_entry(digest: &Digest) -> PathBuf {
@@ -578,6 +578,14 @@ pub fn lock_file(file: &File) -> io::Result<()> {
 }
 
 /// Whether process `pid` exists (one that may not be signalled does).
+/// The umask, read from /proc (Linux 4.7+) since umask(2) cannot be read
+/// without changing it under other threads' feet.
+pub fn process_umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+}
+
 fn process_exists(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
@@ -591,12 +599,6 @@ fn process_exists(pid: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn process_umask() -> u32 {
-        let status = fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
-        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
-    }
-
     #[test]
     fn open_creates_the_layout_and_refuses_other_formats() {
         let dir = tempfile::tempdir().unwrap();
@@ -609,7 +611,7 @@ mod tests {
         assert_eq!(mode(store.root()), 0, "a new store is private");
         assert_eq!(
             mode(&dir.path().join("a")),
-            0o777 & !process_umask() & 0o077
+            0o777 & !process_umask().unwrap() & 0o077
         );
         let digest = store.put_blob(b"hello").unwrap();
         assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), b"hello");

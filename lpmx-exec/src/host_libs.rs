@@ -34,10 +34,10 @@ pub fn bound(binds: &[Bind]) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
-/// The directory of symlinks to `libraries` under `store_root/host-libs/`,
+/// The directory of symlinks to `libraries` under `host-libs/` in `store`,
 /// made once per set of libraries, appearing by rename.
 pub fn library_dir(
-    store_root: &Path,
+    store: &lpmx_core::Store,
     libraries: &BTreeMap<String, PathBuf>,
 ) -> std::io::Result<PathBuf> {
     let listing: String = libraries
@@ -45,33 +45,37 @@ pub fn library_dir(
         .map(|(name, path)| format!("{name}={}\n", path.display()))
         .collect();
     let key = lpmx_core::Digest::of(listing.as_bytes());
-    let parent = parent_dir(store_root);
+    let parent = parent_dir(store);
     let dir = parent.join(key.short());
     if dir.is_dir() {
         return Ok(dir);
     }
-    let temp =
-        store_root
-            .join("tmp")
-            .join(format!("host-libs-{}.{}", key.short(), std::process::id()));
-    fs::create_dir_all(&temp)?;
-    for (name, path) in libraries {
-        std::os::unix::fs::symlink(path, temp.join(name))?;
-    }
-    fs::create_dir_all(&parent)?;
-    match fs::rename(&temp, &dir) {
+    let temp = store.temp_path(&format!("host-libs-{}", key.short()));
+    let made = (|| {
+        fs::create_dir(&temp)?;
+        for (name, path) in libraries {
+            std::os::unix::fs::symlink(path, temp.join(name))?;
+        }
+        fs::create_dir_all(&parent)?;
+        fs::rename(&temp, &dir)
+    })();
+    match made {
         Ok(()) => Ok(dir),
+        // Another process made it first.
         Err(_) if dir.is_dir() => {
             let _ = fs::remove_dir_all(&temp);
             Ok(dir)
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&temp);
+            Err(e)
+        }
     }
 }
 
 /// Where [`library_dir`] keeps its directories.
-pub fn parent_dir(store_root: &Path) -> PathBuf {
-    store_root.join("host-libs")
+pub fn parent_dir(store: &lpmx_core::Store) -> PathBuf {
+    store.root().join("host-libs")
 }
 
 #[cfg(test)]
@@ -99,8 +103,7 @@ mod tests {
             found.into_iter().collect::<Vec<_>>(),
             [("libfabric.so.1".to_owned(), lib.clone())]
         );
-        let store = dir.path().join("store");
-        fs::create_dir_all(store.join("tmp")).unwrap();
+        let store = lpmx_core::Store::open(dir.path().join("store")).unwrap();
         let made = library_dir(&store, &bound(&binds)).unwrap();
         assert_eq!(fs::read_link(made.join("libfabric.so.1")).unwrap(), lib);
         assert_eq!(library_dir(&store, &bound(&binds)).unwrap(), made);

@@ -364,9 +364,9 @@ pub fn exec(
     let host_libs = if host_libraries.is_empty() {
         PathBuf::new()
     } else {
-        crate::host_libs::library_dir(store.root(), &host_libraries).map_err(|source| {
+        crate::host_libs::library_dir(store, &host_libraries).map_err(|source| {
             LaunchError::HostLibs {
-                path: crate::host_libs::parent_dir(store.root()),
+                path: crate::host_libs::parent_dir(store),
                 source,
             }
         })?

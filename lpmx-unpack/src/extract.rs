@@ -47,7 +47,7 @@ pub fn extract(
         meta: LayerMeta::new(),
         dir_times: Vec::new(),
         buffer: vec![0; 1 << 20],
-        umask: process_umask(),
+        umask: lpmx_core::store::process_umask(),
     };
     let mut archive = tar::Archive::new(reader);
     let mut last = String::new();
@@ -433,14 +433,6 @@ fn copy_data(reader: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Res
         file.set_len(length)?;
     }
     Ok(())
-}
-
-/// The umask, read from /proc (Linux 4.7+) since umask(2) cannot be read
-/// without changing it under other threads' feet.
-fn process_umask() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
-    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
 /// Normalises a tar entry name: `./a//b/` is `a/b`; `None` is the root.
