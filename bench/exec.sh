@@ -15,7 +15,10 @@
 #            minbase has none: skipped, and said so)
 # (lpmx 1 layer also without the system-call trap, --no-trap, for its cost)
 # and: create a container from the pulled layers and run /bin/true in it;
-# then launch once more, lpmx and native taking turns (3x ROUNDS rounds).
+# then launch once more, lpmx and native taking turns (3x ROUNDS rounds),
+# and the floor under that figure: native with one more library preloaded,
+# with libunion preloaded but inactive, and with each program started
+# through lpmx-loader, each taking turns with native.
 #
 # Goals (issue 4): lpmx at most 1.3x native for process launch, at most
 # 1.5x native for the stat-heavy runs (find, ls -lR), ten layers as fast as
@@ -137,6 +140,23 @@ if [ "$(id -u)" -eq 0 ]; then
     for name in "lpmx 1 layer" "lpmx 10 layers"; do
         bench/turns.py "$turns" true "launch 500x /bin/true" \
             "$name" "cd / && ${prefix[$name]} sh -c '${inner[launch]}'" \
+            native "cd / && ${prefix[native]} sh -c '${inner[launch]}'"
+    done
+    # The floor under lpmx's launch figure, from its parts run natively
+    # (no container, nothing translated): what loading one more library
+    # costs any preload (the image's own 14 KiB libdl.so.2), what loading
+    # libunion costs (inactive: no LPMX_ variables), and what starting
+    # each program through lpmx-loader costs (the trap's way in).
+    cp "$bin/libunion.so" "$bin/lpmx-loader" "$root/tmp/"
+    ldso=/lib64/ld-linux-x86-64.so.2
+    through_loader="/tmp/lpmx-loader --lpmx-interp $ldso $ldso /bin/true"
+    declare -A floor
+    floor["native, libdl.so.2 preloaded"]="${prefix[native]} sh -c 'export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libdl.so.2; ${inner[launch]}'"
+    floor["native, libunion.so preloaded, inactive"]="${prefix[native]} sh -c 'export LD_PRELOAD=/tmp/libunion.so; ${inner[launch]}'"
+    floor["native, each through lpmx-loader"]="${prefix[native]} sh -c '${inner[launch]//\/bin\/true/$through_loader}'"
+    for name in "native, libdl.so.2 preloaded" "native, libunion.so preloaded, inactive" "native, each through lpmx-loader"; do
+        bench/turns.py "$turns" true "launch 500x /bin/true" \
+            "$name" "cd / && ${floor[$name]}" \
             native "cd / && ${prefix[native]} sh -c '${inner[launch]}'"
     done
 fi

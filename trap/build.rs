@@ -8,7 +8,12 @@ fn main() {
         "-nostdlib",
         "-static",
         "-no-pie",
-        "-Wl,--image-base=0x7e19fff00000",
+        // The ELF headers in the page below the gadget, and one segment
+        // for code and read-only data, one for data: each segment is a
+        // mapping the kernel makes at every exec.
+        "-Wl,--image-base=0x7e19fffff000",
+        "-Wl,--no-rosegment",
+        "-Wl,-z,norelro",
         // The gadget page where every process under the trap has it
         // (lpmx_sys::GADGET).
         "-Wl,--section-start=.lpmx_gadget=0x7e1a00000000",

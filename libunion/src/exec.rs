@@ -328,33 +328,59 @@ unsafe fn env_value<'a>(envp: *const *const c_char, name: &[u8]) -> Option<&'a [
     unsafe { sys::env_entry(envp, name).map(|(_, value)| cstr(value.cast())) }
 }
 
-/// Variables libunion sets on every exec; the caller's copies are dropped.
+/// The variables that carry libunion's state from exec to exec (names
+/// with their `=`), with their values for the next container program.
+fn state_variables(state: &State, container_libs_stale: bool) -> [(&'static [u8], &[u8]); 15] {
+    [
+        (b"LD_PRELOAD=", state.lib),
+        (b"LPMX_UPPER=", state.upper),
+        (b"LPMX_INDEX=", state.index_var),
+        (b"LPMX_BINDS=", state.binds_var),
+        (b"LPMX_LIBDIRS=", state.libdirs),
+        (b"LPMX_LIB=", state.lib),
+        (b"LPMX_HOST_PROGRAMS=", state.host_programs),
+        (b"LPMX_TOOLS=", state.tools),
+        (b"LPMX_HOST_LIBS=", state.host_libs),
+        (b"LPMX_HOST_EXEC=", state.host_exec),
+        (b"LPMX_LIBS=", state.libs),
+        (
+            b"LPMX_CONTAINER_LIBS=",
+            if container_libs_stale {
+                b""
+            } else {
+                state.container_libs
+            },
+        ),
+        (b"LPMX_STORE=", state.store),
+        (b"LPMX_LOADER=", state.loader),
+        (
+            b"LPMX_TRAP=",
+            if crate::state::trapped() { b"1" } else { b"" },
+        ),
+    ]
+}
+
+/// The variables [`Launch::build`] writes itself: from the environment
+/// file, fake root's ids and the program started.
+const PER_EXEC_VARIABLES: [&[u8]; 6] = [ENV_KEYS, ENV_FILE, ROOT, crate::ids::VARIABLE, EXE, ARGV0];
+const ENV_KEYS: &[u8] = b"LPMX_ENV_KEYS=";
+const ENV_FILE: &[u8] = b"LPMX_ENV_FILE=";
+const ROOT: &[u8] = b"LPMX_ROOT=";
+const EXE: &[u8] = b"LPMX_EXE=";
+const ARGV0: &[u8] = b"LPMX_ARGV0=";
+
+/// Variables libunion sets on every exec; the caller's copies are dropped
+/// (and a host program gets none of them).
 fn is_ours(entry: &[u8]) -> bool {
-    const OURS: &[&[u8]] = &[
-        b"LD_PRELOAD",
-        b"LPMX_UPPER",
-        b"LPMX_INDEX",
-        b"LPMX_BINDS",
-        b"LPMX_LIBDIRS",
-        b"LPMX_LIBS",
-        b"LPMX_CONTAINER_LIBS",
-        b"LPMX_LIB",
-        b"LPMX_HOST_LIBS",
-        b"LPMX_HOST_EXEC",
-        b"LPMX_EXE",
-        b"LPMX_ARGV0",
-        b"LPMX_ENV_FILE",
-        b"LPMX_ENV_KEYS",
-        b"LPMX_ROOT",
-        b"LPMX_IDS",
-        b"LPMX_HOST_PROGRAMS",
-        b"LPMX_TOOLS",
-        b"LPMX_STORE",
-        b"LPMX_LOADER",
-        b"LPMX_TRAP",
-    ];
-    OURS.iter()
-        .any(|name| starts_with(entry, name) && entry.get(name.len()) == Some(&b'='))
+    PER_EXEC_VARIABLES
+        .iter()
+        .copied()
+        .chain(
+            state_variables(state::get(), false)
+                .iter()
+                .map(|(name, _)| *name),
+        )
+        .any(|name| starts_with(entry, name))
 }
 
 /// Whether the program at `host` may be executed: by the kernel's check
@@ -874,7 +900,7 @@ impl Launch {
             self.envp.push(entry)?;
         }
         let keys_start = self.strings_len;
-        self.add_raw(b"LPMX_ENV_KEYS=")?;
+        self.add_raw(ENV_KEYS)?;
         let mut first = true;
         for (key, _) in file.entries() {
             if !first {
@@ -885,10 +911,10 @@ impl Launch {
         }
         self.add_raw(b"\0")?;
         self.envp.push(self.strings[keys_start..].as_ptr().cast())?;
-        let env_file = self.add_string(&[b"LPMX_ENV_FILE=", state.env_file])?;
+        let env_file = self.add_string(&[ENV_FILE, state.env_file])?;
         self.envp.push(env_file)?;
         if state.root {
-            let root = self.add_string(&[b"LPMX_ROOT=1"])?;
+            let root = self.add_string(&[ROOT, b"1"])?;
             self.envp.push(root)?;
             let mut ids = Buf::new();
             crate::ids::var(&mut ids)?;
@@ -896,44 +922,16 @@ impl Launch {
             self.envp.push(ids)?;
         }
         drop(file);
-        let lib = state.lib;
-        let preload = self.add_string(&[b"LD_PRELOAD=", lib])?;
-        self.envp.push(preload)?;
-        for (name, value) in [
-            (&b"LPMX_UPPER="[..], state.upper),
-            (b"LPMX_INDEX=", state.index_var),
-            (b"LPMX_BINDS=", state.binds_var),
-            (b"LPMX_LIBDIRS=", state.libdirs),
-            (b"LPMX_LIB=", lib),
-            (b"LPMX_HOST_PROGRAMS=", state.host_programs),
-            (b"LPMX_TOOLS=", state.tools),
-            (b"LPMX_HOST_LIBS=", state.host_libs),
-            (b"LPMX_HOST_EXEC=", state.host_exec),
-            (b"LPMX_LIBS=", state.libs),
-            (
-                b"LPMX_CONTAINER_LIBS=",
-                if self.container_libs_stale {
-                    b""
-                } else {
-                    state.container_libs
-                },
-            ),
-            (b"LPMX_STORE=", state.store),
-            (b"LPMX_LOADER=", state.loader),
-            (
-                b"LPMX_TRAP=",
-                if crate::state::trapped() { b"1" } else { b"" },
-            ),
-        ] {
+        for (name, value) in state_variables(state, self.container_libs_stale) {
             let entry = self.add_string(&[name, value])?;
             self.envp.push(entry)?;
         }
         let canon = Buf::from(self.program_canon.as_bytes())?;
-        let exe = self.add_string(&[b"LPMX_EXE=", canon.as_bytes()])?;
+        let exe = self.add_string(&[EXE, canon.as_bytes()])?;
         self.envp.push(exe)?;
         if !self.standalone {
             let argv0 = Buf::from(self.argv0.as_bytes())?;
-            let argv0 = self.add_string(&[b"LPMX_ARGV0=", argv0.as_bytes()])?;
+            let argv0 = self.add_string(&[ARGV0, argv0.as_bytes()])?;
             self.envp.push(argv0)?;
         }
         Ok(())

@@ -137,10 +137,13 @@ fn set(new: Ids) {
     FSUID.store(new.uid[FS], Ordering::Release);
 }
 
+/// The variable's name, with its `=`.
+pub const VARIABLE: &[u8] = b"LPMX_IDS=";
+
 /// `LPMX_IDS=...` for an exec, into `out`.
 pub fn var(out: &mut Buf) -> Result<(), i32> {
     let ids = get();
-    out.set(b"LPMX_IDS=")?;
+    out.set(VARIABLE)?;
     let mut digits = [0u8; 12];
     let values = [
         ids.uid[0], ids.uid[1], ids.uid[2], ids.gid[0], ids.gid[1], ids.gid[2], ids.uid[3],
