@@ -129,7 +129,6 @@ fn open_dir(path: &Buf) -> Result<i32, i32> {
     crate::host::open(path, sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map(|fd| fd as i32)
 }
 
-/// Fills `dir` with the merged listing of canonical container dir `canon`.
 /// The `d_type` of an index kind; devices, fifos and sockets of the image
 /// are plain files in its layers, so readers are sent to stat.
 fn d_type(kind: u8) -> u8 {
@@ -144,8 +143,14 @@ fn d_type(kind: u8) -> u8 {
 /// Fills `dir` with the merged listing of canonical container dir `canon`:
 /// the writable layer's entries as they are on disk, then the image's from
 /// the index (names, kinds and inodes), without a system call whatever the
-/// number of layers.
+/// number of layers, then the binds there that neither has.
 fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(), i32> {
+    merge_layers(dir, state, index, canon)?;
+    add_bind_points(dir, state, if canon == b"/" { b"" } else { canon })
+}
+
+/// The writable layer's and the image's part of [`merge`].
+fn merge_layers(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(), i32> {
     let key = if canon == b"/" { &b""[..] } else { &canon[1..] };
     let inside = if canon == b"/" { &b""[..] } else { canon };
     let mut have_dots = false;
@@ -207,6 +212,44 @@ fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(),
         result = dir.push(index.ino(i), d_type(entry.kind as u8), name);
     });
     result
+}
+
+/// Adds the binds below `inside` (a container directory, "" for the root)
+/// that neither the writable layer nor the image has: a mount point shows
+/// in its directory's listing, as `stat` finds it (a bind's own file, or
+/// the empty directory leading to a deeper one).
+fn add_bind_points(dir: &mut Dir, state: &State, inside: &[u8]) -> Result<(), i32> {
+    for bind in &state.binds[..state.bind_count] {
+        let Some(rest) = bind
+            .container
+            .strip_prefix(inside)
+            .and_then(|rest| rest.strip_prefix(b"/"))
+        else {
+            continue;
+        };
+        let (name, deeper) = match rest.iter().position(|&b| b == b'/') {
+            Some(slash) => (&rest[..slash], true),
+            None => (rest, false),
+        };
+        if name.is_empty() || is_dot(name) || dir.names(0, dir.len).any(|n| n == name) {
+            continue;
+        }
+        let mut host = Buf::new();
+        if deeper {
+            host.set(state.upper)?;
+            host.push(lpmx_union::upper::EMPTY)?;
+        } else {
+            host.set(bind.host)?;
+        }
+        let mut stat = [0u64; 18];
+        // The host path followed, as a mount's source is; one that is gone
+        // is not shown, as stat finds nothing there.
+        if crate::host::fstatat(&host, stat.as_mut_ptr().cast(), 0).is_ok() {
+            let kind = crate::resolve::kind_of((stat[3] & 0xffff_ffff) as u32);
+            dir.push(stat[1], d_type(kind), name)?;
+        }
+    }
+    Ok(())
 }
 
 /// A new `DIR` for the directory open as `fd`, at canonical `canon`
@@ -297,7 +340,24 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 return core::ptr::null_mut();
             }
             match open_dir(&host) {
-                Ok(fd) if found.place == Place::Bind => new_dir(fd, None, None).cast(),
+                Ok(fd) if found.place == Place::Bind => {
+                    let dir = new_dir(fd, None, None);
+                    let state = state::get();
+                    if !dir.is_null() && crate::resolve::bind_of(state, canon.as_bytes()).is_none()
+                    {
+                        // Not a bind's own directory: the empty one shown on
+                        // the way to a deeper bind, which it lists.
+                        // SAFETY: a fresh Dir of new_dir's.
+                        let filled = add_bind_points(unsafe { &mut *dir }, state, canon.as_bytes());
+                        if let Err(e) = filled {
+                            // SAFETY: ours.
+                            unsafe { close_dir(dir) };
+                            set_errno(e);
+                            return core::ptr::null_mut();
+                        }
+                    }
+                    dir.cast()
+                }
                 Ok(fd) => {
                     let id = crate::resolve::identity_of(state::get(), &found, canon.as_bytes());
                     new_dir(fd, Some(canon.as_bytes()), id).cast()

@@ -362,12 +362,21 @@ fn state_variables(state: &State, container_libs_stale: bool) -> [(&'static [u8]
 
 /// The variables [`Launch::build`] writes itself: from the environment
 /// file, fake root's ids and the program started.
-const PER_EXEC_VARIABLES: [&[u8]; 6] = [ENV_KEYS, ENV_FILE, ROOT, crate::ids::VARIABLE, EXE, ARGV0];
+const PER_EXEC_VARIABLES: [&[u8]; 7] = [
+    ENV_KEYS,
+    ENV_FILE,
+    ROOT,
+    crate::ids::VARIABLE,
+    EXE,
+    ARGV0,
+    CWD,
+];
 const ENV_KEYS: &[u8] = b"LPMX_ENV_KEYS=";
 const ENV_FILE: &[u8] = b"LPMX_ENV_FILE=";
 const ROOT: &[u8] = b"LPMX_ROOT=";
 const EXE: &[u8] = b"LPMX_EXE=";
 const ARGV0: &[u8] = b"LPMX_ARGV0=";
+const CWD: &[u8] = b"LPMX_CWD=";
 
 /// Variables libunion sets on every exec; the caller's copies are dropped
 /// (and a host program gets none of them).
@@ -929,6 +938,11 @@ impl Launch {
         let canon = Buf::from(self.program_canon.as_bytes())?;
         let exe = self.add_string(&[EXE, canon.as_bytes()])?;
         self.envp.push(exe)?;
+        let mut cwd = Buf::new();
+        if state::known_cwd(&mut cwd) {
+            let cwd = self.add_string(&[CWD, cwd.as_bytes()])?;
+            self.envp.push(cwd)?;
+        }
         if !self.standalone {
             let argv0 = Buf::from(self.argv0.as_bytes())?;
             let argv0 = self.add_string(&[ARGV0, argv0.as_bytes()])?;

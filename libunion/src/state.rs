@@ -24,6 +24,9 @@
 //! LPMX_LOADER   the loader every exec starts under the trap
 //! LPMX_TRAP     1 under the system-call trap (0 in lpmx-exec: not wanted)
 //! LPMX_EXE      (one exec only) the program's container path
+//! LPMX_CWD      (one exec only) the working directory it was started in,
+//!               used where the kernel's is the writable layer's empty
+//!               directory (the way to a deeper bind, which many share)
 //! LPMX_ARGV0    (one exec only) the argv[0] the program was given
 //! ```
 //!
@@ -72,6 +75,7 @@ pub struct State {
     pub libs: &'static [u8],
     pub container_libs: &'static [u8],
     pub exe: &'static [u8],
+    pub started_in: &'static [u8],
     /// The stores the layers are in (`LPMX_STORE`, ':'-separated, the
     /// user's and the shared ones), and the directory libunion.so is in:
     /// host paths libunion hands out, the trap leaves them the host's.
@@ -111,6 +115,7 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     libs: &[],
     container_libs: &[],
     exe: &[],
+    started_in: &[],
     store: &[],
     lib_dir: &[],
     loader: &[],
@@ -209,6 +214,7 @@ fn init() {
     state.libs = var(b"LPMX_LIBS\0");
     state.container_libs = trim_slash(var(b"LPMX_CONTAINER_LIBS\0"));
     state.exe = var(b"LPMX_EXE\0");
+    state.started_in = var(b"LPMX_CWD\0");
     state.store = trim_slash(var(b"LPMX_STORE\0"));
     state.loader = var(b"LPMX_LOADER\0");
     state.lib_dir = state
@@ -283,7 +289,17 @@ fn real_cwd(state: &State, container: &mut Buf) {
     let known = match sys::getcwd(host.spare(), crate::buf::CAPACITY) {
         Ok(len) => {
             host.set_len(len.saturating_sub(1));
-            to_container(state, host.as_bytes(), container)
+            let mut empty = Buf::new();
+            let in_empty = empty.set(state.upper).is_ok()
+                && empty.push(lpmx_union::upper::EMPTY).is_ok()
+                && host.as_bytes() == empty.as_bytes();
+            if in_empty {
+                // Every directory on the way to a deeper bind is this one
+                // on the host: the one it was started in says which.
+                !state.started_in.is_empty() && container.set(state.started_in).is_ok()
+            } else {
+                to_container(state, host.as_bytes(), container)
+            }
         }
         Err(_) => false,
     };
@@ -306,6 +322,15 @@ pub fn set_cwd(path: &[u8]) {
     CWD.with(|cwd| {
         let _ = cwd.set(path);
     });
+}
+
+/// The working directory when already known (no system call), for the
+/// next program (`LPMX_CWD`).
+pub fn known_cwd(out: &mut Buf) -> bool {
+    if crate::private::vfork_slot().is_some() {
+        return cwd(out).is_ok();
+    }
+    CWD.with(|cwd| !cwd.is_empty() && out.set(cwd.as_bytes()).is_ok())
 }
 
 pub fn cwd(out: &mut Buf) -> Result<(), i32> {

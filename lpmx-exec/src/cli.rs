@@ -65,8 +65,9 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:CONTAINER")]
     pub bind: Vec<String>,
 
-    /// Do not show a default bind: /dev, /proc, /sys, /tmp, home, or all.
-    #[arg(long, value_name = "PATH", value_parser = ["/dev", "/proc", "/sys", "/tmp", "home", "all"])]
+    /// Do not show a default bind: /dev, /proc, /sys, /tmp, home,
+    /// /etc/hosts, /etc/resolv.conf, or all.
+    #[arg(long, value_name = "PATH", value_parser = no_bind_values())]
     pub no_bind: Vec<String>,
 
     /// Set an environment variable for this run; repeatable.
@@ -155,4 +156,9 @@ pub fn main() -> ExitCode {
 
 fn fail(error: LaunchError, name: &str) -> Failure {
     Failure::classified(error, format!("failed to run in container {name}"))
+}
+
+/// `--no-bind`'s values: each default bind, or all of them.
+fn no_bind_values() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(launch::DEFAULT_BINDS.iter().copied().chain(["all"]))
 }

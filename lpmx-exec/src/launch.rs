@@ -12,9 +12,19 @@ use lpmx_core::libraries::{LIBRARY_DIRS, farm_path};
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Host paths every container sees unless turned off (`--no-bind`), as
-/// HPC container tools do: devices, kernel interfaces, scratch space and
-/// the user's home.
-pub const DEFAULT_BINDS: &[&str] = &["/dev", "/proc", "/sys", "/tmp", "home"];
+/// HPC container tools do: devices, kernel interfaces, scratch space, the
+/// user's home, and the host's name resolution (images carry no
+/// `/etc/hosts` or `/etc/resolv.conf`: Docker provides them at run time,
+/// and without them `localhost` and every host name fail to resolve).
+pub const DEFAULT_BINDS: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/tmp",
+    "home",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -142,7 +152,7 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
         if request.no_binds.iter().any(|n| n == default || n == "all") {
             continue;
         }
-        let path = if *default == "home" {
+        let container = if *default == "home" {
             match home() {
                 Some(home) => home,
                 None => continue,
@@ -150,11 +160,10 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
         } else {
             PathBuf::from(default)
         };
-        if path.exists() {
-            all.push(Bind {
-                host: path.clone(),
-                container: path,
-            });
+        // The file itself where the host's is a link (systemd-resolved's
+        // resolv.conf): its target is a host path, not one inside.
+        if let Ok(host) = container.canonicalize() {
+            all.push(Bind { host, container });
         }
     }
     all.extend(stack.binds.iter().cloned());

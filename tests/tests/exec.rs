@@ -539,25 +539,66 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
     let run = c.exec(&["--workdir", "/etc"], &["pwd"]);
     assert_eq!(run.stdout, "/etc\n");
     // A bind where the container has no directory: the directories that
-    // lead to it are there, empty, as mount points are; a file made beside
-    // it lands in the writable layer.
+    // lead to it are there, holding only the way on, as mount points are,
+    // and listed where they are, with the inode stat gives; a program
+    // started in one knows where it is (on the host, all are one empty
+    // directory); a file made beside it lands in the writable layer.
     let deep = format!("{}:/scratch/me/data", data.display());
     let run = c.exec(
         &["--bind", &deep],
         &[
             "sh",
             "-c",
-            "cat /scratch/me/data/input.csv; cd /scratch/me && ls | wc -l; stat -c '%F' /scratch; \
-             test -e /scratch/other || echo only-the-way; touch /scratch/made; \
+            "cat /scratch/me/data/input.csv; cd /scratch/me && ls && /bin/pwd; stat -c '%F' /scratch; \
+             test -e /scratch/other || echo only-the-way; ls / | grep -x scratch; \
+             touch /scratch/made; ls /scratch | tr '\\n' ' '; echo; \
+             test \"$(ls -i /scratch/me)\" = \"$(stat -c '%i data' /scratch/me/data)\" && echo same-inode; \
              cat /scratch/me/data/input.csv",
         ],
     );
     run.success();
     assert_eq!(
         lines(&run.stdout),
-        ["1,2", "0", "directory", "only-the-way", "1,2"],
+        [
+            "1,2",
+            "data",
+            "/scratch/me",
+            "directory",
+            "only-the-way",
+            "scratch",
+            "made me ",
+            "same-inode",
+            "1,2"
+        ],
         "{run:#?}"
     );
+    // The host's name resolution: images carry no /etc/hosts (Docker makes
+    // one at run time), so the host's is seen, listed in /etc, and
+    // localhost resolves; likewise /etc/resolv.conf, the file itself where
+    // the host's is a link. --no-bind shows the image's own.
+    let run = c.exec(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "ls /etc | grep -x hosts; getent hosts localhost > /dev/null && echo resolves; \
+             stat -L -c %i /etc/resolv.conf; cat /etc/hosts",
+        ],
+    );
+    run.success();
+    let out = lines(&run.stdout);
+    assert_eq!(out[..2], ["hosts", "resolves"], "{run:#?}");
+    if let Ok(resolv) = fs::metadata("/etc/resolv.conf") {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(out[2], resolv.ino().to_string(), "{run:#?}");
+    }
+    let hosts = fs::read_to_string("/etc/hosts").unwrap();
+    assert_eq!(out[3..], lines(&hosts)[..], "{run:#?}");
+    let run = c.exec(
+        &["--no-bind", "/etc/hosts"],
+        &["sh", "-c", "test -e /etc/hosts || echo the-images-own"],
+    );
+    assert_eq!(run.stdout, "the-images-own\n", "{run:#?}");
     let upper = c.env.store().join(format!("containers/{}/upper", c.name));
     assert!(upper.join("scratch/made").is_file());
     assert!(

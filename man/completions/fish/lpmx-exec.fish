@@ -1,10 +1,12 @@
 complete -c lpmx-exec -s w -l workdir -d 'The working directory, a path in the container' -r
 complete -c lpmx-exec -l bind -d 'A host directory seen inside, HOST:CONTAINER or PATH; repeatable' -r
-complete -c lpmx-exec -l no-bind -d 'Do not show a default bind: /dev, /proc, /sys, /tmp, home, or all' -r -f -a "/dev\t''
+complete -c lpmx-exec -l no-bind -d 'Do not show a default bind: /dev, /proc, /sys, /tmp, home, /etc/hosts, /etc/resolv.conf, or all' -r -f -a "/dev\t''
 /proc\t''
 /sys\t''
 /tmp\t''
 home\t''
+/etc/hosts\t''
+/etc/resolv.conf\t''
 all\t''"
 complete -c lpmx-exec -s e -l env -d 'Set an environment variable for this run; repeatable' -r
 complete -c lpmx-exec -l pass-env -d 'Pass host variable NAME in (NAME* for every name it begins); repeatable' -r
