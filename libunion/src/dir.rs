@@ -905,14 +905,31 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
         return raw();
     }
     let (mut dir_canon, mut host) = (Buf::new(), Buf::new());
-    match resolve(state, canon.as_bytes(), true, &mut dir_canon, &mut host) {
+    // The empty directory on the way to a deeper bind lists the way on.
+    let way_to_bind = match resolve(state, canon.as_bytes(), true, &mut dir_canon, &mut host) {
         Ok(found)
             if matches!(found.place, Place::Upper | Place::Lower(_))
-                && (found.kind == KIND_DIR || found.kind == 0) => {}
+                && (found.kind == KIND_DIR || found.kind == 0) =>
+        {
+            false
+        }
+        Ok(found)
+            if found.place == Place::Bind
+                && crate::resolve::bind_of(state, dir_canon.as_bytes()).is_none() =>
+        {
+            true
+        }
         _ => return raw(),
-    }
+    };
     let mut dir = Dir::empty(-1);
-    if let Err(e) = merge(&mut dir, state, index, dir_canon.as_bytes()) {
+    let filled = if way_to_bind {
+        dir.push(ino, 4, b".")
+            .and_then(|()| dir.push(ino, 4, b".."))
+            .and_then(|()| add_bind_points(&mut dir, state, dir_canon.as_bytes()))
+    } else {
+        merge(&mut dir, state, index, dir_canon.as_bytes())
+    };
+    if let Err(e) = filled {
         // SAFETY: malloc'd by merge, or null.
         unsafe { sys::free(dir.records.cast()) };
         return -(e as isize);

@@ -10,7 +10,10 @@ use lpmx_tests::{Env, Run};
 
 /// The modules run. test_sqlite3 is left out: the minimal image has no
 /// `_sqlite3`, natively too. test_logging is left out: it waits on network
-/// services for minutes, natively too.
+/// services for minutes, natively too. test_venv is left out: the image has
+/// no `ensurepip` (python3-venv), natively too. test_largefile serves a
+/// file over a socket bound to `localhost`, which the image alone cannot
+/// resolve (it has no `/etc/hosts`).
 const MODULES: &[&str] = &[
     "test_os",
     "test_shutil",
@@ -33,6 +36,17 @@ const MODULES: &[&str] = &[
     "test_fnmatch",
     "test_zipimport",
     "test_importlib",
+    "test_subprocess",
+    "test_mailbox",
+    "test_shelve",
+    "test_fileinput",
+    "test_runpy",
+    "test_cmd_line_script",
+    "test_pkgutil",
+    "test_largefile",
+    "test_file",
+    "test_site",
+    "test_linecache",
 ];
 
 fn run_suite(env: &Env, options: &[&str]) -> Run {

@@ -89,6 +89,19 @@ fn check(suite: &str) {
         "{suite}: busybox ls -lR and GNU ls"
     );
 
+    // The way to a bind the image lacks lists alike, from the trap and
+    // from the preload, in a program started there too.
+    let bind = format!("{}:/srv/way/to/data", c.env.path().display());
+    let script = "ls /srv; ls /srv/way; ls /srv/way/to; cd /srv/way && ls && /bin/pwd";
+    let ours = c.busybox_sh(&["--bind", &bind], script);
+    let theirs = c.run(&["--bind", &bind], &["/bin/sh", "-c", script]);
+    ours.success();
+    assert_eq!(
+        ours.stdout, "way\nto\ndata\nto\n/srv/way\n",
+        "{suite}: {ours:#?}"
+    );
+    assert_eq!(ours.stdout, theirs.stdout, "{suite}: busybox and GNU ls");
+
     // The image's files, never the host's.
     let marker = tempfile::Builder::new()
         .prefix("lpmx-host-only-")
