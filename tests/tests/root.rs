@@ -64,6 +64,17 @@ fn fake_root_reports_root_and_records_owners_and_devices() {
     );
     run.success();
     assert_eq!(run.stdout, "100 100\nstill 100\nnobody\n");
+    // A user root became (apt's _apt, fetching and verifying into /tmp)
+    // uses the files it makes in a bind: the host's /tmp has no record of
+    // who made them, and the kernel lets the real user, their owner.
+    let run = sh(
+        &env,
+        true,
+        "su -s /bin/sh -c 'd=$(mktemp -d) && chmod 700 $d && touch $d/f && echo x > $d/g && \
+         touch -d @0 $d/g && rm -r $d && echo done' _apt",
+    );
+    run.success();
+    assert_eq!(run.stdout, "done\n", "{run:#?}");
 }
 
 #[test]
