@@ -236,8 +236,7 @@ fn add_bind_points(dir: &mut Dir, state: &State, inside: &[u8]) -> Result<(), i3
         }
         let mut host = Buf::new();
         if deeper {
-            host.set(state.upper)?;
-            host.push(lpmx_union::upper::EMPTY)?;
+            state.way_to_bind(&mut host)?;
         } else {
             host.set(bind.host)?;
         }
@@ -343,10 +342,10 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 Ok(fd) if found.place == Place::Bind => {
                     let dir = new_dir(fd, None, None);
                     let state = state::get();
-                    if !dir.is_null() && crate::resolve::bind_of(state, canon.as_bytes()).is_none()
+                    if !dir.is_null()
+                        && crate::resolve::on_way_to_bind(state, &found, canon.as_bytes())
                     {
-                        // Not a bind's own directory: the empty one shown on
-                        // the way to a deeper bind, which it lists.
+                        // The empty directory lists the way on.
                         // SAFETY: a fresh Dir of new_dir's.
                         let filled = add_bind_points(unsafe { &mut *dir }, state, canon.as_bytes());
                         if let Err(e) = filled {
@@ -913,12 +912,7 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
         {
             false
         }
-        Ok(found)
-            if found.place == Place::Bind
-                && crate::resolve::bind_of(state, dir_canon.as_bytes()).is_none() =>
-        {
-            true
-        }
+        Ok(found) if crate::resolve::on_way_to_bind(state, &found, dir_canon.as_bytes()) => true,
         _ => return raw(),
     };
     let mut dir = Dir::empty(-1);

@@ -120,6 +120,13 @@ pub(crate) fn bind_of<'s>(state: &'s State, canon: &[u8]) -> Option<&'s state::B
         .min_by_key(|b| b.container.len())
 }
 
+/// Whether `found`, at canonical `canon`, is a directory on the way to a
+/// deeper bind (the empty one shown where the container has none), not a
+/// bind's own.
+pub(crate) fn on_way_to_bind(state: &State, found: &Found, canon: &[u8]) -> bool {
+    found.place == Place::Bind && bind_of(state, canon).is_none()
+}
+
 /// Whether missing directory `canon` leads to a bind (a bind's container
 /// path is below it): it is then shown as an empty directory, as a mount
 /// point would be, so a bind needs no directory of the container's.
@@ -210,9 +217,7 @@ impl Layers for Union<'_> {
             return Ok(found);
         }
         if leads_to_bind(state, canon) {
-            // lpmx-exec makes this empty, read-only directory.
-            host.set(state.upper)?;
-            host.push(lpmx_union::upper::EMPTY)?;
+            state.way_to_bind(host)?;
             found.place = Place::Bind;
             found.kind = KIND_DIR;
             return Ok(found);

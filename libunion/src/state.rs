@@ -257,6 +257,16 @@ fn init() {
     }
 }
 
+impl State {
+    /// The writable layer's empty, read-only directory (lpmx-exec makes
+    /// it): every directory on the way to a deeper bind is this one on the
+    /// host.
+    pub fn way_to_bind(&self, out: &mut Buf) -> Result<(), i32> {
+        out.set(self.upper)?;
+        out.push(lpmx_union::upper::EMPTY)
+    }
+}
+
 /// `/a/b/` as `/a/b`; `/` stays.
 fn trim_slash(path: &'static [u8]) -> &'static [u8] {
     let mut end = path.len();
@@ -290,9 +300,8 @@ fn real_cwd(state: &State, container: &mut Buf) {
         Ok(len) => {
             host.set_len(len.saturating_sub(1));
             let mut empty = Buf::new();
-            let in_empty = empty.set(state.upper).is_ok()
-                && empty.push(lpmx_union::upper::EMPTY).is_ok()
-                && host.as_bytes() == empty.as_bytes();
+            let in_empty =
+                state.way_to_bind(&mut empty).is_ok() && host.as_bytes() == empty.as_bytes();
             if in_empty {
                 // Every directory on the way to a deeper bind is this one
                 // on the host: the one it was started in says which.

@@ -160,10 +160,11 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
         } else {
             PathBuf::from(default)
         };
-        // The file itself where the host's is a link (systemd-resolved's
-        // resolv.conf): its target is a host path, not one inside.
-        if let Ok(host) = container.canonicalize() {
-            all.push(Bind { host, container });
+        if container.exists() {
+            all.push(Bind {
+                host: container.clone(),
+                container,
+            });
         }
     }
     all.extend(stack.binds.iter().cloned());
@@ -188,7 +189,19 @@ pub fn binds(stack: &StackDocument, request: &Request) -> Result<Vec<Bind>, Laun
         seen.insert(bind.container.clone(), i);
     }
     let keep: Vec<usize> = seen.into_values().collect();
-    let mut result: Vec<Bind> = keep.into_iter().map(|i| all[i].clone()).collect();
+    // A bind's host path is taken as the file it names, as mount(8) takes
+    // a source (systemd-resolved's /etc/resolv.conf is a link to a host
+    // path): inside, its top is that file, not a link.
+    let mut result: Vec<Bind> = keep
+        .into_iter()
+        .map(|i| Bind {
+            host: all[i]
+                .host
+                .canonicalize()
+                .unwrap_or_else(|_| all[i].host.clone()),
+            container: all[i].container.clone(),
+        })
+        .collect();
     result.sort_by(|a, b| a.container.cmp(&b.container));
     Ok(result)
 }

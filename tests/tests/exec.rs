@@ -599,6 +599,12 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
         &["sh", "-c", "test -e /etc/hosts || echo the-images-own"],
     );
     assert_eq!(run.stdout, "the-images-own\n", "{run:#?}");
+    // A bind's host path is the file it names, as a mount's source is.
+    let link = c.env.path().join("notes-link");
+    std::os::unix::fs::symlink(home.join("notes.txt"), &link).unwrap();
+    let bind = format!("{}:/mnt/notes", link.display());
+    let run = c.exec(&["--bind", &bind], &["stat", "-c", "%F", "/mnt/notes"]);
+    assert_eq!(run.stdout, "regular file\n", "{run:#?}");
     let upper = c.env.store().join(format!("containers/{}/upper", c.name));
     assert!(upper.join("scratch/made").is_file());
     assert!(
