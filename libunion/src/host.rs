@@ -91,9 +91,22 @@ pub fn kernel(host: &Buf) -> Result<Kernel<'_>, i32> {
     Ok(kernel)
 }
 
+/// Tells the container's processes that a call may have made a name
+/// (`upper::made`): what they found missing may be there now.
+fn made(result: Sys) -> Sys {
+    if result.is_ok() {
+        crate::upper::made(crate::state::get());
+    }
+    result
+}
+
 pub fn open(host: &Buf, flags: i32, mode: u32) -> Sys {
     let k = kernel(host)?;
-    sys::openat(k.dirfd, k.path, flags, mode)
+    let result = sys::openat(k.dirfd, k.path, flags, mode);
+    if flags & sys::O_CREAT != 0 {
+        return made(result);
+    }
+    result
 }
 
 pub fn lstat(host: &Buf, st: &mut [u64; 18]) -> Sys {
@@ -134,7 +147,7 @@ pub fn read_link(host: &Buf, out: &mut Buf) -> Result<(), i32> {
 
 pub fn mkdir(host: &Buf, mode: u32) -> Sys {
     let k = kernel(host)?;
-    sys::mkdirat(k.dirfd, k.path, mode)
+    made(sys::mkdirat(k.dirfd, k.path, mode))
 }
 
 pub fn unlink(host: &Buf, flags: i32) -> Sys {
@@ -144,22 +157,22 @@ pub fn unlink(host: &Buf, flags: i32) -> Sys {
 
 pub fn symlink(target: *const u8, host: &Buf) -> Sys {
     let k = kernel(host)?;
-    sys::symlinkat(target, k.dirfd, k.path)
+    made(sys::symlinkat(target, k.dirfd, k.path))
 }
 
 pub fn mknod(host: &Buf, mode: u32, device: u64) -> Sys {
     let k = kernel(host)?;
-    sys::mknodat(k.dirfd, k.path, mode, device)
+    made(sys::mknodat(k.dirfd, k.path, mode, device))
 }
 
 pub fn link(from: &Buf, to: &Buf, flags: i32) -> Sys {
     let (f, t) = (kernel(from)?, kernel(to)?);
-    sys::linkat(f.dirfd, f.path, t.dirfd, t.path, flags)
+    made(sys::linkat(f.dirfd, f.path, t.dirfd, t.path, flags))
 }
 
 pub fn rename(from: &Buf, to: &Buf, flags: u32) -> Sys {
     let (f, t) = (kernel(from)?, kernel(to)?);
-    sys::renameat2(f.dirfd, f.path, t.dirfd, t.path, flags)
+    made(sys::renameat2(f.dirfd, f.path, t.dirfd, t.path, flags))
 }
 
 pub fn chmod(host: &Buf, mode: u32) -> Sys {

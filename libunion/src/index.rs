@@ -21,3 +21,27 @@ pub fn map(path: &[u8]) -> Option<Index> {
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(addr as *const u8, size) };
     Index::parse(bytes).ok()
 }
+
+/// Where relative path `key` is in the index: the answer of a recent
+/// lookup of the same path (a walk's directories, looked up for every file
+/// below them), else a search outward from the last answer (a listing's
+/// next file). The index never changes while mapped, so neither can go
+/// stale.
+pub fn position(index: Index, key: &[u8]) -> Option<usize> {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    const RECENT: usize = 64;
+    static LAST: AtomicUsize = AtomicUsize::new(usize::MAX);
+    static RECENT_POSITIONS: [AtomicUsize; RECENT] = [const { AtomicUsize::new(0) }; RECENT];
+    let hash = crate::buf::hashes(key).0;
+    let slot = &RECENT_POSITIONS[(hash as usize) % RECENT];
+    let recent = slot.load(Ordering::Relaxed);
+    if recent != 0 && recent <= index.len() && index.path(recent - 1) == key {
+        return Some(recent - 1);
+    }
+    let found = index.position_near(key, LAST.load(Ordering::Relaxed));
+    if let Some(i) = found {
+        LAST.store(i, Ordering::Relaxed);
+        slot.store(i + 1, Ordering::Relaxed);
+    }
+    found
+}

@@ -130,7 +130,14 @@ fn with_address(
 export! {
     #[safe]
     fn bind(fd: c_int, addr: *const c_void, len: u32) -> c_int {
-        with_address(addr, len, true, |a, l| sys::bind(fd, a, l))
+        with_address(addr, len, true, |a, l| {
+            // A socket's name may have been made in the writable layer.
+            let bound = sys::bind(fd, a, l);
+            if bound.is_ok() && crate::state::get().active {
+                crate::upper::made(crate::state::get());
+            }
+            bound
+        })
     }
     #[safe]
     fn connect(fd: c_int, addr: *const c_void, len: u32) -> c_int {

@@ -18,6 +18,7 @@ use crate::index::{Index, KIND_DIR, KIND_SYMLINK};
 use crate::perm::{self, MAY_EXEC};
 use crate::state::{self, State};
 use crate::sys;
+use crate::upper::KnownDir;
 
 pub use crate::place::Place;
 
@@ -63,7 +64,7 @@ pub fn identity_of(state: &State, found: &Found, canon: &[u8]) -> Option<(u64, u
         Place::Upper | Place::Bind => found.stat.map(|st| (st[0], st[1])),
         Place::Lower(layer) => {
             let index = state.index?;
-            let i = index.position(canon.get(1..).unwrap_or(b""))?;
+            let i = crate::index::position(index, canon.get(1..).unwrap_or(b""))?;
             Some((layer_dev(index, layer)?, index.ino(i)))
         }
         Place::Missing => None,
@@ -176,18 +177,27 @@ impl Layers for Union<'_> {
         }
         let mut found = Found::new(Place::Missing, 0);
         found.parent = holder;
-        if upper_possible && !is_last && !self.checking && crate::upper::known_dir(state, canon) {
-            // A directory the writable layer surely has: no lstat.
-            host.set(state.upper)?;
-            host.push(canon)?;
-            found.place = Place::Upper;
-            found.kind = KIND_DIR;
-            return Ok(found);
+        if upper_possible && !is_last && !self.checking {
+            match crate::upper::known(state, canon) {
+                KnownDir::There => {
+                    // A directory the writable layer surely has: no lstat.
+                    host.set(state.upper)?;
+                    host.push(canon)?;
+                    found.place = Place::Upper;
+                    found.kind = KIND_DIR;
+                    return Ok(found);
+                }
+                // One it surely lacks: no lstat either.
+                KnownDir::Missing => upper_possible = false,
+                KnownDir::Unknown => {}
+            }
         }
         if upper_possible {
             host.set(state.upper)?;
             host.push(canon)?;
             let mut stat = [0u64; 18];
+            // Read before the lstat: a name made after it is not missed.
+            let generation = crate::upper::made_generation(state);
             match crate::host::lstat(host, &mut stat) {
                 Ok(_) => {
                     found.place = Place::Upper;
@@ -198,14 +208,18 @@ impl Layers for Union<'_> {
                     }
                     return Ok(found);
                 }
-                Err(sys::ENOENT) => {}
+                Err(sys::ENOENT) => {
+                    if !is_last {
+                        crate::upper::remember_missing(canon, generation);
+                    }
+                }
                 // A directory of the writable layer the real user may not
                 // search: the kernel's answer is the answer.
                 Err(e) => return Err(e),
             }
         }
         let key = &canon[1..];
-        if let Some(i) = self.index.position(key)
+        if let Some(i) = crate::index::position(self.index, key)
             && !crate::upper::hides(state, key)
         {
             let entry = self.index.entry(i);
@@ -247,29 +261,55 @@ impl Layers for Union<'_> {
     }
 
     /// The common case in one index lookup: a path outside the binds and
-    /// the writable layer. The index holds no path below a symlink, so
-    /// finding the whole path there means every directory above it is a
-    /// real one.
+    /// the writable layer.
     fn whole(&self, canon: &[u8], follow: bool, host: &mut Buf) -> Result<Option<Found>, i32> {
-        let state = self.state;
         let top = canon[1..].split(|&b| b == b'/').next().unwrap_or(b"");
         // The binds first: they are in memory, and a path below one (/proc,
         // /dev, /tmp) needs nothing of the writable layer's records.
-        if bind_of(state, canon).is_some() || crate::upper::may_hold(state, top) {
+        if bind_of(self.state, canon).is_some() || crate::upper::may_hold(self.state, top) {
             return Ok(None);
         }
+        // The writable layer's top-level names exclude this path's.
+        self.lower_whole(canon, follow, host)
+    }
+
+    /// Below a directory only the image has, so the writable layer has
+    /// nothing below it either.
+    fn whole_below(
+        &self,
+        dir: &Found,
+        canon: &[u8],
+        follow: bool,
+        host: &mut Buf,
+    ) -> Result<Option<Found>, i32> {
+        if !matches!(dir.place, Place::Lower(_)) || bind_of(self.state, canon).is_some() {
+            return Ok(None);
+        }
+        self.lower_whole(canon, follow, host)
+    }
+}
+
+impl Union<'_> {
+    /// `canon` in the index, when nothing of the writable layer's or a
+    /// bind's can be at or above it. The index holds no path below a
+    /// symlink, so finding the whole path there means every directory
+    /// above it is a real one.
+    fn lower_whole(
+        &self,
+        canon: &[u8],
+        follow: bool,
+        host: &mut Buf,
+    ) -> Result<Option<Found>, i32> {
         let key = &canon[1..];
-        let Some(i) = self.index.position(key) else {
+        let Some(i) = crate::index::position(self.index, key) else {
             return Ok(None);
         };
         let entry = self.index.entry(i);
-        if follow && entry.kind as u8 == KIND_SYMLINK || crate::upper::hides(state, key) {
+        if follow && entry.kind as u8 == KIND_SYMLINK || crate::upper::hides(self.state, key) {
             return Ok(None);
         }
         host.set(self.index.layer_root(entry.layer))?;
         host.push(canon)?;
-        // Every directory above is the image's (and not the writable
-        // layer's, whose top-level names exclude this path's).
         let mut found = Found::new(Place::Lower(entry.layer), entry.kind as u8);
         found.position = Some(i);
         found.parent = Some(Parent {

@@ -25,6 +25,11 @@ pub fn inherit() {
     sys::gadget_mapped();
     if handler::install(on_sigsys) {
         crate::state::set_trapped();
+        // SAFETY: a NUL-terminated name; the value is read at once.
+        let rewrite = unsafe { crate::buf::cstr(sys::getenv(c"LPMX_TRAP_REWRITE".as_ptr())) };
+        if rewrite != b"0" {
+            lpmx_trap::rewrite::enable(on_rewritten_site);
+        }
     }
 }
 
@@ -86,22 +91,38 @@ extern "C" fn on_sigsys(_signal: c_int, info: *mut c_void, context: *mut c_void)
     if call.is_foreign(crate::state::get().root) {
         call.stop_foreign();
     }
-    let result = call.guard().unwrap_or_else(|| {
-        // libunion's functions use glibc's thread-local data: a thread
-        // glibc did not make (Go without cgo) makes its calls as they are.
-        // In a static program libunion has no libc to need.
-        if !TRANSLATE.load(Ordering::Acquire)
-            || !(sys::standalone() || sys::has_glibc_thread_pointer())
-        {
-            return call.raw();
-        }
-        // The program's errno is its own: libunion's functions set it.
-        let saved = sys::errno();
-        let result = crate::trapped::call(call.nr, call.args).unwrap_or_else(|| call.raw());
-        sys::set_errno(saved);
-        result
-    });
+    let result = call.guard().unwrap_or_else(|| serve(call.nr, call.args));
     call.set_result(result);
+    // Only in a static program: its handler runs on the loader's small C
+    // library and libunion's own code, which touch no vector register
+    // but xmm0-15 (the fast entry keeps those); glibc's functions use the
+    // AVX ones, which a system call keeps too.
+    if call.is_filtered() && sys::standalone() && TRANSLATE.load(Ordering::Acquire) {
+        // Its next calls raise no signal.
+        lpmx_trap::rewrite::site(call.ip, call.nr, &call.args, crate::state::get().root);
+    }
+}
+
+/// A call of a site `lpmx_trap::rewrite` rewrote, served as if trapped.
+extern "C" fn on_rewritten_site(nr: usize, args: *const [usize; 6]) -> isize {
+    // SAFETY: the entry's copy of the call's arguments.
+    serve(nr, unsafe { *args })
+}
+
+/// A trapped call, made in the container.
+fn serve(nr: usize, args: [usize; 6]) -> isize {
+    // libunion's functions use glibc's thread-local data: a thread glibc
+    // did not make (Go without cgo) makes its calls as they are. In a
+    // static program libunion has no libc to need.
+    if !TRANSLATE.load(Ordering::Acquire) || !(sys::standalone() || sys::has_glibc_thread_pointer())
+    {
+        return handler::raw(nr, args);
+    }
+    // The program's errno is its own: libunion's functions set it.
+    let saved = sys::errno();
+    let result = crate::trapped::call(nr, args).unwrap_or_else(|| handler::raw(nr, args));
+    sys::set_errno(saved);
+    result
 }
 
 // --- Calls the loader makes for glibc -----------------------------------

@@ -62,6 +62,7 @@ const WHITEOUTS: usize = Counter::Whiteouts as usize;
 const OWNERS: usize = Counter::Owners as usize;
 const DIRS: usize = Counter::Dirs as usize;
 const BUSY: usize = Counter::Busy as usize;
+const MADE: usize = Counter::Made as usize;
 static COUNTER_STATE: AtomicU8 = AtomicU8::new(0);
 
 /// The shared change counter, mapped on first use; None if it cannot be
@@ -542,13 +543,7 @@ static KNOWN_DIRS: [AtomicU64; 2 * KNOWN] = [const { AtomicU64::new(0) }; 2 * KN
 static KNOWN_GENERATION: AtomicU64 = AtomicU64::new(u64::MAX);
 
 fn hashes(path: &[u8]) -> (u64, u64) {
-    // FNV-1a and a second, differently seeded pass: a false match needs
-    // both to collide.
-    let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
-    for &byte in path {
-        a = (a ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3 ^ 0x9e37_79b9);
-    }
+    let (a, b) = crate::buf::hashes(path);
     (a | 1, b)
 }
 
@@ -571,12 +566,35 @@ fn known_current(state: &State) -> bool {
     true
 }
 
+/// What the caches know of directory `path` in the writable layer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KnownDir {
+    There,
+    Missing,
+    Unknown,
+}
+
+/// `known_dir` and `known_missing` with the path hashed once.
+pub fn known(state: &State, path: &[u8]) -> KnownDir {
+    let hashes = hashes(path);
+    if known_dir_hashed(state, hashes) {
+        KnownDir::There
+    } else if known_missing_hashed(state, hashes) {
+        KnownDir::Missing
+    } else {
+        KnownDir::Unknown
+    }
+}
+
 /// Whether canonical `path` is known to be a directory of the writable layer.
 pub fn known_dir(state: &State, path: &[u8]) -> bool {
+    known_dir_hashed(state, hashes(path))
+}
+
+fn known_dir_hashed(state: &State, (a, b): (u64, u64)) -> bool {
     if !known_current(state) {
         return false;
     }
-    let (a, b) = hashes(path);
     let slot = (a as usize) % KNOWN;
     KNOWN_DIRS[2 * slot].load(Ordering::Relaxed) == a
         && KNOWN_DIRS[2 * slot + 1].load(Ordering::Relaxed) == b
@@ -594,6 +612,53 @@ pub fn remember_dir(state: &State, path: &[u8]) {
     KNOWN_DIRS[2 * slot].store(0, Ordering::Relaxed);
     KNOWN_DIRS[2 * slot + 1].store(b, Ordering::Relaxed);
     KNOWN_DIRS[2 * slot].store(a, Ordering::Release);
+}
+
+/// After a name was made in the writable layer (or may have been: every
+/// creating call on a host path tells, a bind's too).
+pub fn made(state: &State) {
+    bump(state, MADE);
+}
+
+// Directories known to be missing from the writable layer, by the same
+// hashes, each with the `Made` counter read before the lstat that found
+// it missing: valid while no name was made since. So a path below an
+// image directory the writable layer lacks (`/usr/share/...` after a
+// write to `/usr/local`) costs no lstat there.
+const MISSING: usize = 1024;
+static MISSING_DIRS: [AtomicU64; 3 * MISSING] = [const { AtomicU64::new(0) }; 3 * MISSING];
+
+/// The `Made` counter now, read before looking a directory up (None: not
+/// shared, nothing is remembered).
+pub fn made_generation(state: &State) -> Option<u64> {
+    counter(state).map(|c| c[MADE].load(Ordering::Acquire))
+}
+
+fn known_missing_hashed(state: &State, (a, b): (u64, u64)) -> bool {
+    let Some(now) = made_generation(state) else {
+        return false;
+    };
+    let slot = (a as usize) % MISSING;
+    // The generation last: a writer of the slot stores it first as 0.
+    let generation = MISSING_DIRS[3 * slot + 2].load(Ordering::Acquire);
+    generation == now + 1
+        && MISSING_DIRS[3 * slot].load(Ordering::Relaxed) == a
+        && MISSING_DIRS[3 * slot + 1].load(Ordering::Relaxed) == b
+        && MISSING_DIRS[3 * slot + 2].load(Ordering::Acquire) == generation
+}
+
+/// Remembers that `path` was missing from the writable layer when the
+/// `Made` counter read `generation`.
+pub fn remember_missing(path: &[u8], generation: Option<u64>) {
+    let Some(generation) = generation else {
+        return;
+    };
+    let (a, b) = hashes(path);
+    let slot = (a as usize) % MISSING;
+    MISSING_DIRS[3 * slot + 2].store(0, Ordering::Release);
+    MISSING_DIRS[3 * slot].store(a, Ordering::Relaxed);
+    MISSING_DIRS[3 * slot + 1].store(b, Ordering::Relaxed);
+    MISSING_DIRS[3 * slot + 2].store(generation + 1, Ordering::Release);
 }
 
 /// The counter of removed and renamed directories (0 when not shared).

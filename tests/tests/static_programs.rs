@@ -286,3 +286,21 @@ fn a_static_programs_threads_each_see_the_container_and_keep_their_errno() {
     run.success();
     assert_eq!(run.stdout, "failures=0\n", "{run:#?}");
 }
+
+#[test]
+fn a_rewritten_call_site_raises_no_signal_and_still_sees_the_container() {
+    let c = Container::new("bookworm");
+    let program = c.env.c_program("rewrite", &["-static", "-pthread"]);
+    let program = program.to_str().unwrap();
+    // Its site is rewritten after its first calls; every later call, from
+    // four threads at once, goes through the trap's stub.
+    let run = c.busybox_sh(&[], &format!("echo hi > /marker && {program}"));
+    run.success();
+    assert_eq!(run.stdout, "before=b8 after=e9 failures=0\n", "{run:#?}");
+    // Turned off, the site stays as it is and every call is trapped.
+    let run = c.run(&["-e", "LPMX_TRAP_REWRITE=0"], &[program]);
+    run.success();
+    assert_eq!(run.stdout, "before=b8 after=b8 failures=0\n", "{run:#?}");
+    // The marker is the container's only.
+    assert!(!std::path::Path::new("/marker").exists());
+}

@@ -61,6 +61,7 @@ const REG_RDI: usize = 8;
 const REG_RSI: usize = 9;
 const REG_RDX: usize = 12;
 const REG_RAX: usize = 13;
+const REG_RIP: usize = 16;
 
 /// A trapped call: its number and arguments, and where its result goes.
 pub struct Call {
@@ -73,6 +74,8 @@ pub struct Call {
     code: i32,
     /// si_errno: the data of the filter's SECCOMP_RET_TRAP (0 in ours).
     data: i32,
+    /// Where the program resumes: the address after its `syscall`.
+    pub ip: usize,
     context: *mut c_void,
 }
 
@@ -106,6 +109,7 @@ impl Call {
                 ],
                 code,
                 data,
+                ip: reg(REG_RIP),
                 context,
             }
         }
@@ -115,6 +119,12 @@ impl Call {
     /// to make (and no handler of the program's may take it).
     pub fn was_sent(&self) -> bool {
         self.code != SYS_SECCOMP && self.code != SYS_USER_DISPATCH
+    }
+
+    /// Whether the filter trapped this call (not syscall user dispatch,
+    /// not a SIGSYS sent): its site may be rewritten (`rewrite`).
+    pub fn is_filtered(&self) -> bool {
+        self.code == SYS_SECCOMP
     }
 
     /// Whether another filter (the program's own) trapped this call: one

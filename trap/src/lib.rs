@@ -25,4 +25,5 @@ pub mod exec;
 pub mod filter;
 pub mod handler;
 pub mod link;
+pub mod rewrite;
 pub mod stack;

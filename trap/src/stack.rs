@@ -136,6 +136,31 @@ fn take(tid: i32) -> Option<usize> {
     None
 }
 
+/// The taker of a stack kept for a rewritten site's slot (`rewrite`).
+const RESERVED: i32 = -1;
+
+/// A stack of the pool kept for good (for `rewrite`'s slots, whose calls
+/// find their errno as a handler's on the pool does): its top.
+pub fn reserve() -> Option<usize> {
+    for slot in 0..SLOTS {
+        if MAPPING[slot].load(Ordering::Acquire) == 0
+            && TAKER[slot]
+                .compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            if MAPPING[slot].load(Ordering::Acquire) == 0 {
+                let Some(mapping) = map_stack() else {
+                    TAKER[slot].store(0, Ordering::Release);
+                    return None;
+                };
+                MAPPING[slot].store(mapping, Ordering::Release);
+            }
+            return Some(MAPPING[slot].load(Ordering::Acquire) + GUARD + STACK);
+        }
+    }
+    None
+}
+
 fn map_stack() -> Option<usize> {
     const PROT_READ_WRITE: usize = 3;
     const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
@@ -160,7 +185,7 @@ fn map_stack() -> Option<usize> {
 fn take_back() {
     for taker in &TAKER {
         let tid = taker.load(Ordering::Acquire);
-        if tid == 0 {
+        if tid == 0 || tid == RESERVED {
             continue;
         }
         if matches!(sys::shares_memory(tid), Ok(false) | Err(sys::ESRCH)) {

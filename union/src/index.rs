@@ -298,6 +298,64 @@ impl<'a> Index<'a> {
         (i < self.count && self.path(i) == key).then_some(i)
     }
 
+    /// `position`, searched outward from position `hint` (an earlier
+    /// answer): a lookup of a path near the last one (the next entry of a
+    /// listing) touches a few neighbouring entries instead of a path
+    /// through the whole table. Any hint gives the same answer.
+    pub fn position_near(&self, key: &[u8], hint: usize) -> Option<usize> {
+        let i = self.lower_bound_near(key, hint);
+        (i < self.count && self.path(i) == key).then_some(i)
+    }
+
+    fn lower_bound_near(&self, key: &[u8], hint: usize) -> usize {
+        if hint >= self.count {
+            return self.lower_bound(key);
+        }
+        let below = |i: usize| self.path(i) < key;
+        let (mut low, mut high);
+        let mut step = 1;
+        if below(hint) {
+            low = hint + 1;
+            loop {
+                let probe = hint + step;
+                if probe >= self.count {
+                    high = self.count;
+                    break;
+                }
+                if !below(probe) {
+                    high = probe;
+                    break;
+                }
+                low = probe + 1;
+                step *= 2;
+            }
+        } else {
+            high = hint;
+            loop {
+                if step > hint {
+                    low = 0;
+                    break;
+                }
+                let probe = hint - step;
+                if below(probe) {
+                    low = probe + 1;
+                    break;
+                }
+                high = probe;
+                step *= 2;
+            }
+        }
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if below(middle) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+
     /// The entry of relative path `key`.
     pub fn lookup(&self, key: &[u8]) -> Option<Entry> {
         self.position(key).map(|i| self.entry(i))
@@ -459,6 +517,26 @@ mod tests {
         assert!(index.lookup(b"a/b/").is_none());
         assert!(index.lookup(b"nothing").is_none());
         assert_eq!(index.paths().count(), 8);
+    }
+
+    #[test]
+    fn lookups_near_a_hint_agree_with_the_whole_search() {
+        let bytes = tree();
+        let index = Index::parse(&bytes).unwrap();
+        let keys: &[&[u8]] = &[
+            b"", b"a", b"a-b", b"a/b", b"a/b/c", b"a/b0", b"a/l", b"z", b"0", b"a/", b"a/a",
+            b"a/b/d", b"zz", b"a.",
+        ];
+        for key in keys {
+            for hint in 0..index.len() + 2 {
+                assert_eq!(
+                    index.position_near(key, hint),
+                    index.position(key),
+                    "{:?} from {hint}",
+                    std::str::from_utf8(key)
+                );
+            }
+        }
     }
 
     #[test]

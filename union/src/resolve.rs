@@ -88,6 +88,20 @@ pub trait Layers {
     ) -> Result<Option<Self::Node>, i32> {
         Ok(None)
     }
+
+    /// The whole of canonical `canon` in one lookup, below directory
+    /// `dir` the walk found, where the layers know it holds by these rules
+    /// (a directory only the image has, and a path the index has): None to
+    /// walk on. Asked once per walk, when not `checking`.
+    fn whole_below(
+        &self,
+        _dir: &Self::Node,
+        _canon: &[u8],
+        _follow: bool,
+        _host: &mut Buf,
+    ) -> Result<Option<Self::Node>, i32> {
+        Ok(None)
+    }
 }
 
 /// The final component of the path as given, as the kernel classifies it
@@ -205,6 +219,24 @@ fn plain(path: &[u8], canon: &mut Buf) -> Result<bool, i32> {
     Ok(!canon.is_empty())
 }
 
+/// Canonical `dir` followed by the components of `rest` (as `plain`
+/// makes a path canonical); false when `rest` could not be taken so.
+fn plain_below(dir: &[u8], rest: &[u8], full: &mut Buf) -> Result<bool, i32> {
+    if rest.last() == Some(&b'/') || rest.ends_with(b"/.") || rest == b"." {
+        return Ok(false);
+    }
+    full.set(dir)?;
+    let mut at = 0;
+    while let Some(component) = next_component(rest, &mut at) {
+        if component == b".." || component.len() > NAME_MAX {
+            return Ok(false);
+        }
+        full.push(b"/")?;
+        full.push(component)?;
+    }
+    Ok(full.len() > dir.len())
+}
+
 fn walk<L: Layers>(
     layers: &L,
     path: &[u8],
@@ -233,7 +265,10 @@ fn walk<L: Layers>(
     let (last, slash) = last_of(path);
     let directory = slash || last == Last::Dot;
     let follow = follow || directory;
-    let mut rest = Buf::from(path)?;
+    // Filled in place: a Buf returned by value is a 4.6 KiB copy, on
+    // every lookup.
+    let mut rest = Buf::new();
+    rest.set(path)?;
     let mut at = 0;
     // canon holds "/a/b" ("" for the root) while resolving.
     canon.clear();
@@ -243,6 +278,7 @@ fn walk<L: Layers>(
     // symlink, until a component is found below it).
     let mut known = true;
     let mut after_dotdot = false;
+    let mut tried_below = checking;
     while let Some(component) = next_component(rest.as_bytes(), &mut at) {
         let mut peek = at;
         let is_last = next_component(rest.as_bytes(), &mut peek).is_none();
@@ -302,6 +338,20 @@ fn walk<L: Layers>(
             known = false;
         } else if !is_last && kind != KIND_DIR && kind != KIND_KERNELS {
             return Err(errno::ENOTDIR);
+        } else if !is_last && kind == KIND_DIR && !tried_below {
+            tried_below = true;
+            let mut full = Buf::new();
+            if plain_below(canon.as_bytes(), &rest.as_bytes()[at..], &mut full)?
+                && let Some(node) = layers.whole_below(&node, full.as_bytes(), follow, host)?
+            {
+                canon.set(full.as_bytes())?;
+                return Ok(Resolved {
+                    node,
+                    parent: None,
+                    last: Last::Name,
+                    slash: false,
+                });
+            }
         }
     }
     if canon.is_empty() {

@@ -135,10 +135,15 @@ pub enum Counter {
     /// what it cached of them. (A file of four slots, from an older lpmx,
     /// grows to five when mapped.)
     Busy = 4,
+    /// A name was made in the writable layer (a file, directory, link,
+    /// node or socket, or renamed into it): what a process found missing
+    /// there may be there now. Bumped after the name is made. (A file of
+    /// five slots grows to six when mapped.)
+    Made = 5,
 }
 
 /// The number of counters, and the file's size in bytes.
-pub const COUNTER_SLOTS: usize = 5;
+pub const COUNTER_SLOTS: usize = 6;
 pub const COUNTER_BYTES: usize = COUNTER_SLOTS * 8;
 
 /// What fake root recorded of a file.
