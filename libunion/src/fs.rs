@@ -367,6 +367,21 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
                     Ok(0)
                 }
                 (Place::Bind, _) => crate::host::fstatat(&host, buf, flags & !sys::AT_EMPTY_PATH),
+                (Place::Lower(_), _) => match crate::resolve::lower_stat(state::get(), &found) {
+                    // The index's record: no system call.
+                    Some(stat) => {
+                        // SAFETY: buf is the caller's struct stat (144 bytes).
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                stat.as_ptr().cast::<u8>(),
+                                buf.cast::<u8>(),
+                                core::mem::size_of_val(&stat),
+                            );
+                        }
+                        Ok(0)
+                    }
+                    None => crate::host::fstatat(&host, buf, sys::AT_SYMLINK_NOFOLLOW),
+                },
                 _ => crate::host::fstatat(&host, buf, sys::AT_SYMLINK_NOFOLLOW),
             };
             if result.is_ok() {

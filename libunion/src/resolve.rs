@@ -71,6 +71,35 @@ pub fn identity_of(state: &State, found: &Found, canon: &[u8]) -> Option<(u64, u
     }
 }
 
+/// The `lstat` of the layer's file `found` names, from the index (no
+/// system call: layers never change), where the index recorded it.
+pub fn lower_stat(state: &State, found: &Found) -> Option<[u64; 18]> {
+    let Place::Lower(layer) = found.place else {
+        return None;
+    };
+    let index = state.index?;
+    let entry = index.entry(found.position?);
+    let disk = entry.disk;
+    if !disk.is_recorded() {
+        return None;
+    }
+    let mut st = [0u64; 18];
+    st[0] = layer_dev(index, layer)?;
+    st[1] = entry.ino;
+    st[2] = u64::from(disk.nlink);
+    st[3] = u64::from(disk.mode) | u64::from(disk.uid) << 32;
+    st[4] = u64::from(disk.gid);
+    st[6] = disk.size;
+    st[7] = u64::from(disk.blksize);
+    st[8] = disk.blocks;
+    for (i, (seconds, nanoseconds)) in [disk.atime, disk.mtime, disk.ctime].into_iter().enumerate()
+    {
+        st[9 + 2 * i] = seconds as u64;
+        st[10 + 2 * i] = u64::from(nanoseconds);
+    }
+    Some(st)
+}
+
 const LAYER_DEVS: usize = 256;
 static LAYER_DEV: [core::sync::atomic::AtomicU64; LAYER_DEVS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; LAYER_DEVS];

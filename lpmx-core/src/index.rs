@@ -168,6 +168,7 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
                 gid: record.and_then(|r| r.gid).unwrap_or(0),
                 device,
                 ino: disk.ino(),
+                disk: disk_of(&disk),
             };
             entries.insert(key, (entry, link));
         }
@@ -258,6 +259,8 @@ pub fn freeze(image: &Index, upper: &Path) -> Result<Vec<u8>, IndexError> {
                 _ => 0,
             },
             ino: disk.ino(),
+            // The writable layer may change while the run reads it.
+            disk: format::Disk::default(),
         };
         entries.insert(key, (entry, link));
     }
@@ -268,6 +271,24 @@ pub fn freeze(image: &Index, upper: &Path) -> Result<Vec<u8>, IndexError> {
     let mut roots: Vec<&[u8]> = vec![&upper_root];
     roots.extend((0..read.layers()).map(|l| read.layer_root(l as u16)));
     Ok(encode(&roots, &entries))
+}
+
+/// A layer's file as `lstat` shows it, for the index.
+fn disk_of(disk: &fs::Metadata) -> format::Disk {
+    let time = |seconds: i64, nanoseconds: i64| (seconds, nanoseconds as u32);
+    format::Disk {
+        mode: disk.mode(),
+        uid: disk.uid(),
+        gid: disk.gid(),
+        // Never 0, which reads as not recorded.
+        nlink: (disk.nlink() as u32).max(1),
+        size: disk.size(),
+        blocks: disk.blocks(),
+        blksize: disk.blksize() as u32,
+        atime: time(disk.atime(), disk.atime_nsec()),
+        mtime: time(disk.mtime(), disk.mtime_nsec()),
+        ctime: time(disk.ctime(), disk.ctime_nsec()),
+    }
 }
 
 /// Whether `key` is a copy being made into the writable layer (it appears

@@ -304,3 +304,59 @@ fn a_rewritten_call_site_raises_no_signal_and_still_sees_the_container() {
     // The marker is the container's only.
     assert!(!std::path::Path::new("/marker").exists());
 }
+
+#[test]
+fn an_image_files_stat_is_its_layer_files_own() {
+    use std::os::unix::fs::MetadataExt;
+    let c = Container::new("bookworm");
+    // The index answers a lower file's lstat (its build recorded the
+    // layer file's attributes): every field but the access time must be
+    // what lstat of the layer's file says.
+    let format = "%n %s %Y %Z %h %b %f %i %d";
+    let run = c.busybox_sh(
+        &[],
+        &format!(
+            "cd /usr/bin && busybox stat -c '{format}' * && cd /etc && busybox stat -c '{format}' *"
+        ),
+    );
+    run.success();
+    let layers: Vec<_> = fs::read_dir(c.env.store().join("layers"))
+        .expect("read the store's layers")
+        .map(|e| e.expect("a layer").path().join("root"))
+        .collect();
+    let mut compared = 0;
+    let mut dir = "usr/bin";
+    for line in run.stdout.lines() {
+        let name = line.split(' ').next().unwrap();
+        if dir == "etc" && (name == "hosts" || name == "resolv.conf") {
+            continue; // the host's, bound in
+        }
+        if dir == "usr/bin"
+            && !layers
+                .iter()
+                .any(|l| l.join(dir).join(name).symlink_metadata().is_ok())
+        {
+            dir = "etc";
+        }
+        let Some(meta) = layers
+            .iter()
+            .find_map(|l| l.join(dir).join(name).symlink_metadata().ok())
+        else {
+            continue; // made in the writable layer (none here) or a bind
+        };
+        let expected = format!(
+            "{name} {} {} {} {} {} {:x} {} {}",
+            meta.size(),
+            meta.mtime(),
+            meta.ctime(),
+            meta.nlink(),
+            meta.blocks(),
+            meta.mode(),
+            meta.ino(),
+            meta.dev()
+        );
+        assert_eq!(line, expected, "{dir}/{name}");
+        compared += 1;
+    }
+    assert!(compared > 100, "{run:#?}");
+}

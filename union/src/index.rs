@@ -6,7 +6,7 @@
 //! maps it read-only so a lookup in the lower layers is a binary search,
 //! with no system call, however many layers there are.
 //!
-//! Format, version 2, little-endian:
+//! Format, version 3, little-endian:
 //!
 //! ```text
 //! header   magic "LPMXIDX\0", version u32, layer count u32,
@@ -18,12 +18,19 @@
 //!          device u32 (major << 20 | minor, for device nodes),
 //!          inode u64 (of the layer's file), symlink target offset u64,
 //!          target length u32, 0 u32
+//! disk     per entry, in the same order (80 bytes each): the layer's file
+//!          as lstat showed it when the index was built: mode u32, uid u32,
+//!          gid u32, nlink u32 (0: not recorded, ask the file), size u64,
+//!          blocks u64, blksize u32, 0 u32, atime, mtime, ctime seconds
+//!          i64 each, their nanoseconds u32 each, 0 u32
 //! strings  the paths, relative without a leading `/` (the root is ""),
 //!          and symlink targets
 //! ```
 //!
 //! With the inodes and link targets in the index, a lower directory is
-//! listed and a lower symlink followed without any system call. The inodes
+//! listed and a lower symlink followed without any system call; with the
+//! disk attributes, a lower file's `stat` is answered without one (layers
+//! never change; the access time is the one of the index's build). The inodes
 //! are those of the store the index was built in: a store copied file by
 //! file needs its indexes rebuilt (delete `indexes/`; lpmx-mkroot builds
 //! them again).
@@ -32,10 +39,11 @@ use core::cmp::Ordering;
 use core::fmt;
 
 pub const MAGIC: &[u8; 8] = b"LPMXIDX\0";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const HEADER: usize = 40;
 const LAYER: usize = 16;
 const ENTRY: usize = 56;
+const DISK: usize = 80;
 
 /// What a path is. Its byte is the index's; 0 is no kind (a path that is
 /// not there, or one whose kind the kernel decides).
@@ -113,6 +121,71 @@ pub struct Entry {
     pub device: u32,
     /// The inode of the layer's file.
     pub ino: u64,
+    /// The layer's file as `lstat` showed it.
+    pub disk: Disk,
+}
+
+/// A layer's file as `lstat` showed it when the index was built: what a
+/// container's `stat` of it reports (with the layer's device and the
+/// entry's inode). `nlink` 0: not recorded (a layer that may still change,
+/// the writable layer an `--ephemeral` run reads): ask the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub blksize: u32,
+    /// Seconds and nanoseconds.
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+}
+
+impl Disk {
+    pub fn is_recorded(&self) -> bool {
+        self.nlink != 0
+    }
+
+    fn read(bytes: &[u8], at: usize) -> Disk {
+        let time = |i: usize| {
+            (
+                u64_at(bytes, at + 40 + 8 * i) as i64,
+                u32_at(bytes, at + 64 + 4 * i),
+            )
+        };
+        Disk {
+            mode: u32_at(bytes, at),
+            uid: u32_at(bytes, at + 4),
+            gid: u32_at(bytes, at + 8),
+            nlink: u32_at(bytes, at + 12),
+            size: u64_at(bytes, at + 16),
+            blocks: u64_at(bytes, at + 24),
+            blksize: u32_at(bytes, at + 32),
+            atime: time(0),
+            mtime: time(1),
+            ctime: time(2),
+        }
+    }
+
+    fn write(&self, out: &mut dyn FnMut(&[u8])) {
+        for value in [self.mode, self.uid, self.gid, self.nlink] {
+            out(&value.to_le_bytes());
+        }
+        out(&self.size.to_le_bytes());
+        out(&self.blocks.to_le_bytes());
+        out(&self.blksize.to_le_bytes());
+        out(&0u32.to_le_bytes());
+        for (seconds, _) in [self.atime, self.mtime, self.ctime] {
+            out(&seconds.to_le_bytes());
+        }
+        for (_, nanoseconds) in [self.atime, self.mtime, self.ctime] {
+            out(&nanoseconds.to_le_bytes());
+        }
+        out(&0u32.to_le_bytes());
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +262,7 @@ impl<'a> Index<'a> {
         let strings_len = u64_at(bytes, 32) as usize;
         let expected = layers
             .checked_mul(LAYER)
-            .zip(count.checked_mul(ENTRY))
+            .zip(count.checked_mul(ENTRY + DISK))
             .and_then(|(l, e)| HEADER.checked_add(l)?.checked_add(e));
         if expected != Some(strings) || strings.checked_add(strings_len) != Some(bytes.len()) {
             return Err(IndexError::Inconsistent);
@@ -269,7 +342,16 @@ impl<'a> Index<'a> {
             gid: u32_at(bytes, at + 24),
             device: u32_at(bytes, at + 28),
             ino: u64_at(bytes, at + 32),
+            disk: self.disk(i),
         }
+    }
+
+    /// Entry `i`'s file as `lstat` showed it.
+    pub fn disk(&self, i: usize) -> Disk {
+        Disk::read(
+            self.bytes,
+            HEADER + self.layers * LAYER + self.count * ENTRY + i * DISK,
+        )
     }
 
     /// The first position whose path is not below `a` followed by `b` in
@@ -423,7 +505,7 @@ where
     I: ExactSizeIterator<Item = (&'e [u8], &'e Entry, &'e [u8])> + Clone,
 {
     let count = entries.len();
-    let strings_offset = HEADER + roots.len() * LAYER + count * ENTRY;
+    let strings_offset = HEADER + roots.len() * LAYER + count * (ENTRY + DISK);
     let strings_len: usize = roots.iter().map(|r| r.len()).sum::<usize>()
         + entries
             .clone()
@@ -456,6 +538,9 @@ where
         string(link, out);
         out(&0u32.to_le_bytes());
     }
+    for (_, entry, _) in entries.clone() {
+        entry.disk.write(out);
+    }
     for root in roots {
         out(root);
     }
@@ -479,6 +564,14 @@ mod tests {
             gid: 0,
             device: 0,
             ino: u64::from(layer) + 100,
+            disk: Disk {
+                mode: kind.type_bits() | 0o700,
+                nlink: 1,
+                size: u64::from(layer) * 7 + kind as u64,
+                mtime: (1_700_000_000, 5),
+                ctime: (-3, 999_999_999),
+                ..Disk::default()
+            },
         }
     }
 
@@ -514,6 +607,13 @@ mod tests {
         assert_eq!(index.link(l), b"../a-b");
         assert_eq!(index.entry(l).kind, Kind::Symlink);
         assert_eq!(index.lookup(b"a/b/c").unwrap().ino, 101);
+        let disk = index.lookup(b"a/b/c").unwrap().disk;
+        assert_eq!((disk.size, disk.mode, disk.nlink), (9, 0o100700, 1));
+        assert_eq!(
+            (disk.mtime, disk.ctime, disk.atime),
+            ((1_700_000_000, 5), (-3, 999_999_999), (0, 0))
+        );
+        assert!(disk.is_recorded() && !Disk::default().is_recorded());
         assert!(index.lookup(b"a/b/").is_none());
         assert!(index.lookup(b"nothing").is_none());
         assert_eq!(index.paths().count(), 8);
