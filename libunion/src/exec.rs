@@ -1166,17 +1166,26 @@ unsafe fn spawn(
     };
     // SAFETY: the caller's arrays.
     match unsafe { launch.prepare(given, search, argv, envp) } {
-        // SAFETY: the prepared loader invocation.
-        Ok(()) => unsafe {
-            real(
-                pid,
-                launch.exec_path().cast(),
-                actions,
-                attributes,
-                launch.argv.as_ptr(),
-                launch.envp.as_ptr(),
-            )
-        },
+        Ok(()) => {
+            // SAFETY: the prepared loader invocation.
+            let result = unsafe {
+                real(
+                    pid,
+                    launch.exec_path().cast(),
+                    actions,
+                    attributes,
+                    launch.argv.as_ptr(),
+                    launch.envp.as_ptr(),
+                )
+            };
+            // The child's `addopen` actions, done by now (glibc's child
+            // shares the memory until its exec), may have made a file in
+            // the writable layer.
+            if !actions.is_null() {
+                crate::upper::made(state::get());
+            }
+            result
+        }
         Err(e) => e,
     }
 }

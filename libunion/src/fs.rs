@@ -327,6 +327,21 @@ export! {
     }
 }
 
+/// Copies a `struct stat` (144 bytes, as the kernel fills it) to `buf`.
+///
+/// # Safety
+/// `buf` is room for a `struct stat`.
+unsafe fn copy_stat(stat: &[u64; 18], buf: *mut c_void) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            stat.as_ptr().cast::<u8>(),
+            buf.cast::<u8>(),
+            core::mem::size_of_val(stat),
+        )
+    };
+}
+
 /// fstatat(2) through the stack.
 ///
 /// # Safety
@@ -355,29 +370,16 @@ pub unsafe fn stat_at(dirfd: i32, path: *const c_char, buf: *mut c_void, flags: 
                 (Place::Upper | Place::Bind, Some(stat))
                     if !follow || found.kind != KIND_SYMLINK =>
                 {
-                    // SAFETY: buf is the caller's struct stat, the 144 bytes
-                    // the kernel filled into stat.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            stat.as_ptr().cast::<u8>(),
-                            buf.cast::<u8>(),
-                            core::mem::size_of_val(&stat),
-                        );
-                    }
+                    // SAFETY: buf is the caller's struct stat.
+                    unsafe { copy_stat(&stat, buf) };
                     Ok(0)
                 }
                 (Place::Bind, _) => crate::host::fstatat(&host, buf, flags & !sys::AT_EMPTY_PATH),
                 (Place::Lower(_), _) => match crate::resolve::lower_stat(state::get(), &found) {
                     // The index's record: no system call.
                     Some(stat) => {
-                        // SAFETY: buf is the caller's struct stat (144 bytes).
-                        unsafe {
-                            core::ptr::copy_nonoverlapping(
-                                stat.as_ptr().cast::<u8>(),
-                                buf.cast::<u8>(),
-                                core::mem::size_of_val(&stat),
-                            );
-                        }
+                        // SAFETY: buf is the caller's struct stat.
+                        unsafe { copy_stat(&stat, buf) };
                         Ok(0)
                     }
                     None => crate::host::fstatat(&host, buf, sys::AT_SYMLINK_NOFOLLOW),

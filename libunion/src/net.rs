@@ -117,7 +117,14 @@ fn with_address(
     };
     let mut dirfd = -1;
     let result = match host_address(addr, len, creating, &mut out, &mut dirfd) {
-        Ok(Some(len)) => f((&raw const out).cast(), len),
+        Ok(Some(len)) => {
+            let result = f((&raw const out).cast(), len);
+            if creating && result.is_ok() {
+                // A socket's name was made (in the writable layer or a bind).
+                crate::upper::made(crate::state::get());
+            }
+            result
+        }
         Ok(None) => f(addr, len),
         Err(e) => Err(e),
     };
@@ -130,14 +137,7 @@ fn with_address(
 export! {
     #[safe]
     fn bind(fd: c_int, addr: *const c_void, len: u32) -> c_int {
-        with_address(addr, len, true, |a, l| {
-            // A socket's name may have been made in the writable layer.
-            let bound = sys::bind(fd, a, l);
-            if bound.is_ok() && crate::state::get().active {
-                crate::upper::made(crate::state::get());
-            }
-            bound
-        })
+        with_address(addr, len, true, |a, l| sys::bind(fd, a, l))
     }
     #[safe]
     fn connect(fd: c_int, addr: *const c_void, len: u32) -> c_int {

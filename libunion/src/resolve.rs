@@ -302,16 +302,19 @@ impl Layers for Union<'_> {
         self.lower_whole(canon, follow, host)
     }
 
-    /// Below a directory only the image has, so the writable layer has
-    /// nothing below it either.
+    /// A directory only the image has: the writable layer has nothing
+    /// below it either.
+    fn answers_below(&self, dir: &Found) -> bool {
+        matches!(dir.place, Place::Lower(_))
+    }
+
     fn whole_below(
         &self,
-        dir: &Found,
         canon: &[u8],
         follow: bool,
         host: &mut Buf,
     ) -> Result<Option<Found>, i32> {
-        if !matches!(dir.place, Place::Lower(_)) || bind_of(self.state, canon).is_some() {
+        if bind_of(self.state, canon).is_some() {
             return Ok(None);
         }
         self.lower_whole(canon, follow, host)

@@ -27,8 +27,9 @@ pub fn inherit() {
         crate::state::set_trapped();
         // SAFETY: a NUL-terminated name; the value is read at once.
         let rewrite = unsafe { crate::buf::cstr(sys::getenv(c"LPMX_TRAP_REWRITE".as_ptr())) };
-        if rewrite != b"0" {
-            lpmx_trap::rewrite::enable(on_rewritten_site);
+        // Only in a static program (see `on_sigsys`).
+        if rewrite != b"0" && sys::standalone() {
+            lpmx_trap::rewrite::enable(on_rewritten_site, crate::state::get().root);
         }
     }
 }

@@ -22,11 +22,14 @@
 //!   five bytes are written with one atomic store (8 or 16 bytes, aligned)
 //!   while the page is `rwx`, so another thread runs the old instruction or
 //!   the new one, never half of each; a site that fits neither stays as it
-//!   is, unless the process has one thread (then it is written with every
-//!   signal blocked). A kernel or sandbox that refuses `rwx` pages leaves
-//!   every site as it is.
-//! - Only path and identity calls are rewritten, never exec, `rt_sigaction`
-//!   or `rt_sigprocmask` (their handling needs the signal's frame).
+//!   is (a count of threads cannot tell: a `vfork` child shares the memory
+//!   of a parent whose other threads run on). A kernel or sandbox that
+//!   refuses `rwx` pages leaves every site as it is.
+//! - Only path and identity calls are served there, never exec,
+//!   `rt_sigaction` or `rt_sigprocmask` (their handling needs the signal's
+//!   frame), nor any call the filter lets through: a site whose `mov` set
+//!   an argument may be reached with any number, and such a call is made
+//!   at the site's own `syscall`, as before.
 //! - The stub's `jmp` reaches 2 GiB: stubs live in pages mapped near the
 //!   site (`[anon:lpmx-trap-stubs]`), none farther.
 //! - A compiler treats the flags and `rcx`, `r11` as clobbered by a
@@ -55,8 +58,9 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Turns rewriting on for this process image, with `handler` serving the
-/// calls of rewritten sites.
-pub fn enable(handler: FastHandler) {
+/// calls of rewritten sites; `fake_root`: the filter traps the id calls.
+pub fn enable(handler: FastHandler, fake_root: bool) {
+    FAKE_ROOT.store(fake_root, Ordering::Relaxed);
     FAST_HANDLER.store(handler as usize, Ordering::Release);
     ENABLED.store(true, Ordering::Release);
 }
@@ -86,6 +90,10 @@ struct Slot {
     /// The program's stack pointer and where its call returns.
     rsp: AtomicUsize,
     ret: AtomicUsize,
+    /// The call's number, and whether the handler refused it (then the
+    /// site's own `syscall` makes it, trapped or let through as before).
+    nr: AtomicUsize,
+    refused: AtomicUsize,
 }
 
 const SLOTS: usize = 16;
@@ -103,21 +111,29 @@ static FAST_SLOTS: Slots = Slots(
             top: AtomicUsize::new(0),
             rsp: AtomicUsize::new(0),
             ret: AtomicUsize::new(0),
+            nr: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
         }
     }; SLOTS],
 );
 
-/// Called by the entry on a slot's stack.
-extern "C" fn dispatch(nr: usize, args: *const [usize; 6]) -> isize {
+/// Called by the entry on a slot's stack. A site whose `mov` set an
+/// argument, not the number, may be reached with any number (code jumping
+/// to the `mov`): a call that is not to be served here (`rewritable`) is
+/// refused, and the entry makes it at the site's own `syscall`.
+extern "C" fn dispatch(nr: usize, args: *const [usize; 6], slot: &Slot) -> isize {
     let handler = FAST_HANDLER.load(Ordering::Acquire);
-    if handler == 0 {
-        // SAFETY: the program's own call, as it made it.
-        return crate::handler::raw(nr, unsafe { *args });
+    if handler == 0 || !rewritable(nr, FAKE_ROOT.load(Ordering::Relaxed)) {
+        slot.refused.store(1, Ordering::Relaxed);
+        return 0;
     }
     // SAFETY: `enable` stored a FastHandler.
     let handler: FastHandler = unsafe { core::mem::transmute::<usize, FastHandler>(handler) };
     handler(nr, args)
 }
+
+/// Whether the filter was built for fake root (its id calls trapped).
+static FAKE_ROOT: AtomicBool = AtomicBool::new(false);
 
 // lpmx_trap_fast_entry: jumped to by a stub with the call's number in rax,
 // where it returns in r11 (the address after the site's `syscall`), the
@@ -145,6 +161,7 @@ core::arch::global_asm!(
     "3:",
     "mov [rcx + 16], rsp",
     "mov [rcx + 24], r11",
+    "mov [rcx + 32], rax",
     "mov r11, [rcx + 8]",
     "test r11, r11",
     "jnz 4f",
@@ -181,6 +198,7 @@ core::arch::global_asm!(
     "cld",
     "mov rdi, rax",
     "lea rsi, [rsp + 264]",
+    "mov rdx, [rsp + 312]",
     "call {dispatch}",
     "movdqu xmm0, [rsp + 0]",
     "movdqu xmm1, [rsp + 16]",
@@ -208,7 +226,15 @@ core::arch::global_asm!(
     "pop rcx",
     "mov r11, [rcx + 24]",
     "mov rsp, [rcx + 16]",
+    "cmp qword ptr [rcx + 40], 0",
+    "jne 5f",
     "mov qword ptr [rcx], 0",
+    "jmp r11",
+    "5:",
+    "mov rax, [rcx + 32]",
+    "mov qword ptr [rcx + 40], 0",
+    "mov qword ptr [rcx], 0",
+    "sub r11, 2",
     "jmp r11",
     ".size lpmx_trap_fast_entry, .-lpmx_trap_fast_entry",
     ".popsection",
@@ -372,15 +398,15 @@ fn rewrite(site: usize, mov: &[u8; 5]) -> Option<()> {
         REFUSED.store(true, Ordering::Relaxed);
         return None;
     }
-    let stored = store_atomically(site, &jump);
+    let stored = store_atomically(site, mov, &jump);
     let _ = sys::mprotect(first, span, PROT_READ_EXEC);
     stored.then_some(())
 }
 
-/// Writes `bytes` (5) at `at` with one aligned atomic compare-and-swap;
-/// where none covers them, only in a process of one thread, with every
-/// signal blocked.
-fn store_atomically(at: usize, bytes: &[u8; 5]) -> bool {
+/// Writes `bytes` (5) at `at`, where the `mov` `was` still is, with one
+/// aligned atomic compare-and-swap (none covers a site across a 16-byte
+/// boundary: it stays as it is).
+fn store_atomically(at: usize, was: &[u8; 5], bytes: &[u8; 5]) -> bool {
     if at % 8 <= 3 {
         let word = at & !7;
         let offset = at - word;
@@ -388,6 +414,9 @@ fn store_atomically(at: usize, bytes: &[u8; 5]) -> bool {
         let cell = unsafe { AtomicU64::from_ptr(word as *mut u64) };
         let old = cell.load(Ordering::Relaxed);
         let mut new = old.to_le_bytes();
+        if new[offset..offset + 5] != *was {
+            return false;
+        }
         new[offset..offset + 5].copy_from_slice(bytes);
         return cell
             .compare_exchange(
@@ -399,51 +428,19 @@ fn store_atomically(at: usize, bytes: &[u8; 5]) -> bool {
             .is_ok();
     }
     if at % 16 > 11 {
-        return single_threaded() && store_alone(at, bytes);
+        return false;
     }
     let block = at & !15;
     let offset = at - block;
     // SAFETY: an aligned, writable 16 bytes of code.
     let old = unsafe { core::ptr::read_volatile(block as *const [u8; 16]) };
+    if old[offset..offset + 5] != *was {
+        return false;
+    }
     let mut new = old;
     new[offset..offset + 5].copy_from_slice(bytes);
     // SAFETY: as above.
     unsafe { cmpxchg16b(block as *mut u8, old, new) }
-}
-
-fn store_alone(at: usize, bytes: &[u8; 5]) -> bool {
-    let all = !0u64;
-    let mut old = 0u64;
-    if sys::rt_sigprocmask(0, &all, &mut old).is_err() {
-        return false;
-    }
-    // SAFETY: writable code (the page is rwx now) that no other thread
-    // runs, and no signal handler while signals are blocked.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), at as *mut u8, 5) };
-    let _ = sys::rt_sigprocmask(2, &old, core::ptr::null_mut());
-    true
-}
-
-/// Whether this process has one thread (`/proc/self/status`).
-fn single_threaded() -> bool {
-    let Ok(fd) = sys::openat(
-        sys::AT_FDCWD,
-        c"/proc/self/status".as_ptr().cast(),
-        sys::O_CLOEXEC,
-        0,
-    ) else {
-        return false;
-    };
-    let mut buf = [0u8; 2048];
-    // SAFETY: reading into buf.
-    let got = unsafe { sys::syscall6(0, [fd, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]) };
-    let _ = sys::close(fd as i32);
-    let Ok(got) = got else {
-        return false;
-    };
-    let text = &buf[..got];
-    let line: &[u8] = b"\nThreads:\t1\n";
-    text.windows(line.len()).any(|w| w == line)
 }
 
 /// `lock cmpxchg16b`: whether the 16 bytes at `at` were `old` and are now

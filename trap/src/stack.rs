@@ -104,33 +104,43 @@ static LAST_ERRNO_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 fn take(tid: i32) -> Option<usize> {
     for round in 0..2 {
-        for slot in 0..SLOTS {
-            if MAPPING[slot].load(Ordering::Acquire) != 0
-                && TAKER[slot]
-                    .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Some(slot);
-            }
-        }
-        for slot in 0..SLOTS {
-            if MAPPING[slot].load(Ordering::Acquire) == 0
-                && TAKER[slot]
-                    .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                if MAPPING[slot].load(Ordering::Acquire) == 0 {
-                    let Some(mapping) = map_stack() else {
-                        TAKER[slot].store(0, Ordering::Release);
-                        return None;
-                    };
-                    MAPPING[slot].store(mapping, Ordering::Release);
-                }
-                return Some(slot);
-            }
+        if let Some(slot) = take_mapped(tid).or_else(|| take_unmapped(tid)) {
+            return Some(slot);
         }
         if round == 0 {
             take_back();
+        }
+    }
+    None
+}
+
+/// Takes for `taker` a free slot whose stack is mapped.
+fn take_mapped(taker: i32) -> Option<usize> {
+    (0..SLOTS).find(|&slot| {
+        MAPPING[slot].load(Ordering::Acquire) != 0
+            && TAKER[slot]
+                .compare_exchange(0, taker, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    })
+}
+
+/// Takes for `taker` a slot whose stack is not mapped yet, and maps it
+/// (None as well when the mapping fails).
+fn take_unmapped(taker: i32) -> Option<usize> {
+    for slot in 0..SLOTS {
+        if MAPPING[slot].load(Ordering::Acquire) == 0
+            && TAKER[slot]
+                .compare_exchange(0, taker, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            if MAPPING[slot].load(Ordering::Acquire) == 0 {
+                let Some(mapping) = map_stack() else {
+                    TAKER[slot].store(0, Ordering::Release);
+                    return None;
+                };
+                MAPPING[slot].store(mapping, Ordering::Release);
+            }
+            return Some(slot);
         }
     }
     None
@@ -142,23 +152,8 @@ const RESERVED: i32 = -1;
 /// A stack of the pool kept for good (for `rewrite`'s slots, whose calls
 /// find their errno as a handler's on the pool does): its top.
 pub fn reserve() -> Option<usize> {
-    for slot in 0..SLOTS {
-        if MAPPING[slot].load(Ordering::Acquire) == 0
-            && TAKER[slot]
-                .compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            if MAPPING[slot].load(Ordering::Acquire) == 0 {
-                let Some(mapping) = map_stack() else {
-                    TAKER[slot].store(0, Ordering::Release);
-                    return None;
-                };
-                MAPPING[slot].store(mapping, Ordering::Release);
-            }
-            return Some(MAPPING[slot].load(Ordering::Acquire) + GUARD + STACK);
-        }
-    }
-    None
+    let slot = take_mapped(RESERVED).or_else(|| take_unmapped(RESERVED))?;
+    Some(MAPPING[slot].load(Ordering::Acquire) + GUARD + STACK)
 }
 
 fn map_stack() -> Option<usize> {

@@ -89,13 +89,19 @@ pub trait Layers {
         Ok(None)
     }
 
-    /// The whole of canonical `canon` in one lookup, below directory
-    /// `dir` the walk found, where the layers know it holds by these rules
-    /// (a directory only the image has, and a path the index has): None to
-    /// walk on. Asked once per walk, when not `checking`.
+    /// Whether the layers can answer for the whole rest of a path below
+    /// directory `dir` the walk found, in one lookup (`whole_below`): a
+    /// directory only the image has. Asked when not `checking`.
+    fn answers_below(&self, _dir: &Self::Node) -> bool {
+        false
+    }
+
+    /// The whole of canonical `canon`, below a directory `answers_below`
+    /// accepted, in one lookup where the layers know it holds by these
+    /// rules (a path the index has, no symlink above it): None to walk on.
+    /// Asked once per walk.
     fn whole_below(
         &self,
-        _dir: &Self::Node,
         _canon: &[u8],
         _follow: bool,
         _host: &mut Buf,
@@ -220,21 +226,24 @@ fn plain(path: &[u8], canon: &mut Buf) -> Result<bool, i32> {
 }
 
 /// Canonical `dir` followed by the components of `rest` (as `plain`
-/// makes a path canonical); false when `rest` could not be taken so.
-fn plain_below(dir: &[u8], rest: &[u8], full: &mut Buf) -> Result<bool, i32> {
-    if rest.last() == Some(&b'/') || rest.ends_with(b"/.") || rest == b"." {
-        return Ok(false);
+/// makes a path canonical); false when `rest` could not be taken so (or
+/// the whole would not fit: the walk then goes on and reports).
+fn plain_below(dir: &[u8], rest: &[u8], full: &mut Buf) -> bool {
+    if rest.last() == Some(&b'/') || rest.ends_with(b"/.") || rest == b"." || full.set(dir).is_err()
+    {
+        return false;
     }
-    full.set(dir)?;
     let mut at = 0;
     while let Some(component) = next_component(rest, &mut at) {
-        if component == b".." || component.len() > NAME_MAX {
-            return Ok(false);
+        if component == b".."
+            || component.len() > NAME_MAX
+            || full.push(b"/").is_err()
+            || full.push(component).is_err()
+        {
+            return false;
         }
-        full.push(b"/")?;
-        full.push(component)?;
     }
-    Ok(full.len() > dir.len())
+    full.len() > dir.len()
 }
 
 fn walk<L: Layers>(
@@ -338,11 +347,11 @@ fn walk<L: Layers>(
             known = false;
         } else if !is_last && kind != KIND_DIR && kind != KIND_KERNELS {
             return Err(errno::ENOTDIR);
-        } else if !is_last && kind == KIND_DIR && !tried_below {
+        } else if !is_last && kind == KIND_DIR && !tried_below && layers.answers_below(&node) {
             tried_below = true;
             let mut full = Buf::new();
-            if plain_below(canon.as_bytes(), &rest.as_bytes()[at..], &mut full)?
-                && let Some(node) = layers.whole_below(&node, full.as_bytes(), follow, host)?
+            if plain_below(canon.as_bytes(), &rest.as_bytes()[at..], &mut full)
+                && let Some(node) = layers.whole_below(full.as_bytes(), follow, host)?
             {
                 canon.set(full.as_bytes())?;
                 return Ok(Resolved {
