@@ -411,26 +411,31 @@ pub fn meta(
         }
     }
     if place == Place::Bind {
-        // A host file: no record says who made it, and the kernel lets the
-        // real user, its owner, do what an owner may. So may every fake
-        // identity (apt's `_apt` removing the files it made in /tmp).
-        let ids = crate::ids::get();
-        let (uid, gid) = ((st[3] >> 32) as u32, st[4] as u32);
-        return Ok(Meta {
-            uid: if uid == real_uid() {
-                ids.uid[crate::ids::FS]
-            } else {
-                uid
-            },
-            gid: if gid == real_gid() {
-                ids.gid[crate::ids::FS]
-            } else {
-                gid
-            },
-            mode: (st[3] & 0xffff_ffff) as u32,
-        });
+        return Ok(bind_meta(&st));
     }
     Ok(attrs(&st, None).meta())
+}
+
+/// What fake root's checks see of a bind's file, whose stat is `st`: a
+/// host file, of which no record says who made it; the kernel lets the
+/// real user, its owner, do what an owner may. So may every fake identity
+/// (apt's `_apt` removing the files it made in /tmp).
+pub fn bind_meta(st: &[u64; 18]) -> Meta {
+    let ids = crate::ids::get();
+    let (uid, gid) = ((st[3] >> 32) as u32, st[4] as u32);
+    Meta {
+        uid: if uid == real_uid() {
+            ids.uid[crate::ids::FS]
+        } else {
+            uid
+        },
+        gid: if gid == real_gid() {
+            ids.gid[crate::ids::FS]
+        } else {
+            gid
+        },
+        mode: (st[3] & 0xffff_ffff) as u32,
+    }
 }
 
 /// Rewrites a `struct stat` as fake root sees it (`image`: see `attrs`).

@@ -648,6 +648,10 @@ fn fchmod_fd(fd: i32, mode: u32) -> Result<(), i32> {
     }
     let mut st = [0u64; 18];
     let (attrs, image) = crate::open_files::fd_attrs(fd, &mut st)?;
+    if image.is_none() && fd_in_bind(fd, &st) {
+        // A bind's file is the kernel's to judge, as by path.
+        return sys::fchmod(fd, mode & 0o7777).map(|_| ());
+    }
     let perms = perm::chmod(&attrs.meta(), mode)?;
     let virtual_mode = (attrs.mode & sys::S_IFMT) | perms;
     match image {
@@ -675,6 +679,11 @@ fn fchown_fd(fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
     }
     let mut st = [0u64; 18];
     let (attrs, image) = crate::open_files::fd_attrs(fd, &mut st)?;
+    if image.is_none() && fd_in_bind(fd, &st) {
+        // A host file, judged as by path; nothing is recorded for it.
+        perm::chown(&root::bind_meta(&st), uid, gid)?;
+        return Ok(());
+    }
     let meta = attrs.meta();
     let owner = perm::chown(&meta, uid, gid)?;
     match image {
@@ -695,6 +704,14 @@ fn fchown_fd(fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
     }
 }
 
+/// Whether descriptor `fd`, whose fstat is `st`, is of a file in a bind.
+fn fd_in_bind(fd: i32, st: &[u64; 18]) -> bool {
+    let mut canon = Buf::new();
+    let state = state::get();
+    crate::fdpaths::fd_path_of(state, fd, Some((st[0], st[1])), &mut canon)
+        && crate::resolve::bind_of(state, canon.as_bytes()).is_some()
+}
+
 unsafe fn futimens_fd(fd: i32, times: *const c_void) -> c_int {
     // SAFETY: the caller's timespecs.
     let result = (|| {
@@ -705,11 +722,7 @@ unsafe fn futimens_fd(fd: i32, times: *const c_void) -> c_int {
             let mut st = [0u64; 18];
             let (attrs, _) = crate::open_files::fd_attrs(fd, &mut st)?;
             // A bind's file is the kernel's to judge, as by path.
-            let mut canon = Buf::new();
-            let state = state::get();
-            let in_bind = crate::fdpaths::fd_path_of(state, fd, Some((st[0], st[1])), &mut canon)
-                && crate::resolve::bind_of(state, canon.as_bytes()).is_some();
-            if !in_bind {
+            if !fd_in_bind(fd, &st) {
                 perm::set_times(&attrs.meta(), to_now)?;
             }
         }

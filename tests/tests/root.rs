@@ -75,6 +75,21 @@ fn fake_root_reports_root_and_records_owners_and_devices() {
     );
     run.success();
     assert_eq!(run.stdout, "done\n", "{run:#?}");
+    // The same through a descriptor: fchmod, fchown to oneself, futimes.
+    let run = sh(
+        &env,
+        true,
+        r#"su -s /bin/sh -c 'perl -e "
+            my \$p = q(/tmp/lpmx-fd.) . \$\$;
+            open(my \$f, q(>), \$p) or die qq(open: \$!);
+            chmod(0600, \$f) or die qq(fchmod: \$!);
+            printf qq(%o\n), (stat \$p)[2] & 07777;
+            chown(\$<, -1, \$f) or die qq(fchown: \$!);
+            utime(1, 1, \$f) or die qq(futimes: \$!);
+            close \$f; unlink(\$p) or die qq(unlink: \$!); print qq(done\n)"' _apt"#,
+    );
+    run.success();
+    assert_eq!(run.stdout, "600\ndone\n", "{run:#?}");
 }
 
 #[test]
