@@ -56,6 +56,18 @@ pub fn remember_fd(fd: i32, path: &[u8]) {
     }
 }
 
+/// Remembers that `fd` (just opened) is container directory `path` when
+/// it is a directory; forgets what was known of `fd` otherwise.
+pub fn remember_dir_fd(fd: i32, path: &[u8]) {
+    let mut st = [0u64; 18];
+    if sys::fstat(fd, st.as_mut_ptr().cast()).is_ok() && st[3] as u32 & sys::S_IFMT == sys::S_IFDIR
+    {
+        remember(fd, (st[0], st[1]), path);
+    } else {
+        forget_fd(fd);
+    }
+}
+
 /// Remembers that `fd` (just opened) is container directory `path`, whose
 /// device and inode are `id`.
 pub fn remember_fd_as(fd: i32, id: (u64, u64), path: &[u8]) {

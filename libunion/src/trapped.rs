@@ -41,6 +41,23 @@ fn host(p: usize) -> bool {
             .any(under)
 }
 
+/// An open of a host path lpmx passes as it is (`host`). A directory
+/// opened so is that path to the calls made relative to it later
+/// (`getdents64`, `fchdir`, `*at`), not the container path its host file
+/// would map back to: the store is in the container where a bind shows it
+/// (a home directory), and a writable layer's directory there is listed as
+/// it is, not merged.
+fn open_host(nr: usize, a: [usize; 6]) -> isize {
+    let fd = lpmx_trap::handler::raw(nr, a);
+    let path = if nr == 2 { a[0] } else { a[1] };
+    if fd >= 0
+        && let Ok(path) = lpmx_sys::user::path(path as *const c_char)
+    {
+        crate::fdpaths::remember_dir_fd(fd as i32, path);
+    }
+    fd
+}
+
 /// The trapped call `nr` made through libunion, or None to make it as it
 /// is.
 pub fn call(nr: usize, a: [usize; 6]) -> Option<isize> {
@@ -76,6 +93,9 @@ pub fn call(nr: usize, a: [usize; 6]) -> Option<isize> {
         _ => &[],
     };
     if path_args.iter().any(|&i| host(a[i])) {
+        if matches!(nr, 2 | 257) {
+            return Some(open_host(nr, a));
+        }
         return None;
     }
     // SAFETY: the program's own arguments, passed as it gave them to the
