@@ -296,11 +296,17 @@ fn a_rewritten_call_site_raises_no_signal_and_still_sees_the_container() {
     // four threads at once, goes through the trap's stub.
     let run = c.busybox_sh(&[], &format!("echo hi > /marker && {program}"));
     run.success();
-    assert_eq!(run.stdout, "before=b8 after=e9 failures=0\n", "{run:#?}");
+    assert_eq!(
+        run.stdout, "before=b8 after=e9 before12=b8 after12=e9 failures=0\n",
+        "{run:#?}"
+    );
     // Turned off, the site stays as it is and every call is trapped.
     let run = c.run(&["-e", "LPMX_TRAP_REWRITE=0"], &[program]);
     run.success();
-    assert_eq!(run.stdout, "before=b8 after=b8 failures=0\n", "{run:#?}");
+    assert_eq!(
+        run.stdout, "before=b8 after=b8 before12=b8 after12=b8 failures=0\n",
+        "{run:#?}"
+    );
     // The marker is the container's only.
     assert!(!std::path::Path::new("/marker").exists());
 }
@@ -359,4 +365,27 @@ fn an_image_files_stat_is_its_layer_files_own() {
         compared += 1;
     }
     assert!(compared > 100, "{run:#?}");
+}
+
+#[test]
+fn the_store_seen_through_a_bind_is_listed_as_it_is() {
+    let c = Container::new("bookworm");
+    // The store is in the container where a bind shows it (here the
+    // host's /tmp), and lpmx passes its paths as they are: a writable
+    // layer's directory there lists its own files, not the merged view
+    // of the container directory it holds (/usr/local).
+    let upper = c.env.store().join("containers/c/upper/usr/local");
+    let run = c.busybox_sh(
+        &[],
+        &format!(
+            "busybox touch /usr/local/made && busybox ls /usr/local > /dev/null && busybox ls {0} && busybox find {0}",
+            upper.display()
+        ),
+    );
+    run.success();
+    assert_eq!(
+        run.stdout,
+        format!("made\n{0}\n{0}/made\n", upper.display()),
+        "{run:#?}"
+    );
 }

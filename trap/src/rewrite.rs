@@ -21,9 +21,12 @@
 //! - The site is in a mapping that is `r-x` (`/proc/self/maps`) and the
 //!   five bytes are written with one atomic store (8 or 16 bytes, aligned)
 //!   while the page is `rwx`, so another thread runs the old instruction or
-//!   the new one, never half of each; a site that fits neither stays as it
-//!   is (a count of threads cannot tell: a `vfork` child shares the memory
-//!   of a parent whose other threads run on). A kernel or sandbox that
+//!   the new one, never half of each. A site 12 bytes into 16 keeps its
+//!   fifth byte: the stub goes where the `jmp`'s top displacement byte is
+//!   that byte, and the first four are one aligned 8-byte store. A site
+//!   nearer a 16-byte end stays as it is (a count of threads cannot tell a
+//!   plain write is safe: a `vfork` child shares the memory of a parent
+//!   whose other threads run on). A kernel or sandbox that
 //!   refuses `rwx` pages leaves every site as it is.
 //! - Only path and identity calls are served there, never exec,
 //!   `rt_sigaction` or `rt_sigprocmask` (their handling needs the signal's
@@ -386,7 +389,20 @@ fn rewrite(site: usize, mov: &[u8; 5]) -> Option<()> {
     if !ensure_stacks() {
         return None;
     }
-    let stub = stub_near(site, mov)?;
+    let window = if site % 16 > 11 {
+        // No aligned store covers the five bytes: where the `mov`'s last
+        // byte stays as it is (the `jmp`'s top displacement byte), the
+        // first four are one aligned 8-byte store. The stub then lies in
+        // the 16 MiB that top byte allows.
+        if site % 16 != 12 {
+            return None;
+        }
+        let low = (i64::from(mov[4] as i8) << 24) + site as i64 + 5;
+        (low.max(1 << 16) as usize, (low + (1 << 24)) as usize)
+    } else {
+        (site.saturating_sub(REACH), site.saturating_add(REACH))
+    };
+    let stub = stub_in(site, mov, window)?;
     let rel = (stub as i64 - (site as i64 + 5)) as i32;
     let mut jump = [0u8; 5];
     jump[0] = 0xe9;
@@ -404,8 +420,9 @@ fn rewrite(site: usize, mov: &[u8; 5]) -> Option<()> {
 }
 
 /// Writes `bytes` (5) at `at`, where the `mov` `was` still is, with one
-/// aligned atomic compare-and-swap (none covers a site across a 16-byte
-/// boundary: it stays as it is).
+/// aligned atomic compare-and-swap: of the word or 16 bytes holding them,
+/// or, for a site 12 bytes into 16, of the word holding the first four
+/// when the fifth stays.
 fn store_atomically(at: usize, was: &[u8; 5], bytes: &[u8; 5]) -> bool {
     if at % 8 <= 3 {
         let word = at & !7;
@@ -428,7 +445,29 @@ fn store_atomically(at: usize, was: &[u8; 5], bytes: &[u8; 5]) -> bool {
             .is_ok();
     }
     if at % 16 > 11 {
-        return false;
+        // Only the first four bytes change (`rewrite` chose the stub so).
+        if at % 16 != 12 || bytes[4] != was[4] {
+            return false;
+        }
+        let word = at - 4;
+        // SAFETY: an aligned, writable word of code (the page is rwx now).
+        let cell = unsafe { AtomicU64::from_ptr(word as *mut u64) };
+        let old = cell.load(Ordering::Relaxed);
+        let mut new = old.to_le_bytes();
+        // SAFETY: the fifth byte, on the readable page after the word.
+        let fifth = unsafe { core::ptr::read_volatile((at + 4) as *const u8) };
+        if new[4..8] != was[..4] || fifth != was[4] {
+            return false;
+        }
+        new[4..8].copy_from_slice(&bytes[..4]);
+        return cell
+            .compare_exchange(
+                old,
+                u64::from_le_bytes(new),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
     }
     let block = at & !15;
     let offset = at - block;
@@ -592,17 +631,16 @@ fn grow_stacks() -> bool {
 }
 
 /// A new stub for the site at `site`, whose instruction was `mov`, in
-/// stub pages within a `jmp`'s reach.
-fn stub_near(site: usize, mov: &[u8; 5]) -> Option<usize> {
+/// stub pages within `window` (a `jmp`'s reach, or narrower).
+fn stub_in(site: usize, mov: &[u8; 5], window: (usize, usize)) -> Option<usize> {
+    let within = |base: usize| base >= window.0 && base.saturating_add(REGION) <= window.1;
     let index = (0..REGIONS).find(|&i| {
         let base = REGION_BASE[i].load(Ordering::Relaxed);
-        base != 0
-            && base.abs_diff(site) < REACH
-            && REGION_USED[i].load(Ordering::Relaxed) + STUB <= REGION
+        base != 0 && within(base) && REGION_USED[i].load(Ordering::Relaxed) + STUB <= REGION
     });
     let index = match index {
         Some(i) => i,
-        None => new_region(site)?,
+        None => new_region(site, within)?,
     };
     let base = REGION_BASE[index].load(Ordering::Relaxed);
     let stub = base + REGION_USED[index].load(Ordering::Relaxed);
@@ -625,19 +663,19 @@ fn stub_near(site: usize, mov: &[u8; 5]) -> Option<usize> {
     Some(stub)
 }
 
-/// Maps stub pages below `site` (or above it), within reach.
-fn new_region(site: usize) -> Option<usize> {
+/// Maps stub pages below `site` (or above it) where `within` allows.
+fn new_region(site: usize, within: impl Fn(usize) -> bool) -> Option<usize> {
     const PROT_READ_WRITE: usize = 3;
     const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
     const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
     const STEP: usize = 1 << 20;
     let index = (0..REGIONS).find(|&i| REGION_BASE[i].load(Ordering::Relaxed) == 0)?;
     let below = (site & !(STEP - 1)).saturating_sub(STEP);
-    let tries = (1..64)
+    let tries = (0..64)
         .map(|k| below.saturating_sub(k * STEP))
-        .chain((1..64).map(|k| (site & !(STEP - 1)) + (k + 1) * STEP));
+        .chain((1..64).map(|k| (site & !(STEP - 1)) + k * STEP));
     for hint in tries {
-        if hint < (1 << 16) {
+        if hint < (1 << 16) || !within(hint) {
             continue;
         }
         let Ok(base) = sys::mmap(
@@ -650,7 +688,7 @@ fn new_region(site: usize) -> Option<usize> {
         ) else {
             continue;
         };
-        if base.abs_diff(site) >= REACH {
+        if !within(base) {
             // A kernel without MAP_FIXED_NOREPLACE took the hint as a hint.
             let _ = sys::munmap(base as *mut c_void, REGION);
             continue;
