@@ -51,26 +51,48 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
 
 /// Remembers that `fd` (just opened) is container directory `path`.
 pub fn remember_fd(fd: i32, path: &[u8]) {
+    clear_host_fd(fd);
     if let Some(id) = identity(fd) {
         remember(fd, id, path);
     }
 }
 
-/// Remembers that `fd` (just opened) is container directory `path` when
-/// it is a directory; forgets what was known of `fd` otherwise.
-pub fn remember_dir_fd(fd: i32, path: &[u8]) {
+/// Remembers that `fd` (just opened by a host path lpmx passes as it is)
+/// is the directory `path` when it is one; forgets what was known of `fd`
+/// otherwise. Marked so, it keeps its host path when the cache has lost it
+/// (`fd_path_of`), rather than the container path that path maps back to.
+pub fn remember_host_dir_fd(fd: i32, path: &[u8]) {
     let mut st = [0u64; 18];
     if sys::fstat(fd, st.as_mut_ptr().cast()).is_ok() && st[3] as u32 & sys::S_IFMT == sys::S_IFDIR
     {
         remember(fd, (st[0], st[1]), path);
+        if let Some((word, bit)) = bit_of(&HOST_FD, fd) {
+            word.fetch_or(bit, Ordering::Relaxed);
+        }
     } else {
         forget_fd(fd);
+    }
+}
+
+/// Descriptors of directories opened by a host path lpmx passes as it is
+/// (`remember_host_dir_fd`): a bit per descriptor below UPPER_FDS.
+static HOST_FD: [core::sync::atomic::AtomicU64; UPPER_FDS / 64] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; UPPER_FDS / 64];
+
+fn is_host_fd(fd: i32) -> bool {
+    bit_of(&HOST_FD, fd).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
+}
+
+fn clear_host_fd(fd: i32) {
+    if let Some((word, bit)) = bit_of(&HOST_FD, fd) {
+        word.fetch_and(!bit, Ordering::Relaxed);
     }
 }
 
 /// Remembers that `fd` (just opened) is container directory `path`, whose
 /// device and inode are `id`.
 pub fn remember_fd_as(fd: i32, id: (u64, u64), path: &[u8]) {
+    clear_host_fd(fd);
     remember(fd, id, path);
 }
 
@@ -99,8 +121,15 @@ static UPPER_FD: [core::sync::atomic::AtomicU64; UPPER_FDS / 64] =
     [const { core::sync::atomic::AtomicU64::new(0) }; UPPER_FDS / 64];
 
 fn upper_bit(fd: i32) -> Option<(&'static core::sync::atomic::AtomicU64, u64)> {
+    bit_of(&UPPER_FD, fd)
+}
+
+fn bit_of(
+    bits: &'static [core::sync::atomic::AtomicU64; UPPER_FDS / 64],
+    fd: i32,
+) -> Option<(&'static core::sync::atomic::AtomicU64, u64)> {
     let fd = usize::try_from(fd).ok().filter(|&fd| fd < UPPER_FDS)?;
-    Some((&UPPER_FD[fd / 64], 1 << (fd % 64)))
+    Some((&bits[fd / 64], 1 << (fd % 64)))
 }
 
 /// `fd` (just opened) names a file of the writable layer.
@@ -123,6 +152,7 @@ pub fn forget_fd(fd: i32) {
     if let Some((word, bit)) = upper_bit(fd) {
         word.fetch_and(!bit, Ordering::Relaxed);
     }
+    clear_host_fd(fd);
     FD_CACHE.with(|slots| {
         let slot = &mut slots[fd as usize % FD_SLOTS];
         if slot.fd_plus_one == fd + 1 {
@@ -137,6 +167,7 @@ pub fn forget_fds(first: u32, last: u32) {
         if let Some((word, bit)) = upper_bit(fd as i32) {
             word.fetch_and(!bit, Ordering::Relaxed);
         }
+        clear_host_fd(fd as i32);
     }
     FD_CACHE.with(|slots| {
         for slot in slots.iter_mut() {
@@ -181,7 +212,12 @@ pub fn fd_path_of(state: &State, fd: i32, id: Option<(u64, u64)>, out: &mut Buf)
         Ok(len) => host.set_len(len),
         Err(_) => return false,
     }
-    let known = to_container(state, host.as_bytes(), out);
+    // A directory opened by a host path lpmx passed as it is keeps it.
+    let known = if is_host_fd(fd) {
+        out.set(host.as_bytes()).is_ok()
+    } else {
+        to_container(state, host.as_bytes(), out)
+    };
     if let (true, Some(id)) = (known, id) {
         remember(fd, id, out.as_bytes());
     }

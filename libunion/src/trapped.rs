@@ -53,7 +53,7 @@ fn open_host(nr: usize, a: [usize; 6]) -> isize {
     if fd >= 0
         && let Ok(path) = lpmx_sys::user::path(path as *const c_char)
     {
-        crate::fdpaths::remember_dir_fd(fd as i32, path);
+        crate::fdpaths::remember_host_dir_fd(fd as i32, path);
     }
     fd
 }

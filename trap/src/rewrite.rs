@@ -398,12 +398,16 @@ fn rewrite(site: usize, mov: &[u8; 5]) -> Option<()> {
             return None;
         }
         let low = (i64::from(mov[4] as i8) << 24) + site as i64 + 5;
-        (low.max(1 << 16) as usize, (low + (1 << 24)) as usize)
+        let high = low + (1 << 24);
+        if high <= 1 << 16 {
+            return None; // below the lowest address a mapping may have
+        }
+        (low.max(1 << 16) as usize, high as usize)
     } else {
         (site.saturating_sub(REACH), site.saturating_add(REACH))
     };
     let stub = stub_in(site, mov, window)?;
-    let rel = (stub as i64 - (site as i64 + 5)) as i32;
+    let rel = i32::try_from(stub as i64 - (site as i64 + 5)).ok()?;
     let mut jump = [0u8; 5];
     jump[0] = 0xe9;
     jump[1..].copy_from_slice(&rel.to_le_bytes());
