@@ -546,10 +546,8 @@ unsafe fn readlink_at(dirfd: i32, path: *const c_char, buf: *mut c_char, size: u
                 }
             }
             _ if found.kind != KIND_SYMLINK && found.kind != 0 => c_ret(Err(sys::EINVAL)) as isize,
-            Place::Lower(_) => match state
-                .index
-                .and_then(|index| index.position(&canon.as_bytes()[1..]))
-            {
+            // The walk found it in the index: its target is there.
+            Place::Lower(_) => match found.position {
                 Some(i) => copy(state.index.map_or(&[][..], |index| index.link(i))),
                 None => c_ret(crate::host::readlink(&host, buf.cast(), size)) as isize,
             },

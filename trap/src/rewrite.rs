@@ -429,49 +429,16 @@ fn rewrite(site: usize, mov: &[u8; 5]) -> Option<()> {
 /// when the fifth stays.
 fn store_atomically(at: usize, was: &[u8; 5], bytes: &[u8; 5]) -> bool {
     if at % 8 <= 3 {
-        let word = at & !7;
-        let offset = at - word;
-        // SAFETY: an aligned, writable word of code (the page is rwx now).
-        let cell = unsafe { AtomicU64::from_ptr(word as *mut u64) };
-        let old = cell.load(Ordering::Relaxed);
-        let mut new = old.to_le_bytes();
-        if new[offset..offset + 5] != *was {
-            return false;
-        }
-        new[offset..offset + 5].copy_from_slice(bytes);
-        return cell
-            .compare_exchange(
-                old,
-                u64::from_le_bytes(new),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            )
-            .is_ok();
+        return swap_in_word(at & !7, at % 8, was, bytes);
     }
     if at % 16 > 11 {
         // Only the first four bytes change (`rewrite` chose the stub so).
-        if at % 16 != 12 || bytes[4] != was[4] {
-            return false;
-        }
-        let word = at - 4;
-        // SAFETY: an aligned, writable word of code (the page is rwx now).
-        let cell = unsafe { AtomicU64::from_ptr(word as *mut u64) };
-        let old = cell.load(Ordering::Relaxed);
-        let mut new = old.to_le_bytes();
         // SAFETY: the fifth byte, on the readable page after the word.
         let fifth = unsafe { core::ptr::read_volatile((at + 4) as *const u8) };
-        if new[4..8] != was[..4] || fifth != was[4] {
-            return false;
-        }
-        new[4..8].copy_from_slice(&bytes[..4]);
-        return cell
-            .compare_exchange(
-                old,
-                u64::from_le_bytes(new),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            )
-            .is_ok();
+        return at % 16 == 12
+            && bytes[4] == was[4]
+            && fifth == was[4]
+            && swap_in_word(at - 4, 4, &was[..4], &bytes[..4]);
     }
     let block = at & !15;
     let offset = at - block;
@@ -484,6 +451,28 @@ fn store_atomically(at: usize, was: &[u8; 5], bytes: &[u8; 5]) -> bool {
     new[offset..offset + 5].copy_from_slice(bytes);
     // SAFETY: as above.
     unsafe { cmpxchg16b(block as *mut u8, old, new) }
+}
+
+/// Replaces `was` by `bytes` at `offset` in the aligned 8-byte `word` of
+/// code (rwx now), in one compare-and-swap: whether it was there and is
+/// replaced.
+fn swap_in_word(word: usize, offset: usize, was: &[u8], bytes: &[u8]) -> bool {
+    // SAFETY: an aligned, writable word of code.
+    let cell = unsafe { AtomicU64::from_ptr(word as *mut u64) };
+    let old = cell.load(Ordering::Relaxed);
+    let mut new = old.to_le_bytes();
+    let span = offset..offset + bytes.len();
+    if new[span.clone()] != *was {
+        return false;
+    }
+    new[span].copy_from_slice(bytes);
+    cell.compare_exchange(
+        old,
+        u64::from_le_bytes(new),
+        Ordering::SeqCst,
+        Ordering::Relaxed,
+    )
+    .is_ok()
 }
 
 /// `lock cmpxchg16b`: whether the 16 bytes at `at` were `old` and are now
