@@ -144,18 +144,32 @@ fn d_type(kind: u8) -> u8 {
 /// the writable layer's entries as they are on disk, then the image's from
 /// the index (names, kinds and inodes), without a system call whatever the
 /// number of layers, then the binds there that neither has.
-fn merge(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(), i32> {
-    merge_layers(dir, state, index, canon)?;
+/// `upper_lacks`: the walk that found `canon` found it only in the image
+/// (`Place::Lower`), so the writable layer has no such directory to read.
+fn merge(
+    dir: &mut Dir,
+    state: &State,
+    index: Index,
+    canon: &[u8],
+    upper_lacks: bool,
+) -> Result<(), i32> {
+    merge_layers(dir, state, index, canon, upper_lacks)?;
     add_bind_points(dir, state, if canon == b"/" { b"" } else { canon })
 }
 
 /// The writable layer's and the image's part of [`merge`].
-fn merge_layers(dir: &mut Dir, state: &State, index: Index, canon: &[u8]) -> Result<(), i32> {
+fn merge_layers(
+    dir: &mut Dir,
+    state: &State,
+    index: Index,
+    canon: &[u8],
+    upper_lacks: bool,
+) -> Result<(), i32> {
     let key = if canon == b"/" { &b""[..] } else { &canon[1..] };
     let inside = if canon == b"/" { &b""[..] } else { canon };
     let mut have_dots = false;
     let first = key.split(|&b| b == b'/').next().unwrap_or(b"");
-    if key.is_empty() || crate::upper::may_hold(state, first) {
+    if key.is_empty() || !upper_lacks && crate::upper::may_hold(state, first) {
         let mut path = Buf::from(state.upper)?;
         path.push(inside)?;
         if let Ok(fd) = open_dir(&path) {
@@ -253,7 +267,7 @@ fn add_bind_points(dir: &mut Dir, state: &State, inside: &[u8]) -> Result<(), i3
 
 /// A new `DIR` for the directory open as `fd`, at canonical `canon`
 /// (None: outside the container, read as it is).
-fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>) -> *mut Dir {
+fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>, upper_lacks: bool) -> *mut Dir {
     // SAFETY: a plain allocation, initialised below.
     let dir = unsafe { sys::malloc(core::mem::size_of::<Dir>()) }.cast::<Dir>();
     if dir.is_null() {
@@ -274,7 +288,7 @@ fn new_dir(fd: i32, canon: Option<&[u8]>, id: Option<(u64, u64)>) -> *mut Dir {
                 Some(id) => crate::fdpaths::remember_fd_as(fd, id, canon),
                 None => crate::fdpaths::remember_fd(fd, canon),
             }
-            merge(d, state, index, canon)
+            merge(d, state, index, canon, upper_lacks)
         }
         _ => d.read_all(fd, |_, _| true),
     };
@@ -316,7 +330,7 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
     // SAFETY: as the caller's.
     match unsafe { translate(dirfd, path, true, &mut canon, &mut host) } {
         Ok(None) => match sys::openat(dirfd, path.cast(), sys::O_DIRECTORY | sys::O_CLOEXEC, 0) {
-            Ok(fd) => new_dir(fd as i32, None, None).cast(),
+            Ok(fd) => new_dir(fd as i32, None, None, false).cast(),
             Err(e) => {
                 set_errno(e);
                 core::ptr::null_mut()
@@ -340,7 +354,7 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
             }
             match open_dir(&host) {
                 Ok(fd) if found.place == Place::Bind => {
-                    let dir = new_dir(fd, None, None);
+                    let dir = new_dir(fd, None, None, false);
                     let state = state::get();
                     if !dir.is_null()
                         && crate::resolve::on_way_to_bind(state, &found, canon.as_bytes())
@@ -359,7 +373,8 @@ pub unsafe fn open_dir_at(dirfd: i32, path: *const c_char) -> *mut c_void {
                 }
                 Ok(fd) => {
                     let id = crate::resolve::identity_of(state::get(), &found, canon.as_bytes());
-                    new_dir(fd, Some(canon.as_bytes()), id).cast()
+                    let upper_lacks = matches!(found.place, Place::Lower(_));
+                    new_dir(fd, Some(canon.as_bytes()), id, upper_lacks).cast()
                 }
                 Err(e) => {
                     set_errno(e);
@@ -432,10 +447,11 @@ export! {
                 && found.place != Place::Bind
                 && found.place != Place::Missing
             {
-                return new_dir(fd, Some(resolved.as_bytes()), id).cast();
+                let upper_lacks = matches!(found.place, Place::Lower(_));
+                return new_dir(fd, Some(resolved.as_bytes()), id, upper_lacks).cast();
             }
         }
-        new_dir(fd, None, None).cast()
+        new_dir(fd, None, None, false).cast()
     }
     fn closedir(dir: *mut c_void) -> c_int {
         match checked(dir) {
@@ -883,6 +899,10 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
         if written == 0 && at < len {
             return -(sys::EINVAL as isize);
         }
+        if at == position as usize {
+            // The end, read again: the offset stays where it is.
+            return written as isize;
+        }
         match sys::seek(fd, at as u64, 0) {
             Ok(_) => written as isize,
             Err(e) => -(e as isize),
@@ -905,23 +925,26 @@ pub fn getdents64(fd: i32, buf: *mut u8, size: usize) -> isize {
     }
     let (mut dir_canon, mut host) = (Buf::new(), Buf::new());
     // The empty directory on the way to a deeper bind lists the way on.
-    let way_to_bind = match resolve(state, canon.as_bytes(), true, &mut dir_canon, &mut host) {
-        Ok(found)
-            if matches!(found.place, Place::Upper | Place::Lower(_))
-                && (found.kind == KIND_DIR || found.kind == 0) =>
-        {
-            false
-        }
-        Ok(found) if crate::resolve::on_way_to_bind(state, &found, dir_canon.as_bytes()) => true,
-        _ => return raw(),
-    };
+    let (way_to_bind, upper_lacks) =
+        match resolve(state, canon.as_bytes(), true, &mut dir_canon, &mut host) {
+            Ok(found)
+                if matches!(found.place, Place::Upper | Place::Lower(_))
+                    && (found.kind == KIND_DIR || found.kind == 0) =>
+            {
+                (false, matches!(found.place, Place::Lower(_)))
+            }
+            Ok(found) if crate::resolve::on_way_to_bind(state, &found, dir_canon.as_bytes()) => {
+                (true, false)
+            }
+            _ => return raw(),
+        };
     let mut dir = Dir::empty(-1);
     let filled = if way_to_bind {
         dir.push(ino, 4, b".")
             .and_then(|()| dir.push(ino, 4, b".."))
             .and_then(|()| add_bind_points(&mut dir, state, dir_canon.as_bytes()))
     } else {
-        merge(&mut dir, state, index, dir_canon.as_bytes())
+        merge(&mut dir, state, index, dir_canon.as_bytes(), upper_lacks)
     };
     if let Err(e) = filled {
         // SAFETY: malloc'd by merge, or null.

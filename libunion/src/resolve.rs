@@ -139,6 +139,9 @@ struct Union<'a> {
     state: &'a State,
     index: Index,
     checking: bool,
+    /// The `Made` counter before the walk looked at the writable layer:
+    /// what the walk finds missing there is remembered as of then.
+    made: Option<u64>,
 }
 
 /// The bind `canon` is at or below (the outermost, as the walk enters it
@@ -295,10 +298,18 @@ impl Layers for Union<'_> {
         let top = canon[1..].split(|&b| b == b'/').next().unwrap_or(b"");
         // The binds first: they are in memory, and a path below one (/proc,
         // /dev, /tmp) needs nothing of the writable layer's records.
-        if bind_of(self.state, canon).is_some() || crate::upper::may_hold(self.state, top) {
+        if bind_of(self.state, canon).is_some() {
             return Ok(None);
         }
-        // The writable layer's top-level names exclude this path's.
+        // The writable layer's top-level names exclude this path's, or its
+        // directory is one the writable layer lacks (a walk found it so:
+        // the next file of a listing below /usr/share, after a write to
+        // /usr/local).
+        if crate::upper::may_hold(self.state, top)
+            && !parent_of(canon).is_some_and(|dir| crate::upper::known_missing(self.state, dir))
+        {
+            return Ok(None);
+        }
         self.lower_whole(canon, follow, host)
     }
 
@@ -317,8 +328,22 @@ impl Layers for Union<'_> {
         if bind_of(self.state, canon).is_some() {
             return Ok(None);
         }
-        self.lower_whole(canon, follow, host)
+        let found = self.lower_whole(canon, follow, host)?;
+        if found.is_some()
+            && let Some(dir) = parent_of(canon)
+        {
+            // Below a directory the writable layer lacks, so does this
+            // one's: `whole` answers its next file in one lookup.
+            crate::upper::remember_missing(dir, self.made);
+        }
+        Ok(found)
     }
+}
+
+/// The directory holding canonical `canon`, None for a top-level name.
+fn parent_of(canon: &[u8]) -> Option<&[u8]> {
+    let cut = canon.iter().rposition(|&b| b == b'/')?;
+    (cut > 0).then(|| &canon[..cut])
 }
 
 impl Union<'_> {
@@ -459,6 +484,7 @@ fn walk_with(
         state,
         index: state.index.ok_or(sys::ENOENT)?,
         checking: perm::checking(),
+        made: crate::upper::made_generation(state),
     };
     let mut resolved = walk::resolve(&layers, path, check_from, follow, canon, host)?;
     if canon.as_bytes() == b"/" {

@@ -634,6 +634,12 @@ pub fn made_generation(state: &State) -> Option<u64> {
     counter(state).map(|c| c[MADE].load(Ordering::Acquire))
 }
 
+/// Whether canonical directory `path` is known to be missing from the
+/// writable layer (and so, all below it).
+pub fn known_missing(state: &State, path: &[u8]) -> bool {
+    known_missing_hashed(state, hashes(path))
+}
+
 fn known_missing_hashed(state: &State, (a, b): (u64, u64)) -> bool {
     let Some(now) = made_generation(state) else {
         return false;

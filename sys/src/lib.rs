@@ -550,6 +550,30 @@ pub fn read_own_memory(local: *mut u8, remote: *const u8, len: usize) -> Sys {
     )
 }
 
+/// process_vm_readv(2) of the first byte of each of `count` (at most 16)
+/// pages from `page` on: the number of leading pages that could be read
+/// (the kernel stops at the first that cannot).
+pub fn readable_pages(page: usize, count: usize) -> Sys {
+    const MOST: usize = 16;
+    let count = count.min(MOST);
+    let mut bytes = [0u8; MOST];
+    let mut local = [[0usize; 2]; MOST];
+    let mut remote = [[0usize; 2]; MOST];
+    for i in 0..count {
+        local[i] = [bytes.as_mut_ptr() as usize + i, 1];
+        remote[i] = [page + i * 4096, 1];
+    }
+    call!(
+        310usize,
+        getpid() as isize,
+        local.as_ptr(),
+        count,
+        remote.as_ptr(),
+        count,
+        0usize
+    )
+}
+
 /// mincore(2) of one page: ENOMEM when nothing is mapped there.
 pub fn mincore(page: usize) -> Sys {
     let mut vec = [0u8; 1];

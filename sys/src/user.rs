@@ -4,7 +4,9 @@
 //! Each page is checked once before its first byte is read
 //! (`process_vm_readv` of one byte, else `mincore`), and remembered: path
 //! strings live on a few stack, heap and data pages, so nearly every
-//! string is read with no system call. A page remembered as readable and
+//! string is read with no system call. One check asks for the next pages
+//! too: a program's heap grows into them (`ls -lR` of a big tree reads
+//! paths on a thousand new pages). A page remembered as readable and
 //! then unmapped by the program is read without a check again (the
 //! program then passes a pointer it freed).
 
@@ -14,7 +16,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crate as sys;
 
 const PAGE: usize = 4096;
-const SLOTS: usize = 64;
+const SLOTS: usize = 1024;
+/// Pages asked for in one check: the one needed and those after it.
+const AHEAD: usize = 16;
 /// Page numbers known readable, plus one (0 is an empty slot).
 static READABLE: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 
@@ -23,17 +27,17 @@ fn readable(page: usize) -> bool {
     if slot.load(Ordering::Relaxed) == page + 1 {
         return true;
     }
-    let mut byte = 0u8;
-    let ok = match sys::read_own_memory(&mut byte, page as *const u8, 1) {
-        Ok(_) => true,
-        Err(sys::EFAULT) => false,
+    let readable = match sys::readable_pages(page, AHEAD) {
+        Ok(pages) => pages,
+        Err(sys::EFAULT) => 0,
         // process_vm_readv refused (a sandbox): at least something is mapped.
-        Err(_) => sys::mincore(page).is_ok(),
+        Err(_) => usize::from(sys::mincore(page).is_ok()),
     };
-    if ok {
-        slot.store(page + 1, Ordering::Relaxed);
+    for i in 0..readable {
+        let next = page + i * PAGE;
+        READABLE[(next / PAGE) % SLOTS].store(next + 1, Ordering::Relaxed);
     }
-    ok
+    readable > 0
 }
 
 /// The C string at `p` (without its NUL), `EFAULT` when it cannot be read,

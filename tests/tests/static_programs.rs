@@ -389,3 +389,24 @@ fn the_store_seen_through_a_bind_is_listed_as_it_is() {
         "{run:#?}"
     );
 }
+
+#[test]
+fn what_lookups_remember_follows_the_containers_changes() {
+    // A static program (the trap) and a dynamic one (the preload), each in
+    // a container of its own: both serve their lookups with libunion.
+    for flags in [&["-static"][..], &[][..]] {
+        let c = Container::new("bookworm");
+        let program = c.env.c_program("lookups", flags);
+        let run = c.run(&[], &[program.to_str().unwrap()]);
+        assert_eq!(run.stdout, "failures=0\n", "{flags:?}: {run:#?}");
+        run.success();
+        // The layers are unchanged: the image's file is deleted in the
+        // container only.
+        let again = c.busybox_sh(
+            &[],
+            "test -e /usr/share/doc/base-files/copyright || echo gone",
+        );
+        again.success();
+        assert_eq!(again.stdout, "gone\n", "{flags:?}");
+    }
+}

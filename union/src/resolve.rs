@@ -99,7 +99,7 @@ pub trait Layers {
     /// The whole of canonical `canon`, below a directory `answers_below`
     /// accepted, in one lookup where the layers know it holds by these
     /// rules (a path the index has, no symlink above it): None to walk on.
-    /// Asked once per walk.
+    /// Asked once per walk, and again for a symlink's target.
     fn whole_below(
         &self,
         _canon: &[u8],
@@ -258,7 +258,7 @@ fn walk<L: Layers>(
     let checking = layers.checking();
     if !checking
         && plain(path, canon)?
-        && let Some(node) = layers.whole(canon.as_bytes(), follow, host)?
+        && let Some(node) = whole_following(layers, follow, canon, host, links)?
     {
         return Ok(Resolved {
             node,
@@ -337,14 +337,23 @@ fn walk<L: Layers>(
             if target.as_bytes().first() == Some(&b'/') {
                 canon.clear();
             }
-            target.push(b"/")?;
-            target.push(&rest.as_bytes()[at..])?;
+            // What follows the link, if anything: a link that was the last
+            // component leaves no trailing slash (it would ask for a
+            // directory, and keep the rest from one lookup).
+            let after = &rest.as_bytes()[at..];
+            if !after.is_empty() {
+                target.push(b"/")?;
+                target.push(after)?;
+            }
             rest = target;
             at = 0;
             // The target's components are all looked up and checked; the
             // directory holding the link is where they start.
             check_from = 0;
             known = false;
+            // The target is a path of its own: its rest may be answered in
+            // one lookup too.
+            tried_below = checking;
         } else if !is_last && kind != KIND_DIR && kind != KIND_KERNELS {
             return Err(errno::ENOTDIR);
         } else if !is_last && kind == KIND_DIR && !tried_below && layers.answers_below(&node) {
@@ -397,6 +406,51 @@ fn walk<L: Layers>(
         last: Last::Name,
         slash,
     })
+}
+
+/// Plain canonical `canon` by `Layers::whole`, and where it is a symlink
+/// to be followed, its target the same way while each is plain (no `..`,
+/// no trailing slash): `/etc/localtime`, which `localtime(3)` asks for on
+/// every call, is a link into /usr/share/zoneinfo. `canon` ends as the
+/// target's path. None, with `links` as it was, to walk instead.
+fn whole_following<L: Layers>(
+    layers: &L,
+    follow: bool,
+    canon: &mut Buf,
+    host: &mut Buf,
+    links: &mut usize,
+) -> Result<Option<L::Node>, i32> {
+    if !follow {
+        return layers.whole(canon.as_bytes(), false, host);
+    }
+    let mut hops = 0;
+    let mut target = Buf::new();
+    loop {
+        let Some(node) = layers.whole(canon.as_bytes(), false, host)? else {
+            return Ok(None);
+        };
+        if layers.kind(&node) != Some(KIND_SYMLINK) {
+            *links += hops;
+            return Ok(Some(node));
+        }
+        hops += 1;
+        if *links + hops > MAX_LINKS {
+            return Ok(None);
+        }
+        layers.read_link(&node, canon.as_bytes(), host, &mut target)?;
+        let next = if target.as_bytes().first() == Some(&b'/') {
+            plain(target.as_bytes(), canon)?
+        } else {
+            // Relative to the link's directory, a real one (`whole`
+            // answered for the link).
+            let mut dir = Buf::from(canon.as_bytes())?;
+            pop(&mut dir);
+            plain_below(dir.as_bytes(), target.as_bytes(), canon)
+        };
+        if !next {
+            return Ok(None);
+        }
+    }
 }
 
 /// The directory `canon` (reached by `..` or a symlink), looked up again:
