@@ -451,6 +451,8 @@ export! {
             Ok(Some(found)) => {
                 let result = match found.place {
                     Place::Missing => Err(sys::ENOENT),
+                    // The index's record: no system call.
+                    Place::Lower(_) if crate::resolve::lower_statx(state::get(), &found, mask, buf) => Ok(0),
                     Place::Bind => crate::host::statx(&host, flags & !sys::AT_EMPTY_PATH, mask, buf),
                     _ => crate::host::statx(&host, (flags & !sys::AT_EMPTY_PATH) | sys::AT_SYMLINK_NOFOLLOW, mask, buf),
                 };

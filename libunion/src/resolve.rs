@@ -100,6 +100,118 @@ pub fn lower_stat(state: &State, found: &Found) -> Option<[u64; 18]> {
     Some(st)
 }
 
+/// `statx` of the layer's file `found` names, from the index as
+/// [`lower_stat`], into the caller's `struct statx`, where the caller asks
+/// for no more than the basic fields (GNU ls, find and stat do). What the
+/// kernel tells beyond them, the mount's id and the attributes it
+/// supports, is the layer root's (one real statx per layer); a birth time
+/// the index does not have is not claimed. False: ask the kernel.
+pub fn lower_statx(state: &State, found: &Found, mask: u32, buf: *mut core::ffi::c_void) -> bool {
+    const STATX_BASIC_STATS: u32 = 0x7ff;
+    if mask & !STATX_BASIC_STATS != 0 {
+        return false;
+    }
+    let Place::Lower(layer) = found.place else {
+        return false;
+    };
+    let (Some(st), Some(index)) = (lower_stat(state, found), state.index) else {
+        return false;
+    };
+    let Some(root) = layer_statx(index, layer) else {
+        return false;
+    };
+    let mut x = [0u8; 256];
+    let put32 =
+        |x: &mut [u8; 256], at: usize, v: u32| x[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    let put64 =
+        |x: &mut [u8; 256], at: usize, v: u64| x[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    put32(&mut x, 0, STATX_BASIC_STATS | (root.mask & STATX_MNT_ID));
+    put32(&mut x, 4, st[7] as u32);
+    put32(&mut x, 16, st[2] as u32);
+    put32(&mut x, 20, (st[3] >> 32) as u32);
+    put32(&mut x, 24, st[4] as u32);
+    x[28..30].copy_from_slice(&(st[3] as u16).to_ne_bytes());
+    put64(&mut x, 32, st[1]);
+    put64(&mut x, 40, st[6]);
+    put64(&mut x, 48, st[8]);
+    put64(&mut x, 56, root.attributes_mask);
+    // atime, (no btime), ctime, mtime: stat's order is atime, mtime, ctime.
+    for (at, i) in [(64, 9), (96, 13), (112, 11)] {
+        put64(&mut x, at, st[i]);
+        put32(&mut x, at + 8, st[i + 1] as u32);
+    }
+    let (major, minor) = split_dev(st[5]);
+    put32(&mut x, 128, major);
+    put32(&mut x, 132, minor);
+    let (major, minor) = split_dev(st[0]);
+    put32(&mut x, 136, major);
+    put32(&mut x, 140, minor);
+    put64(&mut x, 144, root.mnt_id);
+    // SAFETY: buf is the caller's struct statx, 256 bytes.
+    unsafe { core::ptr::copy_nonoverlapping(x.as_ptr(), buf.cast::<u8>(), x.len()) };
+    true
+}
+
+const STATX_MNT_ID: u32 = 0x1000;
+
+/// A `dev_t` as `struct statx` has it: major and minor (glibc's
+/// `gnu_dev_major` and `gnu_dev_minor`).
+fn split_dev(dev: u64) -> (u32, u32) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// What the kernel's `statx` of a layer's root says of the whole layer.
+#[derive(Clone, Copy)]
+struct LayerStatx {
+    mask: u32,
+    attributes_mask: u64,
+    mnt_id: u64,
+}
+
+/// Each layer's root statx: the mask plus one (0: not taken yet, and
+/// stored last), the attributes mask and the mount id. Two threads taking
+/// it at once store the same.
+static LAYER_STATX: [[core::sync::atomic::AtomicU64; 3]; LAYER_DEVS] =
+    [const { [const { core::sync::atomic::AtomicU64::new(0) }; 3] }; LAYER_DEVS];
+
+fn layer_statx(index: crate::index::Index, layer: u16) -> Option<LayerStatx> {
+    use core::sync::atomic::Ordering;
+    let slot = LAYER_STATX.get(usize::from(layer))?;
+    let mask = slot[0].load(Ordering::Acquire);
+    if mask != 0 {
+        return Some(LayerStatx {
+            mask: (mask - 1) as u32,
+            attributes_mask: slot[1].load(Ordering::Relaxed),
+            mnt_id: slot[2].load(Ordering::Relaxed),
+        });
+    }
+    let root = Buf::from(index.layer_root(layer)).ok()?;
+    let mut x = [0u8; 256];
+    crate::host::statx(
+        &root,
+        sys::AT_SYMLINK_NOFOLLOW,
+        0x7ff | STATX_MNT_ID,
+        x.as_mut_ptr().cast(),
+    )
+    .ok()?;
+    let get = |at: usize, n: usize| {
+        let mut v = [0u8; 8];
+        v[..n].copy_from_slice(&x[at..at + n]);
+        u64::from_ne_bytes(v)
+    };
+    let known = LayerStatx {
+        mask: get(0, 4) as u32,
+        attributes_mask: get(56, 8),
+        mnt_id: get(144, 8),
+    };
+    slot[1].store(known.attributes_mask, Ordering::Relaxed);
+    slot[2].store(known.mnt_id, Ordering::Relaxed);
+    slot[0].store(u64::from(known.mask) + 1, Ordering::Release);
+    Some(known)
+}
+
 const LAYER_DEVS: usize = 256;
 static LAYER_DEV: [core::sync::atomic::AtomicU64; LAYER_DEVS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; LAYER_DEVS];
