@@ -4,9 +4,9 @@
 //! Each page is checked once before its first byte is read
 //! (`process_vm_readv` of one byte, else `mincore`), and remembered: path
 //! strings live on a few stack, heap and data pages, so nearly every
-//! string is read with no system call. One check asks for the next pages
-//! too: a program's heap grows into them (`ls -lR` of a big tree reads
-//! paths on a thousand new pages). A page remembered as readable and
+//! string is read with no system call. A check of the page after the last
+//! one checked asks for the next pages too: a program's heap grows into
+//! them (`ls -lR` of a big tree reads paths on a thousand new pages). A page remembered as readable and
 //! then unmapped by the program is read without a check again (the
 //! program then passes a pointer it freed).
 
@@ -17,8 +17,11 @@ use crate as sys;
 
 const PAGE: usize = 4096;
 const SLOTS: usize = 1024;
-/// Pages asked for in one check: the one needed and those after it.
+/// Pages asked for in one check of the page after the last one checked:
+/// the one needed and those after it.
 const AHEAD: usize = 16;
+/// The page last checked, plus one.
+static LAST_CHECKED: AtomicUsize = AtomicUsize::new(0);
 /// Page numbers known readable, plus one (0 is an empty slot).
 static READABLE: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 
@@ -27,7 +30,14 @@ fn readable(page: usize) -> bool {
     if slot.load(Ordering::Relaxed) == page + 1 {
         return true;
     }
-    let readable = match sys::readable_pages(page, AHEAD) {
+    // A first check asks for its page alone (a short-lived program checks
+    // a few pages; each asked for costs the kernel a page walk).
+    let ahead = if LAST_CHECKED.swap(page + 1, Ordering::Relaxed) == page + 1 - PAGE {
+        AHEAD
+    } else {
+        1
+    };
+    let readable = match sys::readable_pages(page, ahead) {
         Ok(pages) => pages,
         Err(sys::EFAULT) => 0,
         // process_vm_readv refused (a sandbox): at least something is mapped.
