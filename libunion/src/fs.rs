@@ -750,7 +750,14 @@ unsafe fn xattr_call(
     let result = match unsafe { translate(sys::AT_FDCWD, path, follow, &mut canon, &mut host) } {
         Ok(None) => sys::xattr(syscall, path.cast(), name, value, size),
         Ok(Some(found)) if found.place == Place::Missing => Err(sys::ENOENT),
-        Ok(Some(_)) => crate::host::xattr(syscall, &host, name, value, size),
+        Ok(Some(found)) => match xattr_answer_key(syscall, &found, name) {
+            Some(key) => xattr_answered(key).unwrap_or_else(|| {
+                let result = crate::host::xattr(syscall, &host, name, value, size);
+                remember_xattr_answer(key, result);
+                result
+            }),
+            None => crate::host::xattr(syscall, &host, name, value, size),
+        },
         Err(e) => Err(e),
     };
     match result {
@@ -760,6 +767,76 @@ unsafe fn xattr_call(
             -1
         }
     }
+}
+
+// The answers of attribute calls on image files that have none (the
+// index's record says so): for such a file the kernel's answer depends on
+// the layer's file system, the call, the attribute's name and the file's
+// type only (GNU ls asks every file for its ACL and SELinux label, and
+// each is a failure). Remembered by two hashes of those; only failures,
+// and an empty list, are remembered, so a label the kernel makes up for
+// every file (an SELinux host) is asked each time. `user.` attributes are
+// not remembered: reading them needs read permission on the file.
+const XATTR_ANSWERS: usize = 256;
+static XATTR_ANSWER: [core::sync::atomic::AtomicU64; 3 * XATTR_ANSWERS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 3 * XATTR_ANSWERS];
+
+/// The key of an attribute call's answer on `found`, where it may be
+/// remembered.
+fn xattr_answer_key(syscall: usize, found: &Found, name: *const c_char) -> Option<(u64, u64)> {
+    let Place::Lower(layer) = found.place else {
+        return None;
+    };
+    let index = state::get().index?;
+    if !index.entry(found.position?).disk.has_no_xattrs() {
+        return None;
+    }
+    let mut key = Buf::new();
+    let class = match found.kind {
+        KIND_DIR => b'd',
+        crate::index::KIND_FILE => b'f',
+        _ => b'o',
+    };
+    let [low, high] = layer.to_le_bytes();
+    key.push(&[syscall as u8, class, low, high]).ok()?;
+    if syscall == sys::SYS_GETXATTR || syscall == sys::SYS_LGETXATTR {
+        let name = lpmx_sys::user::c_str(name, 256).ok()?;
+        if name.starts_with(b"user.") {
+            return None;
+        }
+        key.push(name).ok()?;
+    }
+    let (a, b) = crate::buf::hashes(key.as_bytes());
+    Some((a | 1, b))
+}
+
+fn xattr_answered((a, b): (u64, u64)) -> Option<sys::Sys> {
+    use core::sync::atomic::Ordering;
+    let slot = &XATTR_ANSWER[3 * (a as usize % XATTR_ANSWERS)..][..3];
+    // The answer last: a writer of the slot stores it first as 0.
+    let answer = slot[2].load(Ordering::Acquire);
+    (answer != 0
+        && slot[0].load(Ordering::Relaxed) == a
+        && slot[1].load(Ordering::Relaxed) == b
+        && slot[2].load(Ordering::Acquire) == answer)
+        .then(|| match answer - 1 {
+            0 => Ok(0),
+            errno => Err(errno as i32),
+        })
+}
+
+fn remember_xattr_answer((a, b): (u64, u64), result: sys::Sys) {
+    use core::sync::atomic::Ordering;
+    let answer = match result {
+        Ok(0) => 1,
+        Err(e @ (sys::ENODATA | sys::EOPNOTSUPP)) => e as u64 + 1,
+        _ => return,
+    };
+    let slot = &XATTR_ANSWER[3 * (a as usize % XATTR_ANSWERS)..][..3];
+    slot[2].store(0, Ordering::Release);
+    slot[0].store(a, Ordering::Relaxed);
+    slot[1].store(b, Ordering::Relaxed);
+    slot[2].store(answer, Ordering::Release);
 }
 
 export! {

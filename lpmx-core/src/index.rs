@@ -168,7 +168,7 @@ pub fn build(layers: &[LayerDir]) -> Result<Vec<u8>, IndexError> {
                 gid: record.and_then(|r| r.gid).unwrap_or(0),
                 device,
                 ino: disk.ino(),
-                disk: disk_of(&disk),
+                disk: disk_of(&disk, &root.join(std::ffi::OsStr::from_bytes(&key))),
             };
             entries.insert(key, (entry, link));
         }
@@ -274,7 +274,7 @@ pub fn freeze(image: &Index, upper: &Path) -> Result<Vec<u8>, IndexError> {
 }
 
 /// A layer's file as `lstat` shows it, for the index.
-fn disk_of(disk: &fs::Metadata) -> format::Disk {
+fn disk_of(disk: &fs::Metadata, path: &Path) -> format::Disk {
     let time = |seconds: i64, nanoseconds: i64| (seconds, nanoseconds as u32);
     format::Disk {
         mode: disk.mode(),
@@ -285,10 +285,27 @@ fn disk_of(disk: &fs::Metadata) -> format::Disk {
         size: disk.size(),
         blocks: disk.blocks(),
         blksize: disk.blksize() as u32,
+        flags: if has_no_xattrs(path) {
+            0
+        } else {
+            format::DISK_HAS_XATTRS
+        },
         atime: time(disk.atime(), disk.atime_nsec()),
         mtime: time(disk.mtime(), disk.mtime_nsec()),
         ctime: time(disk.ctime(), disk.ctime_nsec()),
     }
+}
+
+/// Whether `llistxattr` finds no extended attribute on `path` (false when
+/// it cannot tell): libunion then answers the attribute calls on the
+/// image's file without asking the kernel each time.
+fn has_no_xattrs(path: &Path) -> bool {
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a C string; a null list of size 0 asks for the size only.
+    let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+    size == 0 || size < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EOPNOTSUPP)
 }
 
 /// Whether `key` is a copy being made into the writable layer (it appears

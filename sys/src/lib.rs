@@ -597,6 +597,7 @@ pub fn statfs(path: *const u8, buf: *mut c_void) -> Sys {
 }
 
 pub const EOPNOTSUPP: i32 = 95;
+pub const ENODATA: i32 = 61;
 
 pub const EADDRINUSE: i32 = 98;
 

@@ -438,3 +438,82 @@ fn what_lookups_remember_follows_the_containers_changes() {
         assert_eq!(again.stdout, "gone\n", "{flags:?}");
     }
 }
+
+#[test]
+fn extended_attribute_calls_answer_as_the_layer_files_do() {
+    use std::os::unix::ffi::OsStrExt;
+    // Inside, libunion answers what it may remember of files without
+    // attributes; each call is compared with the same call on the layer's
+    // file, made outside by the same user. A static program (the trap) and
+    // a dynamic one (the preload).
+    let c = Container::new("bookworm");
+    // The file given an attribute below comes last, after another file of
+    // its layer.
+    let paths = ["/etc/passwd", "/usr/bin", "/usr/bin/sh", "/usr/bin/env"];
+    let stack: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(c.env.store().join("containers/c/stack.json")).expect("read the stack"),
+    )
+    .expect("parse the stack");
+    let layers: Vec<std::path::PathBuf> = stack["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| std::path::Path::new(l["path"].as_str().expect("a layer path")).join("root"))
+        .collect();
+    let layer_file = |path: &str| {
+        layers
+            .iter()
+            .map(|l| l.join(&path[1..]))
+            .find(|f| f.symlink_metadata().is_ok())
+            .expect("a layer file")
+    };
+    let host_paths: Vec<_> = paths.iter().map(|p| layer_file(p)).collect();
+    let compare = |program: &std::path::Path, what: &str| {
+        let inside = c.run(
+            &[],
+            &[
+                program.to_str().unwrap(),
+                paths[0],
+                paths[1],
+                paths[2],
+                paths[3],
+            ],
+        );
+        inside.success();
+        let outside = Run::from(
+            c.env
+                .command_as_user(program)
+                .args(&host_paths)
+                .output()
+                .expect("run the program outside"),
+        );
+        outside.success();
+        assert_eq!(inside.stdout, outside.stdout, "{what}");
+        assert!(inside.stdout.lines().count() > 40, "{inside:#?}");
+    };
+    let programs = [
+        (c.env.c_program("xattrs", &["-static"]), "static"),
+        (c.env.c_program("xattrs", &[]), "dynamic"),
+    ];
+    for (program, what) in &programs {
+        compare(program, what);
+    }
+    // A layer file with an attribute (set here, where the file system
+    // takes one) is asked each time: the index is built again and records it.
+    let env = &host_paths[3];
+    let name = c"user.lpmx";
+    let path = std::ffi::CString::new(env.as_os_str().as_bytes()).unwrap();
+    // SAFETY: C strings and a 3-byte value.
+    let set =
+        unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), c"yes".as_ptr().cast(), 3, 0) };
+    if set != 0 {
+        eprintln!("skipped: this file system takes no user attributes");
+        return;
+    }
+    fs::remove_file(stack["index"].as_str().expect("the index path")).expect("remove the index");
+    for (program, what) in &programs {
+        compare(program, &format!("{what}, with an attribute"));
+    }
+    let inside = c.run(&[], &[programs[0].0.to_str().unwrap(), paths[3]]);
+    assert!(inside.stdout.contains("user.lpmx get 3 0"), "{inside:#?}");
+}

@@ -6,7 +6,7 @@
 //! maps it read-only so a lookup in the lower layers is a binary search,
 //! with no system call, however many layers there are.
 //!
-//! Format, version 3, little-endian:
+//! Format, version 4, little-endian:
 //!
 //! ```text
 //! header   magic "LPMXIDX\0", version u32, layer count u32,
@@ -21,7 +21,8 @@
 //! disk     per entry, in the same order (80 bytes each): the layer's file
 //!          as lstat showed it when the index was built: mode u32, uid u32,
 //!          gid u32, nlink u32 (0: not recorded, ask the file), size u64,
-//!          blocks u64, blksize u32, 0 u32, atime, mtime, ctime seconds
+//!          blocks u64, blksize u32, flags u32 (1: has extended
+//!          attributes, or `llistxattr` could not tell), atime, mtime, ctime seconds
 //!          i64 each, their nanoseconds u32 each, 0 u32
 //! strings  the paths, relative without a leading `/` (the root is ""),
 //!          and symlink targets
@@ -39,7 +40,7 @@ use core::cmp::Ordering;
 use core::fmt;
 
 pub const MAGIC: &[u8; 8] = b"LPMXIDX\0";
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 const HEADER: usize = 40;
 const LAYER: usize = 16;
 const ENTRY: usize = 56;
@@ -138,15 +139,26 @@ pub struct Disk {
     pub size: u64,
     pub blocks: u64,
     pub blksize: u32,
+    /// `DISK_HAS_XATTRS` when the file has extended attributes.
+    pub flags: u32,
     /// Seconds and nanoseconds.
     pub atime: (i64, u32),
     pub mtime: (i64, u32),
     pub ctime: (i64, u32),
 }
 
+/// `Disk::flags`: `llistxattr` of the file found extended attributes (or
+/// could not tell). Without it, a file of the image has none.
+pub const DISK_HAS_XATTRS: u32 = 1;
+
 impl Disk {
     pub fn is_recorded(&self) -> bool {
         self.nlink != 0
+    }
+
+    /// Whether the file is recorded and has no extended attributes.
+    pub fn has_no_xattrs(&self) -> bool {
+        self.is_recorded() && self.flags & DISK_HAS_XATTRS == 0
     }
 
     fn read(bytes: &[u8], at: usize) -> Disk {
@@ -164,6 +176,7 @@ impl Disk {
             size: u64_at(bytes, at + 16),
             blocks: u64_at(bytes, at + 24),
             blksize: u32_at(bytes, at + 32),
+            flags: u32_at(bytes, at + 36),
             atime: time(0),
             mtime: time(1),
             ctime: time(2),
@@ -177,7 +190,7 @@ impl Disk {
         out(&self.size.to_le_bytes());
         out(&self.blocks.to_le_bytes());
         out(&self.blksize.to_le_bytes());
-        out(&0u32.to_le_bytes());
+        out(&self.flags.to_le_bytes());
         for (seconds, _) in [self.atime, self.mtime, self.ctime] {
             out(&seconds.to_le_bytes());
         }
@@ -568,6 +581,7 @@ mod tests {
                 mode: kind.type_bits() | 0o700,
                 nlink: 1,
                 size: u64::from(layer) * 7 + kind as u64,
+                flags: u32::from(layer == 1) * DISK_HAS_XATTRS,
                 mtime: (1_700_000_000, 5),
                 ctime: (-3, 999_999_999),
                 ..Disk::default()
