@@ -433,10 +433,20 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Once the program runs (its name is the program's: lpmx-loader names
+    // it so), not while lpmx starts it on a loaded machine.
+    let comm = format!("/proc/{}/comm", child.id());
+    for _ in 0..200 {
+        if fs::read_to_string(&comm).is_ok_and(|c| c == "sleep\n") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert_eq!(child.wait().unwrap().signal(), Some(2), "SIGINT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(2), "SIGINT: {status:?}");
 
     let mut child = c
         .exec_command(&[], &["tr", "a-z", "A-Z"])
