@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -204,6 +205,17 @@ impl Env {
             .env("LPMX_HOME", self.store())
             .current_dir(self.path())
             .stdin(Stdio::null());
+        // Signals as a terminal leaves them: a suite started in the
+        // background of a non-interactive shell inherits SIGINT and SIGQUIT
+        // ignored (POSIX), and the tests of Ctrl-C would see it so.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            })
+        };
         command
     }
 

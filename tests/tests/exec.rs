@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -427,19 +427,12 @@ fn status_signals_stdin_environment_and_binds_pass_through() {
         .unwrap();
     assert_eq!(status.signal(), Some(15), "killed by SIGTERM");
 
-    // Ctrl-C reaches the program itself: lpmx-exec became it. SIGINT as a
-    // terminal leaves it: a suite started in the background of a
-    // non-interactive shell inherits it ignored (POSIX), and so would the
-    // program.
-    let mut command = c.exec_command(&[], &["sleep", "30"]);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        })
-    };
-    let mut child = command.stdout(Stdio::null()).spawn().unwrap();
+    // Ctrl-C reaches the program itself: lpmx-exec became it.
+    let mut child = c
+        .exec_command(&[], &["sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     // Once the program runs (its name is the program's: lpmx-loader names
     // it so), not while lpmx starts it on a loaded machine.
     let comm = format!("/proc/{}/comm", child.id());
