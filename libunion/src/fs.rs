@@ -775,8 +775,9 @@ unsafe fn xattr_call(
 // type only (GNU ls asks every file for its ACL and SELinux label, and
 // each is a failure). Remembered by two hashes of those; only failures,
 // and an empty list, are remembered, so a label the kernel makes up for
-// every file (an SELinux host) is asked each time. `user.` attributes are
-// not remembered: reading them needs read permission on the file.
+// every file (an SELinux host) is asked each time. Only `security.`,
+// `system.` and `trusted.` names are remembered: reading any other needs
+// read permission on the file.
 const XATTR_ANSWERS: usize = 256;
 static XATTR_ANSWER: [core::sync::atomic::AtomicU64; 3 * XATTR_ANSWERS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; 3 * XATTR_ANSWERS];
@@ -788,20 +789,28 @@ fn xattr_answer_key(syscall: usize, found: &Found, name: *const c_char) -> Optio
         return None;
     };
     let index = state::get().index?;
-    if !index.entry(found.position?).disk.has_no_xattrs() {
+    let disk = index.entry(found.position?).disk;
+    if !disk.has_no_xattrs() {
         return None;
     }
     let mut key = Buf::new();
-    let class = match found.kind {
-        KIND_DIR => b'd',
-        crate::index::KIND_FILE => b'f',
+    // The layer file's own type (an image's device node is a plain file
+    // there): the kernel answers a symlink's ACL names differently.
+    let class = match disk.mode & sys::S_IFMT {
+        sys::S_IFDIR => b'd',
+        sys::S_IFREG => b'f',
+        sys::S_IFLNK => b'l',
         _ => b'o',
     };
     let [low, high] = layer.to_le_bytes();
     key.push(&[syscall as u8, class, low, high]).ok()?;
     if syscall == sys::SYS_GETXATTR || syscall == sys::SYS_LGETXATTR {
         let name = lpmx_sys::user::c_str(name, 256).ok()?;
-        if name.starts_with(b"user.") {
+        // Other names are checked against the file's permissions first.
+        if ![&b"security."[..], b"system.", b"trusted."]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
             return None;
         }
         key.push(name).ok()?;

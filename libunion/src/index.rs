@@ -4,7 +4,7 @@
 
 use crate::sys;
 
-pub use lpmx_union::index::{KIND_DIR, KIND_FILE, KIND_SYMLINK};
+pub use lpmx_union::index::{KIND_DIR, KIND_SYMLINK};
 
 pub type Index = lpmx_union::index::Index<'static>;
 

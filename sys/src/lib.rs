@@ -45,6 +45,7 @@ pub const ELOOP: i32 = 40;
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFREG: u32 = 0o100000;
 
 const SYS_WRITE: usize = 1;
 const SYS_CLOSE: usize = 3;

@@ -32,7 +32,7 @@ fn readable(page: usize) -> bool {
     }
     // A first check asks for its page alone (a short-lived program checks
     // a few pages; each asked for costs the kernel a page walk).
-    let ahead = if LAST_CHECKED.swap(page + 1, Ordering::Relaxed) == page + 1 - PAGE {
+    let ahead = if LAST_CHECKED.swap(page + 1, Ordering::Relaxed) == page.wrapping_sub(PAGE) + 1 {
         AHEAD
     } else {
         1
