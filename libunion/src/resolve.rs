@@ -140,10 +140,10 @@ pub fn lower_statx(state: &State, found: &Found, mask: u32, buf: *mut core::ffi:
         put64(&mut x, at, st[i]);
         put32(&mut x, at + 8, st[i + 1] as u32);
     }
-    let (major, minor) = split_dev(st[5]);
+    let (major, minor) = lpmx_union::dev::split_dev(st[5]);
     put32(&mut x, 128, major);
     put32(&mut x, 132, minor);
-    let (major, minor) = split_dev(st[0]);
+    let (major, minor) = lpmx_union::dev::split_dev(st[0]);
     put32(&mut x, 136, major);
     put32(&mut x, 140, minor);
     put64(&mut x, 144, root.mnt_id);
@@ -153,14 +153,6 @@ pub fn lower_statx(state: &State, found: &Found, mask: u32, buf: *mut core::ffi:
 }
 
 const STATX_MNT_ID: u32 = 0x1000;
-
-/// A `dev_t` as `struct statx` has it: major and minor (glibc's
-/// `gnu_dev_major` and `gnu_dev_minor`).
-fn split_dev(dev: u64) -> (u32, u32) {
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    (major as u32, minor as u32)
-}
 
 /// What the kernel's `statx` of a layer's root says of the whole layer.
 #[derive(Clone, Copy)]

@@ -12,6 +12,7 @@
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod dev;
 pub mod index;
 pub mod path;
 pub mod resolve;
