@@ -154,19 +154,23 @@ pub fn lower_statx(state: &State, found: &Found, mask: u32, buf: *mut core::ffi:
 
 const STATX_MNT_ID: u32 = 0x1000;
 
-/// What the kernel's `statx` of a layer's root says of the whole layer.
+/// What the kernel's `statx` of a layer's root says of the whole layer:
+/// its device (`stat`'s and `statx`'s answers from the index), and for
+/// `statx` the mask, the supported attributes and the mount id.
 #[derive(Clone, Copy)]
 struct LayerStatx {
+    dev: u64,
     mask: u32,
     attributes_mask: u64,
     mnt_id: u64,
 }
 
+const LAYERS_KNOWN: usize = 256;
 /// Each layer's root statx: the mask plus one (0: not taken yet, and
-/// stored last), the attributes mask and the mount id. Two threads taking
-/// it at once store the same.
-static LAYER_STATX: [[core::sync::atomic::AtomicU64; 3]; LAYER_DEVS] =
-    [const { [const { core::sync::atomic::AtomicU64::new(0) }; 3] }; LAYER_DEVS];
+/// stored last), the device, the attributes mask and the mount id. Two
+/// threads taking it at once store the same.
+static LAYER_STATX: [[core::sync::atomic::AtomicU64; 4]; LAYERS_KNOWN] =
+    [const { [const { core::sync::atomic::AtomicU64::new(0) }; 4] }; LAYERS_KNOWN];
 
 fn layer_statx(index: crate::index::Index, layer: u16) -> Option<LayerStatx> {
     use core::sync::atomic::Ordering;
@@ -175,8 +179,9 @@ fn layer_statx(index: crate::index::Index, layer: u16) -> Option<LayerStatx> {
     if mask != 0 {
         return Some(LayerStatx {
             mask: (mask - 1) as u32,
-            attributes_mask: slot[1].load(Ordering::Relaxed),
-            mnt_id: slot[2].load(Ordering::Relaxed),
+            dev: slot[1].load(Ordering::Relaxed),
+            attributes_mask: slot[2].load(Ordering::Relaxed),
+            mnt_id: slot[3].load(Ordering::Relaxed),
         });
     }
     let root = Buf::from(index.layer_root(layer)).ok()?;
@@ -194,33 +199,21 @@ fn layer_statx(index: crate::index::Index, layer: u16) -> Option<LayerStatx> {
         u64::from_ne_bytes(v)
     };
     let known = LayerStatx {
+        dev: lpmx_union::dev::make_dev(get(136, 4) as u32, get(140, 4) as u32),
         mask: get(0, 4) as u32,
         attributes_mask: get(56, 8),
         mnt_id: get(144, 8),
     };
-    slot[1].store(known.attributes_mask, Ordering::Relaxed);
-    slot[2].store(known.mnt_id, Ordering::Relaxed);
+    slot[1].store(known.dev, Ordering::Relaxed);
+    slot[2].store(known.attributes_mask, Ordering::Relaxed);
+    slot[3].store(known.mnt_id, Ordering::Relaxed);
     slot[0].store(u64::from(known.mask) + 1, Ordering::Release);
     Some(known)
 }
 
-const LAYER_DEVS: usize = 256;
-static LAYER_DEV: [core::sync::atomic::AtomicU64; LAYER_DEVS] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; LAYER_DEVS];
-
-/// The device a layer's files are on (0 in the table: not taken yet).
+/// The device a layer's files are on.
 fn layer_dev(index: crate::index::Index, layer: u16) -> Option<u64> {
-    use core::sync::atomic::Ordering;
-    let slot = LAYER_DEV.get(usize::from(layer))?;
-    let known = slot.load(Ordering::Relaxed);
-    if known != 0 {
-        return Some(known - 1);
-    }
-    let root = Buf::from(index.layer_root(layer)).ok()?;
-    let mut st = [0u64; 18];
-    crate::host::lstat(&root, &mut st).ok()?;
-    slot.store(st[0] + 1, Ordering::Relaxed);
-    Some(st[0])
+    layer_statx(index, layer).map(|root| root.dev)
 }
 
 impl Found {
