@@ -434,6 +434,11 @@ export! {
         stat_at(dirfd, path, buf, flags)
     }
     fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: u32, buf: *mut c_void) -> c_int {
+        if !statx_arguments_valid(flags, mask) {
+            // The kernel's answer, before any lookup (an answer from the
+            // index would otherwise accept them).
+            return c_ret(Err(sys::EINVAL));
+        }
         let (mut canon, mut host) = (Buf::new(), Buf::new());
         let follow = flags & sys::AT_SYMLINK_NOFOLLOW == 0;
         match translate(dirfd, path, follow, &mut canon, &mut host) {
@@ -467,6 +472,19 @@ export! {
 }
 
 const AT_EACCESS: i32 = 0x200;
+
+/// Whether the kernel takes these `statx` flags and mask: only the lookup
+/// and sync flags, one sync type, and no reserved mask bit.
+fn statx_arguments_valid(flags: i32, mask: u32) -> bool {
+    const AT_NO_AUTOMOUNT: i32 = 0x800;
+    const AT_STATX_SYNC_TYPE: i32 = 0x6000;
+    const STATX_RESERVED: u32 = 0x8000_0000;
+    let known =
+        sys::AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | sys::AT_EMPTY_PATH | AT_STATX_SYNC_TYPE;
+    flags & !known == 0
+        && flags & AT_STATX_SYNC_TYPE != AT_STATX_SYNC_TYPE
+        && mask & STATX_RESERVED == 0
+}
 
 unsafe fn access_at(dirfd: i32, path: *const c_char, mode: i32, flags: i32) -> c_int {
     let (mut canon, mut host) = (Buf::new(), Buf::new());

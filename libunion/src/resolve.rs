@@ -596,6 +596,9 @@ fn with_last(resolved: walk::Resolved<Found>, path: &[u8]) -> Found {
     // The node knows its parent (`find` and `whole` record it).
     let mut found = resolved.node;
     (found.last, found.slash) = walk::last_of(path);
+    // Or a last symlink's target ended in one (`path` itself may be
+    // relative: the walk's own slash for "" is the directory's).
+    found.slash |= resolved.slash && !path.is_empty();
     found
 }
 

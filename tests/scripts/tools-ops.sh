@@ -47,6 +47,21 @@ git fsck --no-progress
 echo "commits: $(git rev-list --count --all)"
 git status --porcelain
 cd ..
+# A last symlink whose target ends in / or /. asks for a directory: a file
+# there is "Not a directory", and creating through one "Is a directory".
+mkdir slash
+echo f > slash/file
+mkdir slash/dir
+ln -s file/ slash/to-file-slash
+ln -s file/. slash/to-file-dot
+ln -s /etc/passwd/ slash/to-image-file-slash
+ln -s to-file-slash slash/via-link
+ln -s dir/ slash/to-dir-slash
+ln -s missing/ slash/to-missing-slash
+for l in to-file-slash to-file-dot to-image-file-slash via-link to-dir-slash to-missing-slash; do
+    echo "$l: $(stat -L -c %F "slash/$l" 2>&1 | sed 's/.*: //') $(cat "slash/$l" 2>&1 | sed 's/.*: //')"
+done
+(echo x > slash/to-missing-slash) 2>&1 | sed 's/.*: /to-missing-slash write: /'
 echo listing
 find . -mindepth 1 -path ./repo/.git -prune -o \( -type d -printf '%p %y %m\n' \) -o \( -printf '%p %y %m %n %s\n' \) | sort
 for f in untar/a/one untgz/a/one moved/a/one; do echo "$f $(date -r "$f" +%F)"; done

@@ -132,9 +132,14 @@ impl Env {
 
     /// Builds the C program `tests/c/NAME.c` with the host's gcc (`-O2
     /// -Wall` and `flags`) into this env's directory, where containers see
-    /// it (below the /tmp bind); its path.
+    /// it (below the /tmp bind); its path, NAME-static for a static build,
+    /// so that both builds of one program can be kept.
     pub fn c_program(&self, name: &str, flags: &[&str]) -> PathBuf {
-        let binary = self.path().join(name);
+        let binary = if flags.contains(&"-static") {
+            self.path().join(format!("{name}-static"))
+        } else {
+            self.path().join(name)
+        };
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
         let built = Command::new("gcc")
             .args(["-O2", "-Wall"])

@@ -11,7 +11,8 @@
 //! - A component longer than 255 bytes is `ENAMETOOLONG`; a missing one
 //!   before the last is `ENOENT`; a non-directory before the last is
 //!   `ENOTDIR`, as is a trailing slash on one (a trailing slash also follows
-//!   a last symlink); the kernel checks search permission on every
+//!   a last symlink, and one ending a last symlink's target asks for a
+//!   directory too); the kernel checks search permission on every
 //!   directory the walk enters except those above a relative path's start.
 //!
 //! Which layer holds a path (writable layer first, whiteouts, opaque
@@ -127,7 +128,8 @@ pub struct Resolved<N> {
     /// (not when `Layers::whole` answered).
     pub parent: Option<N>,
     pub last: Last,
-    /// The path as given ended in `/`.
+    /// The path as given ended in `/`, or the target of a last symlink
+    /// followed did: either asks for a directory.
     pub slash: bool,
 }
 
@@ -203,14 +205,23 @@ pub fn resolve<L: Layers>(
 ) -> Result<Resolved<L::Node>, i32> {
     let mut links = 0;
     let mut resolved = walk(layers, path, check_from, follow, canon, host, &mut links)?;
-    (resolved.last, resolved.slash) = last_of(path);
+    let (last, slash) = last_of(path);
+    resolved.last = last;
+    // A trailing slash in the path, or in the target of a last symlink
+    // followed (the walk says so).
+    resolved.slash |= slash;
     Ok(resolved)
+}
+
+/// Whether a path (or a link's target) ending so asks for a directory.
+fn asks_directory(path: &[u8]) -> bool {
+    path.ends_with(b"/") || path.ends_with(b"/.") || path == b"."
 }
 
 /// `path` made canonical when it has no `..` and no trailing slash (so
 /// that nothing but symlinks could change it); false when it has.
 fn plain(path: &[u8], canon: &mut Buf) -> Result<bool, i32> {
-    if path.last() == Some(&b'/') || path.ends_with(b"/.") || path == b"." {
+    if asks_directory(path) {
         return Ok(false);
     }
     canon.clear();
@@ -229,8 +240,7 @@ fn plain(path: &[u8], canon: &mut Buf) -> Result<bool, i32> {
 /// makes a path canonical); false when `rest` could not be taken so (or
 /// the whole would not fit: the walk then goes on and reports).
 fn plain_below(dir: &[u8], rest: &[u8], full: &mut Buf) -> bool {
-    if rest.last() == Some(&b'/') || rest.ends_with(b"/.") || rest == b"." || full.set(dir).is_err()
-    {
+    if asks_directory(rest) || full.set(dir).is_err() {
         return false;
     }
     let mut at = 0;
@@ -271,8 +281,8 @@ fn walk<L: Layers>(
     // A trailing slash or `/.` asks for a directory, through a last
     // symlink too (`next_component` skips the `.`, so the component
     // before it is the last one walked).
-    let (last, slash) = last_of(path);
-    let directory = slash || last == Last::Dot;
+    let (last, mut slash) = last_of(path);
+    let mut directory = slash || last == Last::Dot;
     let follow = follow || directory;
     // Filled in place: a Buf returned by value is a 4.6 KiB copy, on
     // every lookup.
@@ -344,6 +354,12 @@ fn walk<L: Layers>(
             if !after.is_empty() {
                 target.push(b"/")?;
                 target.push(after)?;
+            } else if asks_directory(target.as_bytes()) {
+                // The last link's own trailing slash asks for a directory
+                // as one given in the path does (Linux: `ENOTDIR` for a
+                // file, `EISDIR` to create).
+                directory = true;
+                slash = true;
             }
             rest = target;
             at = 0;

@@ -213,6 +213,11 @@ fn tree() -> Tree {
         ("alternatives/awk", "-> /usr/bin/tool"),
         ("usr/bin/awk", "-> /alternatives/awk"),
         ("abs-link", "-> /etc/marker"),
+        ("file-slash", "-> /etc/marker/"),
+        ("file-dot", "-> etc/marker/."),
+        ("dir-slash", "-> usr/bin/"),
+        ("new-slash", "-> /etc/new/"),
+        ("via-slash", "-> file-slash"),
     ]);
     let middle = layer(&[
         ("etc/b", "whiteout"),
@@ -383,6 +388,30 @@ fn errors_are_the_kernels() {
             .1,
         None
     );
+}
+
+/// A last link whose target ends in `/` or `/.` asks for a directory, as
+/// such a path does (Linux: `stat` of it is `ENOTDIR` for a file, and
+/// `open(O_CREAT)` of a missing one `EISDIR`, told by the slash).
+#[test]
+fn a_last_links_trailing_slash_asks_for_a_directory() {
+    let mut answering = tree();
+    answering.whole = true;
+    for tree in [tree(), answering] {
+        for path in ["/file-slash", "/file-dot", "/via-slash"] {
+            assert_eq!(resolve_in(&tree, path, true), Err(errno::ENOTDIR), "{path}");
+            assert_eq!(resolve_in(&tree, path, false).unwrap().1, Some(2), "{path}");
+        }
+        assert_eq!(canonical(&tree, "/dir-slash").as_deref(), Ok("/usr/bin"));
+        assert_eq!(
+            resolve_in(&tree, "/new-slash", true).unwrap(),
+            ("/etc/new".into(), None, Last::Name, true)
+        );
+        assert_eq!(
+            resolve_in(&tree, "/new-slash", false).unwrap(),
+            ("/new-slash".into(), Some(2), Last::Name, false)
+        );
+    }
 }
 
 #[test]
