@@ -33,3 +33,24 @@ pub fn hashes(bytes: &[u8]) -> (u64, u64) {
     }
     (a, b)
 }
+
+/// A cache slot of two words, first hash then the second (which may carry
+/// a tag or a value folded in): written and read with no lock and no
+/// ordering, since a slot torn between two writers, or read while one
+/// writes, matches no key.
+pub struct Slot<'a>(pub &'a [core::sync::atomic::AtomicU64]);
+
+impl Slot<'_> {
+    pub fn fill(&self, a: u64, second: u64) {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.0[0].store(0, Relaxed);
+        self.0[1].store(second, Relaxed);
+        self.0[0].store(a, Relaxed);
+    }
+
+    /// The second word, where the first is `a`.
+    pub fn second(&self, a: u64) -> Option<u64> {
+        use core::sync::atomic::Ordering::Relaxed;
+        (self.0[0].load(Relaxed) == a).then(|| self.0[1].load(Relaxed))
+    }
+}

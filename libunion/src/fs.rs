@@ -796,9 +796,12 @@ unsafe fn xattr_call(
 // every file (an SELinux host) is asked each time. Only `security.`,
 // `system.` and `trusted.` names are remembered: reading any other needs
 // read permission on the file.
+// A slot (`Slot`) holds the key's first hash, then its second with the
+// low 16 bits holding the answer.
 const XATTR_ANSWERS: usize = 256;
-static XATTR_ANSWER: [core::sync::atomic::AtomicU64; 3 * XATTR_ANSWERS] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 3 * XATTR_ANSWERS];
+static XATTR_ANSWER: [core::sync::atomic::AtomicU64; 2 * XATTR_ANSWERS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 2 * XATTR_ANSWERS];
+const XATTR_ANSWER_BITS: u64 = 0xffff;
 
 /// The key of an attribute call's answer on `found`, where it may be
 /// remembered.
@@ -834,36 +837,32 @@ fn xattr_answer_key(syscall: usize, found: &Found, name: *const c_char) -> Optio
         key.push(name).ok()?;
     }
     let (a, b) = crate::buf::hashes(key.as_bytes());
-    Some((a | 1, b))
+    Some((a | 1, b & !XATTR_ANSWER_BITS))
 }
 
 fn xattr_answered((a, b): (u64, u64)) -> Option<sys::Sys> {
-    use core::sync::atomic::Ordering;
-    let slot = &XATTR_ANSWER[3 * (a as usize % XATTR_ANSWERS)..][..3];
-    // The answer last: a writer of the slot stores it first as 0.
-    let answer = slot[2].load(Ordering::Acquire);
-    (answer != 0
-        && slot[0].load(Ordering::Relaxed) == a
-        && slot[1].load(Ordering::Relaxed) == b
-        && slot[2].load(Ordering::Acquire) == answer)
-        .then(|| match answer - 1 {
-            0 => Ok(0),
-            errno => Err(errno as i32),
-        })
+    let second = xattr_slot(a).second(a)?;
+    if second & !XATTR_ANSWER_BITS != b {
+        return None;
+    }
+    match second & XATTR_ANSWER_BITS {
+        0 => None,
+        1 => Some(Ok(0)),
+        errno => Some(Err(errno as i32 - 1)),
+    }
 }
 
 fn remember_xattr_answer((a, b): (u64, u64), result: sys::Sys) {
-    use core::sync::atomic::Ordering;
     let answer = match result {
         Ok(0) => 1,
         Err(e @ (sys::ENODATA | sys::EOPNOTSUPP)) => e as u64 + 1,
         _ => return,
     };
-    let slot = &XATTR_ANSWER[3 * (a as usize % XATTR_ANSWERS)..][..3];
-    slot[2].store(0, Ordering::Release);
-    slot[0].store(a, Ordering::Relaxed);
-    slot[1].store(b, Ordering::Relaxed);
-    slot[2].store(answer, Ordering::Release);
+    xattr_slot(a).fill(a, b | answer);
+}
+
+fn xattr_slot(a: u64) -> crate::buf::Slot<'static> {
+    crate::buf::Slot(&XATTR_ANSWER[2 * (a as usize % XATTR_ANSWERS)..][..2])
 }
 
 export! {

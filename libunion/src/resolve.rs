@@ -325,15 +325,17 @@ impl Layers for Union<'_> {
             host.set(state.upper)?;
             host.push(canon)?;
             let mut stat = [0u64; 18];
-            // Read before the lstat: a name made after it is not missed.
+            // Read before the lstat: a name made, or a directory removed,
+            // after it is not missed.
             let generation = crate::upper::made_generation(state);
+            let dirs = crate::upper::dirs_known_generation(state);
             match crate::host::lstat(host, &mut stat) {
                 Ok(_) => {
                     found.place = Place::Upper;
                     found.kind = kind_of((stat[3] & 0xffff_ffff) as u32);
                     found.stat = Some(stat);
                     if found.kind == KIND_DIR {
-                        crate::upper::remember_dir(state, canon);
+                        crate::upper::remember_dir(canon, dirs);
                     }
                     return Ok(found);
                 }
@@ -508,6 +510,7 @@ impl Union<'_> {
             return Ok(found);
         }
         let mut stat = [0u64; 18];
+        let dirs = crate::upper::dirs_known_generation(self.state);
         // A bind's host path is followed on the host, as a mount's source
         // is: a program bound from /bin/sh is the file it names.
         let flags = if at_top { 0 } else { sys::AT_SYMLINK_NOFOLLOW };
@@ -523,7 +526,7 @@ impl Union<'_> {
         found.kind = kind_of((stat[3] & 0xffff_ffff) as u32);
         found.stat = Some(stat);
         if found.kind == KIND_DIR {
-            crate::upper::remember_dir(self.state, canon);
+            crate::upper::remember_dir(canon, dirs);
         }
         Ok(found)
     }

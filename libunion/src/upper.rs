@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 use lpmx_union::upper::{self as upper_files, Counter};
 
-use crate::buf::Buf;
+use crate::buf::{Buf, Slot};
 use crate::lock::SpinLock;
 use crate::state::State;
 use crate::sys;
@@ -537,33 +537,29 @@ pub fn dirs_changed(state: &State) {
 // Directories known to exist in the writable layer (real directories, not
 // symlinks), by two 64-bit hashes of their container path: looking a path
 // up then costs no lstat for the directories above it. Directories only
-// go away through rmdir and rename, which bump DIRS and clear this.
+// go away through rmdir and rename, which bump DIRS: each entry holds
+// under the DIRS count read before the lstat that found it (`tagged`).
 const KNOWN: usize = 4096;
 static KNOWN_DIRS: [AtomicU64; 2 * KNOWN] = [const { AtomicU64::new(0) }; 2 * KNOWN];
-static KNOWN_GENERATION: AtomicU64 = AtomicU64::new(u64::MAX);
 
 fn hashes(path: &[u8]) -> (u64, u64) {
     let (a, b) = crate::buf::hashes(path);
     (a | 1, b)
 }
 
-fn known_current(state: &State) -> bool {
-    let Some(counter) = counter(state) else {
-        return false;
-    };
-    let now = counter[DIRS].load(Ordering::Acquire);
-    let known = KNOWN_GENERATION.load(Ordering::Acquire);
-    if known != now {
-        // The table starts empty: clearing it (16 pages) is only needed
-        // once something was remembered under an older counter.
-        if known != u64::MAX {
-            for slot in &KNOWN_DIRS {
-                slot.store(0, Ordering::Relaxed);
-            }
-        }
-        KNOWN_GENERATION.store(now, Ordering::Release);
-    }
-    true
+/// A remembered entry's second word: the path's second hash tagged with
+/// the counter it holds under: an entry of an older count matches no
+/// lookup, with no clearing (a torn slot matches none either, `Slot`).
+fn tagged(b: u64, generation: u64) -> u64 {
+    b ^ generation
+        .wrapping_add(1)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The DIRS counter now, read before looking a directory up (None: not
+/// shared, nothing is remembered).
+pub fn dirs_known_generation(state: &State) -> Option<u64> {
+    counter(state).map(|c| c[DIRS].load(Ordering::Acquire))
 }
 
 /// What the caches know of directory `path` in the writable layer.
@@ -592,26 +588,24 @@ pub fn known_dir(state: &State, path: &[u8]) -> bool {
 }
 
 fn known_dir_hashed(state: &State, (a, b): (u64, u64)) -> bool {
-    if !known_current(state) {
+    let Some(now) = dirs_known_generation(state) else {
         return false;
-    }
-    let slot = (a as usize) % KNOWN;
-    KNOWN_DIRS[2 * slot].load(Ordering::Relaxed) == a
-        && KNOWN_DIRS[2 * slot + 1].load(Ordering::Relaxed) == b
+    };
+    known_slot(a).second(a) == Some(tagged(b, now))
 }
 
-/// Remembers that canonical `path` is a directory of the writable layer.
-pub fn remember_dir(state: &State, path: &[u8]) {
-    if !known_current(state) {
+fn known_slot(a: u64) -> Slot<'static> {
+    Slot(&KNOWN_DIRS[2 * (a as usize % KNOWN)..][..2])
+}
+
+/// Remembers that canonical `path` is a directory of the writable layer
+/// (or a bind's), found so after the DIRS counter read `generation`.
+pub fn remember_dir(path: &[u8], generation: Option<u64>) {
+    let Some(generation) = generation else {
         return;
-    }
+    };
     let (a, b) = hashes(path);
-    let slot = (a as usize) % KNOWN;
-    // Both halves are written; a reader racing with a writer of another
-    // path sees a mismatch and falls back to lstat.
-    KNOWN_DIRS[2 * slot].store(0, Ordering::Relaxed);
-    KNOWN_DIRS[2 * slot + 1].store(b, Ordering::Relaxed);
-    KNOWN_DIRS[2 * slot].store(a, Ordering::Release);
+    known_slot(a).fill(a, tagged(b, generation));
 }
 
 /// After a name was made in the writable layer (or may have been: every
@@ -626,7 +620,7 @@ pub fn made(state: &State) {
 // image directory the writable layer lacks (`/usr/share/...` after a
 // write to `/usr/local`) costs no lstat there.
 const MISSING: usize = 1024;
-static MISSING_DIRS: [AtomicU64; 3 * MISSING] = [const { AtomicU64::new(0) }; 3 * MISSING];
+static MISSING_DIRS: [AtomicU64; 2 * MISSING] = [const { AtomicU64::new(0) }; 2 * MISSING];
 
 /// The `Made` counter now, read before looking a directory up (None: not
 /// shared, nothing is remembered).
@@ -644,13 +638,11 @@ fn known_missing_hashed(state: &State, (a, b): (u64, u64)) -> bool {
     let Some(now) = made_generation(state) else {
         return false;
     };
-    let slot = (a as usize) % MISSING;
-    // The generation last: a writer of the slot stores it first as 0.
-    let generation = MISSING_DIRS[3 * slot + 2].load(Ordering::Acquire);
-    generation == now + 1
-        && MISSING_DIRS[3 * slot].load(Ordering::Relaxed) == a
-        && MISSING_DIRS[3 * slot + 1].load(Ordering::Relaxed) == b
-        && MISSING_DIRS[3 * slot + 2].load(Ordering::Acquire) == generation
+    missing_slot(a).second(a) == Some(tagged(b, now))
+}
+
+fn missing_slot(a: u64) -> Slot<'static> {
+    Slot(&MISSING_DIRS[2 * (a as usize % MISSING)..][..2])
 }
 
 /// Remembers that `path` was missing from the writable layer when the
@@ -660,11 +652,7 @@ pub fn remember_missing(path: &[u8], generation: Option<u64>) {
         return;
     };
     let (a, b) = hashes(path);
-    let slot = (a as usize) % MISSING;
-    MISSING_DIRS[3 * slot + 2].store(0, Ordering::Release);
-    MISSING_DIRS[3 * slot].store(a, Ordering::Relaxed);
-    MISSING_DIRS[3 * slot + 1].store(b, Ordering::Relaxed);
-    MISSING_DIRS[3 * slot + 2].store(generation + 1, Ordering::Release);
+    missing_slot(a).fill(a, tagged(b, generation));
 }
 
 /// The counter of removed and renamed directories (0 when not shared).
