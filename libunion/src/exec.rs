@@ -11,7 +11,9 @@
 
 use core::ffi::{CStr, c_char, c_int, c_void};
 
-use crate::buf::{Buf, CAPACITY, cstr, is_under, starts_with};
+use lpmx_union::variables::{self, Variable};
+
+use crate::buf::{Buf, CAPACITY, cstr, is_under};
 use crate::export::export;
 use crate::resolve::{Place, resolve_at};
 use crate::state::{self, State};
@@ -328,33 +330,33 @@ unsafe fn env_value<'a>(envp: *const *const c_char, name: &[u8]) -> Option<&'a [
     unsafe { sys::env_entry(envp, name).map(|(_, value)| cstr(value.cast())) }
 }
 
-/// The variables that carry libunion's state from exec to exec (names
-/// with their `=`), with their values for the next container program.
-fn state_variables(state: &State, container_libs_stale: bool) -> [(&'static [u8], &[u8]); 15] {
+/// The variables that carry libunion's state from exec to exec, with
+/// their values for the next container program.
+fn state_variables(state: &State, container_libs_stale: bool) -> [(Variable, &[u8]); 15] {
     [
-        (b"LD_PRELOAD=", state.lib),
-        (b"LPMX_UPPER=", state.upper),
-        (b"LPMX_INDEX=", state.index_var),
-        (b"LPMX_BINDS=", state.binds_var),
-        (b"LPMX_LIBDIRS=", state.libdirs),
-        (b"LPMX_LIB=", state.lib),
-        (b"LPMX_HOST_PROGRAMS=", state.host_programs),
-        (b"LPMX_TOOLS=", state.tools),
-        (b"LPMX_HOST_LIBS=", state.host_libs),
-        (b"LPMX_HOST_EXEC=", state.host_exec),
-        (b"LPMX_LIBS=", state.libs),
+        (variables::PRELOAD, state.lib),
+        (variables::UPPER, state.upper),
+        (variables::INDEX, state.index_var),
+        (variables::BINDS, state.binds_var),
+        (variables::LIBDIRS, state.libdirs),
+        (variables::LIB, state.lib),
+        (variables::HOST_PROGRAMS, state.host_programs),
+        (variables::TOOLS, state.tools),
+        (variables::HOST_LIBS, state.host_libs),
+        (variables::HOST_EXEC, state.host_exec),
+        (variables::LIBS, state.libs),
         (
-            b"LPMX_CONTAINER_LIBS=",
+            variables::CONTAINER_LIBS,
             if container_libs_stale {
                 b""
             } else {
                 state.container_libs
             },
         ),
-        (b"LPMX_STORE=", state.store),
-        (b"LPMX_LOADER=", state.loader),
+        (variables::STORE, state.store),
+        (variables::LOADER, state.loader),
         (
-            b"LPMX_TRAP=",
+            variables::TRAP,
             if crate::state::trapped() { b"1" } else { b"" },
         ),
     ]
@@ -362,34 +364,31 @@ fn state_variables(state: &State, container_libs_stale: bool) -> [(&'static [u8]
 
 /// The variables [`Launch::build`] writes itself: from the environment
 /// file, fake root's ids and the program started.
-const PER_EXEC_VARIABLES: [&[u8]; 7] = [
-    ENV_KEYS,
-    ENV_FILE,
-    ROOT,
-    crate::ids::VARIABLE,
-    EXE,
-    ARGV0,
-    CWD,
+const PER_EXEC_VARIABLES: [Variable; 7] = [
+    variables::ENV_KEYS,
+    variables::ENV_FILE,
+    variables::ROOT,
+    variables::IDS,
+    variables::EXE,
+    variables::ARGV0,
+    variables::CWD,
 ];
-const ENV_KEYS: &[u8] = b"LPMX_ENV_KEYS=";
-const ENV_FILE: &[u8] = b"LPMX_ENV_FILE=";
-const ROOT: &[u8] = b"LPMX_ROOT=";
-const EXE: &[u8] = b"LPMX_EXE=";
-const ARGV0: &[u8] = b"LPMX_ARGV0=";
-const CWD: &[u8] = b"LPMX_CWD=";
 
 /// Variables libunion sets on every exec; the caller's copies are dropped
 /// (and a host program gets none of them).
 fn is_ours(entry: &[u8]) -> bool {
+    // Most entries are the program's own: told by their first bytes.
+    if !entry.starts_with(variables::PREFIX.as_bytes()) && !variables::PRELOAD.is_set_by(entry) {
+        return false;
+    }
     PER_EXEC_VARIABLES
         .iter()
-        .copied()
         .chain(
             state_variables(state::get(), false)
                 .iter()
-                .map(|(name, _)| *name),
+                .map(|(variable, _)| variable),
         )
-        .any(|name| starts_with(entry, name))
+        .any(|variable| variable.is_set_by(entry))
 }
 
 /// Whether the program at `host` may be executed: by the kernel's check
@@ -909,7 +908,7 @@ impl Launch {
             self.envp.push(entry)?;
         }
         let keys_start = self.strings_len;
-        self.add_raw(ENV_KEYS)?;
+        self.add_raw(variables::ENV_KEYS.assignment)?;
         let mut first = true;
         for (key, _) in file.entries() {
             if !first {
@@ -920,10 +919,10 @@ impl Launch {
         }
         self.add_raw(b"\0")?;
         self.envp.push(self.strings[keys_start..].as_ptr().cast())?;
-        let env_file = self.add_string(&[ENV_FILE, state.env_file])?;
+        let env_file = self.add_string(&[variables::ENV_FILE.assignment, state.env_file])?;
         self.envp.push(env_file)?;
         if state.root {
-            let root = self.add_string(&[ROOT, b"1"])?;
+            let root = self.add_string(&[variables::ROOT.assignment, b"1"])?;
             self.envp.push(root)?;
             let mut ids = Buf::new();
             crate::ids::var(&mut ids)?;
@@ -931,21 +930,21 @@ impl Launch {
             self.envp.push(ids)?;
         }
         drop(file);
-        for (name, value) in state_variables(state, self.container_libs_stale) {
-            let entry = self.add_string(&[name, value])?;
+        for (variable, value) in state_variables(state, self.container_libs_stale) {
+            let entry = self.add_string(&[variable.assignment, value])?;
             self.envp.push(entry)?;
         }
         let canon = Buf::from(self.program_canon.as_bytes())?;
-        let exe = self.add_string(&[EXE, canon.as_bytes()])?;
+        let exe = self.add_string(&[variables::EXE.assignment, canon.as_bytes()])?;
         self.envp.push(exe)?;
         let mut cwd = Buf::new();
         if state::known_cwd(&mut cwd) {
-            let cwd = self.add_string(&[CWD, cwd.as_bytes()])?;
+            let cwd = self.add_string(&[variables::CWD.assignment, cwd.as_bytes()])?;
             self.envp.push(cwd)?;
         }
         if !self.standalone {
             let argv0 = Buf::from(self.argv0.as_bytes())?;
-            let argv0 = self.add_string(&[ARGV0, argv0.as_bytes()])?;
+            let argv0 = self.add_string(&[variables::ARGV0.assignment, argv0.as_bytes()])?;
             self.envp.push(argv0)?;
         }
         Ok(())

@@ -69,7 +69,7 @@ fn load() {
         return;
     }
     // SAFETY: a NUL-terminated name; the value is read at once.
-    let given = unsafe { cstr(sys::getenv(c"LPMX_IDS".as_ptr())) };
+    let given = unsafe { cstr(sys::getenv(lpmx_union::variables::IDS.c_name.as_ptr())) };
     IDS.with(|ids| {
         if READY.load(Ordering::Acquire) != 0 {
             return;
@@ -137,13 +137,10 @@ fn set(new: Ids) {
     FSUID.store(new.uid[FS], Ordering::Release);
 }
 
-/// The variable's name, with its `=`.
-pub const VARIABLE: &[u8] = b"LPMX_IDS=";
-
 /// `LPMX_IDS=...` for an exec, into `out`.
 pub fn var(out: &mut Buf) -> Result<(), i32> {
     let ids = get();
-    out.set(VARIABLE)?;
+    out.set(lpmx_union::variables::IDS.assignment)?;
     let mut digits = [0u8; 12];
     let values = [
         ids.uid[0], ids.uid[1], ids.uid[2], ids.gid[0], ids.gid[1], ids.gid[2], ids.uid[3],

@@ -54,6 +54,8 @@ mod write;
 
 use core::ffi::{c_char, c_int};
 
+use lpmx_union::variables;
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -79,7 +81,7 @@ unsafe extern "C" {
 /// host path): give it back the one it was called by.
 extern "C" fn on_load(argc: c_int, argv: *mut *mut c_char, _envp: *mut *mut c_char) {
     // SAFETY: the name is NUL-terminated.
-    let given = unsafe { buf::cstr(sys::getenv(c"LPMX_ARGV0".as_ptr())) };
+    let given = unsafe { buf::cstr(sys::getenv(variables::ARGV0.c_name.as_ptr())) };
     let state = state::get();
     if state.active && !given.is_empty() && argc > 0 && !argv.is_null() {
         let kept = state::keep_for_argv0(given);
@@ -95,8 +97,8 @@ extern "C" fn on_load(argc: c_int, argv: *mut *mut c_char, _envp: *mut *mut c_ch
     // One exec only: children get their own.
     // SAFETY: names are NUL-terminated; libc is initialised.
     unsafe {
-        sys::unsetenv(c"LPMX_ARGV0".as_ptr());
-        sys::unsetenv(c"LPMX_EXE".as_ptr());
+        sys::unsetenv(variables::ARGV0.c_name.as_ptr());
+        sys::unsetenv(variables::EXE.c_name.as_ptr());
     }
 }
 

@@ -2,39 +2,13 @@
 //! environment `lpmx-exec` (or the exec wrappers) set, and the current
 //! directory as the container sees it.
 //!
-//! ```text
-//! LPMX_UPPER    the container's writable layer
-//! LPMX_INDEX    the index of the image's layers (their roots, top first)
-//! LPMX_BINDS    host paths seen inside, HOST=CONTAINER pairs joined by ':'
-//! LPMX_LIBDIRS  the image's library directories (container paths), which
-//!               the loader's --library-path names in every layer
-//! LPMX_LIBS     the image's library directory (`lpmx_core::libraries`)
-//! LPMX_CONTAINER_LIBS the container's, with the writable layer's libraries,
-//!               used while its stamp holds (`exec::container_libs_hold`)
-//! LPMX_LIB      this library, put back into LD_PRELOAD on every exec
-//! LPMX_HOST_PROGRAMS  the container's host programs (CONTAINER=HOST lines)
-//! LPMX_TOOLS    the lpmx tools' directory: run there as host programs
-//! LPMX_HOST_LIBS host libraries first in the library path: the GPU driver's,
-//!               and library files bound into library directories
-//! LPMX_HOST_EXEC more host programs for this run (':'-separated)
-//! LPMX_ROOT     1 for fake root (`root.rs`); LPMX_IDS its ids
-//! LPMX_ENV_FILE the container's environment file, applied at every exec
-//! LPMX_ENV_KEYS the variables it set at the last exec (':'-joined)
-//! LPMX_STORE    the stores, ":"-separated (the trap leaves their paths as they are)
-//! LPMX_LOADER   the loader every exec starts under the trap
-//! LPMX_TRAP     1 under the system-call trap (0 in lpmx-exec: not wanted)
-//! LPMX_EXE      (one exec only) the program's container path
-//! LPMX_CWD      (one exec only) the working directory it was started in,
-//!               used where the kernel's is the writable layer's empty
-//!               directory (the way to a deeper bind, which many share)
-//! LPMX_ARGV0    (one exec only) the argv[0] the program was given
-//! ```
-//!
-//! Without `LPMX_UPPER` and `LPMX_INDEX` libunion changes nothing.
+//! The variables are `lpmx_union::variables`.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use lpmx_union::variables::{self, Variable};
 
 use crate::buf::{Buf, cstr, is_under, starts_with};
 use crate::index::Index;
@@ -154,9 +128,9 @@ pub fn keep_for_argv0(bytes: &[u8]) -> &'static [u8] {
     &copy[..len + 1]
 }
 
-fn var(name: &[u8]) -> &'static [u8] {
-    // SAFETY: name is NUL-terminated; getenv's result is copied at once.
-    let value = unsafe { cstr(sys::getenv(name.as_ptr().cast())) };
+fn var(variable: Variable) -> &'static [u8] {
+    // SAFETY: a C string; getenv's result is copied at once.
+    let value = unsafe { cstr(sys::getenv(variable.c_name.as_ptr())) };
     if value.is_empty() { &[] } else { keep(value) }
 }
 
@@ -194,29 +168,29 @@ fn init() {
     // SAFETY: this thread won the right to initialise.
     let state = unsafe { &mut *STATE.0.get() };
     // Under the trap, libunion's calls from the start are the gadget's.
-    let trapped = var(b"LPMX_TRAP\0") == b"1";
+    let trapped = var(variables::TRAP) == b"1";
     if trapped {
         // Started by the loader, which carries the gadget.
         sys::gadget_mapped();
     }
-    state.upper = trim_slash(var(b"LPMX_UPPER\0"));
-    state.index_var = var(b"LPMX_INDEX\0");
-    state.binds_var = var(b"LPMX_BINDS\0");
-    state.libdirs = var(b"LPMX_LIBDIRS\0");
-    state.lib = var(b"LPMX_LIB\0");
-    state.host_programs = var(b"LPMX_HOST_PROGRAMS\0");
-    state.tools = trim_slash(var(b"LPMX_TOOLS\0"));
-    state.host_libs = var(b"LPMX_HOST_LIBS\0");
-    state.host_exec = var(b"LPMX_HOST_EXEC\0");
-    state.root = var(b"LPMX_ROOT\0") == b"1";
-    state.env_file = var(b"LPMX_ENV_FILE\0");
-    state.env_keys = var(b"LPMX_ENV_KEYS\0");
-    state.libs = var(b"LPMX_LIBS\0");
-    state.container_libs = trim_slash(var(b"LPMX_CONTAINER_LIBS\0"));
-    state.exe = var(b"LPMX_EXE\0");
-    state.started_in = var(b"LPMX_CWD\0");
-    state.store = trim_slash(var(b"LPMX_STORE\0"));
-    state.loader = var(b"LPMX_LOADER\0");
+    state.upper = trim_slash(var(variables::UPPER));
+    state.index_var = var(variables::INDEX);
+    state.binds_var = var(variables::BINDS);
+    state.libdirs = var(variables::LIBDIRS);
+    state.lib = var(variables::LIB);
+    state.host_programs = var(variables::HOST_PROGRAMS);
+    state.tools = trim_slash(var(variables::TOOLS));
+    state.host_libs = var(variables::HOST_LIBS);
+    state.host_exec = var(variables::HOST_EXEC);
+    state.root = var(variables::ROOT) == b"1";
+    state.env_file = var(variables::ENV_FILE);
+    state.env_keys = var(variables::ENV_KEYS);
+    state.libs = var(variables::LIBS);
+    state.container_libs = trim_slash(var(variables::CONTAINER_LIBS));
+    state.exe = var(variables::EXE);
+    state.started_in = var(variables::CWD);
+    state.store = trim_slash(var(variables::STORE));
+    state.loader = var(variables::LOADER);
     state.lib_dir = state
         .lib
         .iter()

@@ -26,7 +26,11 @@ pub fn inherit() {
     if handler::install(on_sigsys) {
         crate::state::set_trapped();
         // SAFETY: a NUL-terminated name; the value is read at once.
-        let rewrite = unsafe { crate::buf::cstr(sys::getenv(c"LPMX_TRAP_REWRITE".as_ptr())) };
+        let rewrite = unsafe {
+            crate::buf::cstr(sys::getenv(
+                lpmx_union::variables::TRAP_REWRITE.c_name.as_ptr(),
+            ))
+        };
         // Only in a static program (see `on_sigsys`).
         if rewrite != b"0" && sys::standalone() {
             lpmx_trap::rewrite::enable(on_rewritten_site, crate::state::get().root);
@@ -40,7 +44,8 @@ pub fn inherit() {
 /// programs run with the preload alone, as before the trap existed.
 pub fn begin() {
     // SAFETY: a NUL-terminated name; the value is read at once.
-    let wanted = unsafe { crate::buf::cstr(sys::getenv(c"LPMX_TRAP".as_ptr())) };
+    let wanted =
+        unsafe { crate::buf::cstr(sys::getenv(lpmx_union::variables::TRAP.c_name.as_ptr())) };
     let loader = crate::state::get().loader;
     if wanted == b"0"
         || loader.is_empty()

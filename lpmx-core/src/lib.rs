@@ -21,5 +21,7 @@ pub mod store;
 pub mod view;
 
 pub use digest::Digest;
+/// The environment lpmx-exec hands libunion (defined in the union core).
+pub use lpmx_union::variables;
 pub use reference::ImageRef;
 pub use store::Store;

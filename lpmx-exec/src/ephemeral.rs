@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use lpmx_core::container::{StackDocument, UPPER_DIR};
 use lpmx_core::index::{self, Index};
 use lpmx_core::libraries::{farm_path, refresh_container_farm};
+use lpmx_core::variables;
 
 const PREFIX: &str = "lpmx-ephemeral.";
 
@@ -252,9 +253,15 @@ pub fn supervise(private: &Private) -> Result<(), EphemeralError> {
 /// The private layer's paths as libunion's configuration.
 pub fn config(private: &Private) -> [(&'static str, OsString); 4] {
     [
-        ("LPMX_UPPER", private.upper.clone().into_os_string()),
-        ("LPMX_INDEX", private.index.clone().into_os_string()),
-        ("LPMX_LIBS", private.libs.clone().into_os_string()),
-        ("LPMX_CONTAINER_LIBS", OsString::new()),
+        (
+            variables::UPPER.name,
+            private.upper.clone().into_os_string(),
+        ),
+        (
+            variables::INDEX.name,
+            private.index.clone().into_os_string(),
+        ),
+        (variables::LIBS.name, private.libs.clone().into_os_string()),
+        (variables::CONTAINER_LIBS.name, OsString::new()),
     ]
 }

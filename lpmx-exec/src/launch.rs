@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use lpmx_core::cli::{Classify, Exit};
 use lpmx_core::container::{Bind, EnvFile, HostPrograms, StackDocument};
 use lpmx_core::libraries::{LIBRARY_DIRS, farm_path};
+use lpmx_core::variables;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -299,7 +300,7 @@ pub fn find_libunion() -> Result<PathBuf, LaunchError> {
 /// else beside libunion.so. None when it is not there: programs then run
 /// without the trap.
 pub fn find_loader(libunion: &Path) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LPMX_LOADER").filter(|p| !p.is_empty()) {
+    if let Some(path) = std::env::var_os(variables::LOADER.name).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
     let candidate = libunion.parent()?.join("lpmx-loader");
@@ -432,22 +433,37 @@ pub fn exec(
     })?;
     let config: [(&str, OsString); 16] = [
         // The trap leaves paths under the stores to the host.
-        ("LPMX_STORE", store_list),
-        ("LPMX_LOADER", loader.into_os_string()),
-        ("LPMX_TRAP", if request.no_trap { "0" } else { "" }.into()),
-        ("LPMX_HOST_LIBS", host_libs.into_os_string()),
-        ("LPMX_HOST_EXEC", host_exec.join(":").into()),
-        ("LPMX_HOST_PROGRAMS", host_programs.into_os_string()),
-        ("LPMX_TOOLS", tools.into_os_string()),
-        ("LPMX_ROOT", if request.root { "1" } else { "" }.into()),
-        ("LPMX_ENV_FILE", stack.env_file.clone().into_os_string()),
-        ("LPMX_UPPER", stack.upper.clone().into_os_string()),
-        ("LPMX_INDEX", stack.index.clone().into_os_string()),
-        ("LPMX_BINDS", binds_var.into()),
-        ("LPMX_LIBDIRS", LIBRARY_DIRS.join(":").into()),
-        ("LPMX_LIBS", farm.into_os_string()),
-        ("LPMX_CONTAINER_LIBS", container_farm.into_os_string()),
-        ("LPMX_LIB", libunion.clone().into_os_string()),
+        (variables::STORE.name, store_list),
+        (variables::LOADER.name, loader.into_os_string()),
+        (
+            variables::TRAP.name,
+            if request.no_trap { "0" } else { "" }.into(),
+        ),
+        (variables::HOST_LIBS.name, host_libs.into_os_string()),
+        (variables::HOST_EXEC.name, host_exec.join(":").into()),
+        (
+            variables::HOST_PROGRAMS.name,
+            host_programs.into_os_string(),
+        ),
+        (variables::TOOLS.name, tools.into_os_string()),
+        (
+            variables::ROOT.name,
+            if request.root { "1" } else { "" }.into(),
+        ),
+        (
+            variables::ENV_FILE.name,
+            stack.env_file.clone().into_os_string(),
+        ),
+        (variables::UPPER.name, stack.upper.clone().into_os_string()),
+        (variables::INDEX.name, stack.index.clone().into_os_string()),
+        (variables::BINDS.name, binds_var.into()),
+        (variables::LIBDIRS.name, LIBRARY_DIRS.join(":").into()),
+        (variables::LIBS.name, farm.into_os_string()),
+        (
+            variables::CONTAINER_LIBS.name,
+            container_farm.into_os_string(),
+        ),
+        (variables::LIB.name, libunion.clone().into_os_string()),
     ];
     // libunion reads its configuration from this process's environment
     // when it loads, and passes it on to the program.

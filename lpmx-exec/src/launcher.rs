@@ -64,7 +64,7 @@ pub fn variables(
 ) -> Vec<(String, String)> {
     host.into_iter()
         // lpmx's own configuration is made afresh for every run.
-        .filter(|(name, _)| !name.starts_with("LPMX_"))
+        .filter(|(name, _)| !name.starts_with(lpmx_core::variables::PREFIX))
         .filter(|(name, _)| passes(name, patterns, launchers))
         .collect()
 }

@@ -8,7 +8,9 @@
 //! - [`upper`]: the writable layer's side files (`upper.whiteouts`,
 //!   `upper.owners`, `upper.gen`);
 //! - [`resolve`]: the rules that turn a container path into a layer's
-//!   file, over the few lookups a [`resolve::Layers`] answers.
+//!   file, over the few lookups a [`resolve::Layers`] answers;
+//! - [`variables`]: the environment that carries a container from
+//!   `lpmx-exec` into its programs.
 
 #![cfg_attr(not(test), no_std)]
 
@@ -17,3 +19,4 @@ pub mod index;
 pub mod path;
 pub mod resolve;
 pub mod upper;
+pub mod variables;

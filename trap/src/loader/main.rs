@@ -113,7 +113,7 @@ unsafe fn link_libunion(envp: *const *const u8, program: *const u8) {
     unsafe { libc::set_environment(envp) };
     // SAFETY: as above.
     let name = unsafe { bytes(program) };
-    let Some(lib) = libc::var(c"LPMX_LIB") else {
+    let Some(lib) = libc::var(lpmx_union::variables::LIB.c_name) else {
         exec::fail(b"LPMX_LIB does not name libunion", name, sys::EINVAL);
     };
     // SAFETY: lpmx's own libunion.so, which lpmx-exec named.

@@ -1,0 +1,113 @@
+//! The environment variables that carry a container from `lpmx-exec` to
+//! libunion, the trap's loader and every exec after, each named once here
+//! (`lpmx-exec` sets them, libunion reads them and sets them again on
+//! every exec, dropping the caller's copies).
+//!
+//! Without [`UPPER`] and [`INDEX`] libunion changes nothing.
+
+use core::ffi::CStr;
+
+/// One variable, in the three spellings its users need.
+pub struct Variable {
+    /// `LPMX_UPPER`.
+    pub name: &'static str,
+    /// The name with its NUL, for `getenv`.
+    pub c_name: &'static CStr,
+    /// `LPMX_UPPER=`: how an environment entry setting it starts.
+    pub assignment: &'static [u8],
+}
+
+impl Variable {
+    /// Whether environment entry `entry` (`NAME=value`) sets this variable.
+    pub fn is_set_by(&self, entry: &[u8]) -> bool {
+        entry.starts_with(self.assignment)
+    }
+}
+
+/// What every variable of lpmx's own starts with.
+pub const PREFIX: &str = "LPMX_";
+
+macro_rules! variables {
+    ($($(#[$doc:meta])* $id:ident = $name:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub const $id: Variable = Variable {
+                name: $name,
+                c_name: match CStr::from_bytes_with_nul(concat!($name, "\0").as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => panic!("a variable's name holds no NUL"),
+                },
+                assignment: concat!($name, "=").as_bytes(),
+            };
+        )*
+    };
+}
+
+variables! {
+    /// libunion itself, as the loader preloads it: put back on every exec.
+    PRELOAD = "LD_PRELOAD";
+    /// The container's writable layer.
+    UPPER = "LPMX_UPPER";
+    /// The index of the image's layers (their roots, top first).
+    INDEX = "LPMX_INDEX";
+    /// Host paths seen inside, `HOST=CONTAINER` pairs joined by `:`.
+    BINDS = "LPMX_BINDS";
+    /// The image's library directories (container paths), which the
+    /// loader's `--library-path` names in every layer.
+    LIBDIRS = "LPMX_LIBDIRS";
+    /// The image's library directory (`lpmx_core::libraries`).
+    LIBS = "LPMX_LIBS";
+    /// The container's, with the writable layer's libraries, used while its
+    /// stamp holds.
+    CONTAINER_LIBS = "LPMX_CONTAINER_LIBS";
+    /// libunion's file, put back into `LD_PRELOAD` on every exec.
+    LIB = "LPMX_LIB";
+    /// The container's host programs (`CONTAINER=HOST` lines).
+    HOST_PROGRAMS = "LPMX_HOST_PROGRAMS";
+    /// The lpmx tools' directory: run there as host programs.
+    TOOLS = "LPMX_TOOLS";
+    /// Host libraries first in the library path: the GPU driver's, and
+    /// library files bound into library directories.
+    HOST_LIBS = "LPMX_HOST_LIBS";
+    /// More host programs for this run (`:`-separated).
+    HOST_EXEC = "LPMX_HOST_EXEC";
+    /// `1` for fake root.
+    ROOT = "LPMX_ROOT";
+    /// Fake root's ids: `ruid,euid,suid,rgid,egid,sgid[,fsuid,fsgid,groups]`.
+    IDS = "LPMX_IDS";
+    /// The container's environment file, applied at every exec.
+    ENV_FILE = "LPMX_ENV_FILE";
+    /// The variables it set at the last exec (`:`-joined).
+    ENV_KEYS = "LPMX_ENV_KEYS";
+    /// The stores, `:`-separated (the trap leaves their paths as they are).
+    STORE = "LPMX_STORE";
+    /// The loader every exec starts under the trap.
+    LOADER = "LPMX_LOADER";
+    /// `1` under the system-call trap (`0` from lpmx-exec: not wanted).
+    TRAP = "LPMX_TRAP";
+    /// `0`: the trap rewrites no call site.
+    TRAP_REWRITE = "LPMX_TRAP_REWRITE";
+    /// (One exec only.) The program's container path.
+    EXE = "LPMX_EXE";
+    /// (One exec only.) The working directory it was started in, used where
+    /// the kernel's is the writable layer's empty directory (the way to a
+    /// deeper bind, which many share).
+    CWD = "LPMX_CWD";
+    /// (One exec only.) The `argv[0]` the program was given.
+    ARGV0 = "LPMX_ARGV0";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_spelling_names_the_same_variable() {
+        assert_eq!(CWD.name, "LPMX_CWD");
+        assert_eq!(CWD.c_name.to_bytes(), b"LPMX_CWD");
+        assert_eq!(CWD.assignment, b"LPMX_CWD=");
+        assert!(CWD.is_set_by(b"LPMX_CWD=/srv"));
+        assert!(!CWD.is_set_by(b"LPMX_CWDX=/srv"));
+        assert!(UPPER.name.starts_with(PREFIX));
+    }
+}
