@@ -94,16 +94,28 @@ static STATE: Cell<State> = Cell(UnsafeCell::new(State {
     lib_dir: &[],
     loader: &[],
 }));
+// Written at every launch: with `lpmx_sys::GADGET_READY` (why there).
+#[unsafe(link_section = ".data.lpmx.startup")]
 static INIT: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this process runs under the system-call trap (every exec then
+/// goes through the loader): set when its handler is in (`trap`).
+#[unsafe(link_section = ".data.lpmx.startup")]
+static TRAPPED: AtomicBool = AtomicBool::new(false);
 
 /// Copies of the environment's values live here: the program may change
 /// its environment later.
-static ARENA: Cell<([u8; 1 << 16], usize)> = Cell(UnsafeCell::new(([0; 1 << 16], 0)));
+static ARENA: Cell<[u8; 1 << 16]> = Cell(UnsafeCell::new([0; 1 << 16]));
+/// How much of the arena is taken. Apart from it, so that the arena's
+/// first write is its first touch (one page fault, not two); with
+/// `lpmx_sys::GADGET_READY` (why there).
+#[unsafe(link_section = ".data.lpmx.startup")]
+static ARENA_USED: Cell<usize> = Cell(UnsafeCell::new(0));
 
 /// Copies `bytes` (plus a NUL) into the arena.
 fn keep(bytes: &[u8]) -> &'static [u8] {
     // SAFETY: only called during initialisation, by one thread.
-    let (arena, used) = unsafe { &mut *ARENA.0.get() };
+    let (arena, used) = unsafe { (&mut *ARENA.0.get(), &mut *ARENA_USED.0.get()) };
     let end = *used + bytes.len() + 1;
     if end > arena.len() {
         sys::warn(&[b"lpmx: libunion: environment too large\n"]);
@@ -117,15 +129,13 @@ fn keep(bytes: &[u8]) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(kept.as_ptr(), kept.len()) }
 }
 
-/// A static copy of the program's argv[0].
-pub fn keep_for_argv0(bytes: &[u8]) -> &'static [u8] {
-    static ARGV0: Cell<[u8; 4097]> = Cell(UnsafeCell::new([0; 4097]));
-    // SAFETY: written once, by the constructor, before main.
-    let copy = unsafe { &mut *ARGV0.0.get() };
-    let len = bytes.len().min(4096);
-    copy[..len].copy_from_slice(&bytes[..len]);
-    copy[len] = 0;
-    &copy[..len + 1]
+/// A static copy of the program's argv[0] (at most 4096 bytes) with its
+/// NUL; none when the arena is full.
+pub fn keep_for_argv0(bytes: &[u8]) -> Option<&'static [u8]> {
+    let kept = keep(&bytes[..bytes.len().min(4096)]);
+    // SAFETY: keep puts a NUL after what it keeps.
+    (!kept.is_empty())
+        .then(|| unsafe { core::slice::from_raw_parts(kept.as_ptr(), kept.len() + 1) })
 }
 
 fn var(variable: Variable) -> &'static [u8] {
@@ -133,10 +143,6 @@ fn var(variable: Variable) -> &'static [u8] {
     let value = unsafe { cstr(sys::getenv(variable.c_name.as_ptr())) };
     if value.is_empty() { &[] } else { keep(value) }
 }
-
-/// Whether this process runs under the system-call trap (every exec then
-/// goes through the loader): set when its handler is in (`trap`).
-static TRAPPED: AtomicBool = AtomicBool::new(false);
 
 pub fn trapped() -> bool {
     TRAPPED.load(Ordering::Acquire)

@@ -14,7 +14,9 @@ use lpmx_trap::handler::{self, Call, SIGSYS, SIGSYS_BIT, set_mask};
 use crate::sys;
 
 /// Whether the handler translates (a container's program) or lets calls
-/// through (lpmx-exec, between the filter and its exec).
+/// through (lpmx-exec, between the filter and its exec). Written at every
+/// launch: with `lpmx_sys::GADGET_READY` (why there).
+#[unsafe(link_section = ".data.lpmx.startup")]
 static TRANSLATE: AtomicBool = AtomicBool::new(false);
 
 /// In a container's program (`LPMX_TRAP=1`): the filter is in place, so

@@ -96,6 +96,11 @@ pub const GADGET_RESTORER: usize = GADGET + 16;
 const GADGET_MAGIC: &[u8; 8] = b"LPMXGDGT";
 const GADGET_MAGIC_AT: usize = GADGET + 64;
 
+/// Statics that every launch writes are put in `.data.lpmx.startup`: in
+/// `.data`, whose pages the loader writes anyway (relocations, the end of
+/// the file's data), instead of one fresh `.bss` page each, every fresh
+/// page being one or two page faults per exec.
+#[unsafe(link_section = ".data.lpmx.startup")]
 static GADGET_READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// # Safety

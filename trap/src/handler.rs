@@ -18,7 +18,9 @@ pub const SIGSYS_BIT: u64 = 1 << (SIGSYS - 1);
 /// A SIGSYS handler (`SA_SIGINFO`).
 pub type Handler = extern "C" fn(c_int, *mut c_void, *mut c_void);
 
-/// The handler `install` was given, called by `entry`.
+/// The handler `install` was given, called by `entry`. Written at every
+/// launch: with `lpmx_sys::GADGET_READY` (why there).
+#[unsafe(link_section = ".data.lpmx.startup")]
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes `handler` this process's SIGSYS handler: on the alternate stack
