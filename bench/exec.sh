@@ -149,11 +149,13 @@ if [ "$(id -u)" -eq 0 ]; then
     # each program through lpmx-loader costs (the trap's way in).
     cp "$bin/libunion.so" "$bin/lpmx-loader" "$root/tmp/"
     ldso=/lib64/ld-linux-x86-64.so.2
-    through_loader="/tmp/lpmx-loader --lpmx-interp $ldso $ldso /bin/true"
+    # The loader's request is in its environment (lpmx_union::variables).
+    loader_request="export LPMX_LOADER_MODE=interp LPMX_LOADER_FILE=$ldso LPMX_LOADER_ARG0=$ldso LPMX_LOADER_ARG1=/bin/true"
+    through_loader=/tmp/lpmx-loader
     declare -A floor
     floor["native, libdl.so.2 preloaded"]="${prefix[native]} sh -c 'export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libdl.so.2; ${inner[launch]}'"
     floor["native, libunion.so preloaded, inactive"]="${prefix[native]} sh -c 'export LD_PRELOAD=/tmp/libunion.so; ${inner[launch]}'"
-    floor["native, each through lpmx-loader"]="${prefix[native]} sh -c '${inner[launch]//\/bin\/true/$through_loader}'"
+    floor["native, each through lpmx-loader"]="${prefix[native]} sh -c '$loader_request; ${inner[launch]//\/bin\/true/$through_loader}'"
     for name in "native, libdl.so.2 preloaded" "native, libunion.so preloaded, inactive" "native, each through lpmx-loader"; do
         bench/turns.py "$turns" true "launch 500x /bin/true" \
             "$name" "cd / && ${floor[$name]}" \

@@ -119,9 +119,9 @@ pub struct Launch {
     strings_len: usize,
     pub argv: PtrList,
     pub envp: PtrList,
-    /// The arguments put before the program's for the loader (3 under
-    /// the trap: `libunion.so --lpmx-run FILE`, else 0).
-    loader_args: usize,
+    /// Started by the trap's loader (`through_loader`), which is then the
+    /// file exec'd.
+    via_loader: bool,
     /// A static program, which the loader starts with libunion linked in
     /// (`lpmx_trap::exec::RUN_STATIC`): no ELF interpreter, no preload.
     standalone: bool,
@@ -381,6 +381,9 @@ fn is_ours(entry: &[u8]) -> bool {
     if !entry.starts_with(variables::PREFIX.as_bytes()) && !variables::PRELOAD.is_set_by(entry) {
         return false;
     }
+    if variables::is_loader_entry(entry) {
+        return true;
+    }
     PER_EXEC_VARIABLES
         .iter()
         .chain(
@@ -407,19 +410,47 @@ fn executable(found: &crate::resolve::Found, canon: &Buf, host: &Buf) -> Result<
 
 impl Launch {
     /// Under the trap, every exec runs the loader first (`lpmx_trap`):
-    /// `lpmx-loader --lpmx-run FILE` before FILE's argv.
-    fn through_loader(&mut self, state: &State, mode: &CStr) -> Result<(), i32> {
-        self.argv.push(state.loader.as_ptr().cast())?;
-        self.argv.push(mode.as_ptr())?;
-        self.argv.push(self.loader.c().cast())?;
-        self.loader_args = 3;
+    /// The exec goes to the trap's loader, told in the environment how
+    /// to start `self.loader` (`lpmx_union::variables::LOADER_MODE`); its
+    /// argv stays the program's.
+    fn through_loader(&mut self, mode: &CStr) -> Result<(), i32> {
+        let mode = self.add_string(&[variables::LOADER_MODE.assignment, mode.to_bytes()])?;
+        self.envp.push(mode)?;
+        let file = Buf::from(self.loader.as_bytes())?;
+        let file = self.add_string(&[variables::LOADER_FILE.assignment, file.as_bytes()])?;
+        self.envp.push(file)?;
+        self.via_loader = true;
         Ok(())
+    }
+
+    /// Argument `n` of the loader's, of those that stand for argv[0]
+    /// (`LPMX_LOADER_ARG<n>`); the library path when `arg` is None.
+    fn add_loader_arg(&mut self, n: u8, arg: Option<&[u8]>) -> Result<(), i32> {
+        let name = [variables::LOADER_ARG.name.as_bytes(), &[b'0' + n, b'=']];
+        let start = self.strings_len;
+        for part in name {
+            self.add_raw(part)?;
+        }
+        match arg {
+            Some(arg) => self.add_raw(arg)?,
+            None => {
+                let end = self.strings_len + self.libpath_len;
+                if end >= STRINGS {
+                    return Err(sys::E2BIG);
+                }
+                self.strings[self.strings_len..end]
+                    .copy_from_slice(&self.libpath[..self.libpath_len]);
+                self.strings_len = end;
+            }
+        }
+        self.add_raw(b"\0")?;
+        self.envp.push(self.strings[start..].as_ptr().cast())
     }
 
     /// The file to exec: the loader under the trap, else the program's
     /// loader (or a host program) itself.
     pub fn exec_path(&self) -> *const u8 {
-        if self.loader_args > 0 {
+        if self.via_loader {
             state::get().loader.as_ptr()
         } else {
             self.loader.c()
@@ -743,7 +774,7 @@ impl Launch {
         envp: *const *const c_char,
     ) -> Result<(), i32> {
         if crate::state::trapped() {
-            self.through_loader(state::get(), lpmx_trap::exec::RUN)?;
+            self.through_loader(lpmx_trap::exec::RUN)?;
         }
         for (list, source, filter) in [(&mut self.argv, argv, false), (&mut self.envp, envp, true)]
         {
@@ -762,7 +793,7 @@ impl Launch {
                 }
             }
         }
-        if self.argv.len == self.loader_args {
+        if self.argv.len == 0 {
             self.argv.push(self.loader.c().cast())?;
         }
         if self.envp.len == 0 {
@@ -847,21 +878,33 @@ impl Launch {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) -> Result<(), i32> {
+        // The image's ld.so runs the program: `LDSO OPTIONS PROGRAM`.
+        const LD_SO_OPTIONS: [&CStr; 2] = [c"--inhibit-cache", c"--library-path"];
         if self.standalone {
             // The loader starts the program itself, with its argv[0].
-            self.through_loader(state, lpmx_trap::exec::RUN_STATIC)?;
+            self.through_loader(lpmx_trap::exec::RUN_STATIC)?;
+        } else if crate::state::trapped() {
+            // The loader runs ld.so with these in argv[0]'s place.
+            self.through_loader(lpmx_trap::exec::RUN_INTERP)?;
+            let ld_so = Buf::from(self.loader.as_bytes())?;
+            self.add_loader_arg(0, Some(ld_so.as_bytes()))?;
+            self.add_loader_arg(1, Some(LD_SO_OPTIONS[0].to_bytes()))?;
+            self.add_loader_arg(2, Some(LD_SO_OPTIONS[1].to_bytes()))?;
+            self.add_loader_arg(3, None)?;
+            let program = Buf::from(self.program.as_bytes())?;
+            self.add_loader_arg(4, Some(program.as_bytes()))?;
+        } else {
+            self.argv.push(self.loader.c().cast())?;
+            for option in LD_SO_OPTIONS {
+                self.argv.push(option.as_ptr())?;
+            }
+            self.argv.push(self.libpath.as_ptr().cast())?;
+            self.argv.push(self.program.c().cast())?;
+        }
+        if self.via_loader {
             let argv0 = Buf::from(self.argv0.as_bytes())?;
             let argv0 = self.add_string(&[argv0.as_bytes()])?;
             self.argv.push(argv0)?;
-        } else {
-            if crate::state::trapped() {
-                self.through_loader(state, lpmx_trap::exec::RUN_INTERP)?;
-            }
-            self.argv.push(self.loader.c().cast())?;
-            self.argv.push(c"--inhibit-cache".as_ptr())?;
-            self.argv.push(c"--library-path".as_ptr())?;
-            self.argv.push(self.libpath.as_ptr().cast())?;
-            self.argv.push(self.program.c().cast())?;
         }
         for i in 0..self.prefix_count {
             self.argv.push(self.prefix[i])?;
@@ -975,7 +1018,7 @@ macro_rules! launch {
                 core::ptr::addr_of_mut!((*list).len).write(0);
             }
             core::ptr::addr_of_mut!((*p).libpath_len).write(0);
-            core::ptr::addr_of_mut!((*p).loader_args).write(0);
+            core::ptr::addr_of_mut!((*p).via_loader).write(false);
             core::ptr::addr_of_mut!((*p).standalone).write(false);
             core::ptr::addr_of_mut!((*p).container_libs_stale).write(false);
             core::ptr::addr_of_mut!((*p).strings_len).write(0);

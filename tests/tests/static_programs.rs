@@ -123,6 +123,24 @@ fn check(suite: &str) {
         "{suite}: {run:#?}"
     );
 
+    // A process's command line (/proc/PID/cmdline, what ps shows) is the
+    // program's own, not the loader's: static or dynamic, started from
+    // either shell, and a script's as the kernel makes it.
+    let run = c.sh("cat /proc/self/cmdline | tr '\\0' ' '; echo; \
+         busybox cat /proc/self/cmdline | tr '\\0' ' '; echo; \
+         printf '#!/bin/sh\\ncat /proc/$$/cmdline\\n' > /opt/s; \
+         chmod +x /opt/s; /opt/s a 'b c' | tr '\\0' ' '; echo");
+    assert_eq!(
+        run.stdout,
+        "cat /proc/self/cmdline \nbusybox cat /proc/self/cmdline \n/bin/sh /opt/s a b c \n",
+        "{suite}: {run:#?}"
+    );
+    let run = c.busybox_sh(&[], "/bin/cat /proc/self/cmdline | tr '\\0' ' '");
+    assert_eq!(
+        run.stdout, "/bin/cat /proc/self/cmdline ",
+        "{suite}: {run:#?}"
+    );
+
     // Writes, renames and deletes land in the writable layer.
     let run = c.busybox_sh(
         &[],

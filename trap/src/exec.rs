@@ -22,14 +22,15 @@ const PAGE: usize = 4096;
 /// Nested `#!` interpreters followed, as Linux does.
 const MAX_SCRIPTS: usize = 4;
 
-/// The first argument that makes libunion.so run a program.
-pub const RUN: &core::ffi::CStr = c"--lpmx-run";
+/// How the loader starts its file (`LPMX_LOADER_MODE`): a program (and
+/// its ELF interpreter), as the kernel would.
+pub const RUN: &core::ffi::CStr = c"run";
 /// The same, for an ELF interpreter run as the program (the image's
 /// `ld.so` running a container's program): mapped where interpreters go.
-pub const RUN_INTERP: &core::ffi::CStr = c"--lpmx-interp";
+pub const RUN_INTERP: &core::ffi::CStr = c"interp";
 /// The same, for a static program of the container: libunion is linked
 /// into it by the loader (`link`), since no ELF interpreter will load it.
-pub const RUN_STATIC: &core::ffi::CStr = c"--lpmx-static";
+pub const RUN_STATIC: &core::ffi::CStr = c"static";
 
 fn strlen(s: *const u8) -> usize {
     let mut n = 0;
@@ -518,9 +519,13 @@ unsafe fn jump(
     let own = if skip_argv0 { 1.min(argc) } else { 0 };
     let new_argc = prefix.len() + argc - own;
     let mut envc = 0;
+    let mut kept_envc = 0;
     // SAFETY: envp is NULL-terminated; the auxiliary vector follows.
     let auxv = unsafe {
         while !(*envp.add(envc)).is_null() {
+            kept_envc += usize::from(!lpmx_union::variables::is_loader_entry(text(
+                *envp.add(envc),
+            )));
             envc += 1;
         }
         envp.add(envc + 1) as *const usize
@@ -532,7 +537,7 @@ unsafe fn jump(
             auxc += 1;
         }
     }
-    let words = 1 + new_argc + 1 + envc + 1 + 2 * (auxc + 1);
+    let words = 1 + new_argc + 1 + kept_envc + 1 + 2 * (auxc + 1);
     let bytes_needed = (8 * words).next_multiple_of(16);
     const PROT_READ_WRITE: usize = 3;
     const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
@@ -571,7 +576,10 @@ unsafe fn jump(
     put(0);
     for i in 0..envc {
         // SAFETY: envp holds envc entries.
-        put(unsafe { *envp.add(i) } as usize);
+        let entry = unsafe { *envp.add(i) };
+        if !lpmx_union::variables::is_loader_entry(text(entry)) {
+            put(entry as usize);
+        }
     }
     put(0);
     for i in 0..=auxc {
@@ -630,7 +638,9 @@ pub fn runnable(path: *const c_char) -> Result<(), i32> {
     }
 }
 
-/// `execve(file, argv, envp)` as `loader --lpmx-run file argv...`.
+/// `execve(file, argv, envp)` through the loader: `loader` runs with the
+/// same `argv` (the process's command line stays the program's) and the
+/// environment plus `LPMX_LOADER_MODE=run` and `LPMX_LOADER_FILE=file`.
 ///
 /// # Safety
 /// As execve's: C strings and NULL-terminated arrays of them.
@@ -640,34 +650,63 @@ pub unsafe fn through_loader(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> Result<(), i32> {
+    use lpmx_union::variables::{LOADER_FILE, LOADER_MODE};
     runnable(file)?;
 
-    let mut count = 0;
-    if !argv.is_null() {
-        // SAFETY: a NULL-terminated array.
-        while !unsafe { *argv.add(count) }.is_null() {
-            count += 1;
+    let count = |list: *const *const c_char| {
+        let mut n = 0;
+        if !list.is_null() {
+            // SAFETY: a NULL-terminated array.
+            while !unsafe { *list.add(n) }.is_null() {
+                n += 1;
+            }
         }
-    }
-    let words = count.max(1) + 4;
+        n
+    };
+    let (argc, envc) = (count(argv), count(envp));
+    let file_bytes = text(file.cast());
+    // "LPMX_LOADER_MODE=run", "LPMX_LOADER_FILE=<file>", each with a NUL.
+    let mode_len = LOADER_MODE.assignment.len() + RUN.to_bytes().len() + 1;
+    let file_len = LOADER_FILE.assignment.len() + file_bytes.len() + 1;
+    let words = (argc.max(1) + 1) + (envc + 3);
+    let size = 8 * words + mode_len + file_len;
     const PROT_READ_WRITE: usize = 3;
     const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
-    let area = sys::mmap(0, 8 * words, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0)?;
+    let area = sys::mmap(0, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0)?;
     let list = area as *mut *const c_char;
-    // SAFETY: words pointers fit in the mapping.
+    // SAFETY: the mapping holds words pointers and then both strings.
     unsafe {
-        *list = loader.cast();
-        *list.add(1) = RUN.as_ptr();
-        *list.add(2) = file;
-        if count == 0 {
-            *list.add(3) = file;
-            *list.add(4) = core::ptr::null();
+        let strings = (area + 8 * words) as *mut u8;
+        let mut at = 0;
+        let mut add = |parts: [&[u8]; 2]| {
+            let start = strings.add(at);
+            for part in parts {
+                core::ptr::copy_nonoverlapping(part.as_ptr(), strings.add(at), part.len());
+                at += part.len();
+            }
+            *strings.add(at) = 0;
+            at += 1;
+            start as *const c_char
+        };
+        let mode_entry = add([LOADER_MODE.assignment, RUN.to_bytes()]);
+        let file_entry = add([LOADER_FILE.assignment, file_bytes]);
+        if argc == 0 {
+            *list = file;
         } else {
-            core::ptr::copy_nonoverlapping(argv, list.add(3), count);
-            *list.add(3 + count) = core::ptr::null();
+            core::ptr::copy_nonoverlapping(argv, list, argc);
         }
+        *list.add(argc.max(1)) = core::ptr::null();
+        let env = list.add(argc.max(1) + 1);
+        if envc > 0 {
+            core::ptr::copy_nonoverlapping(envp, env, envc);
+        }
+        *env.add(envc) = mode_entry;
+        *env.add(envc + 1) = file_entry;
+        *env.add(envc + 2) = core::ptr::null();
     }
-    let result = sys::execve(loader, list.cast_const(), envp);
-    let _ = sys::munmap(area as *mut c_void, 8 * words);
+    // SAFETY: the environment array follows argv's in the mapping.
+    let env = unsafe { list.add(argc.max(1) + 1) };
+    let result = sys::execve(loader, list.cast_const(), env.cast_const());
+    let _ = sys::munmap(area as *mut c_void, size);
     result.map(|_| ())
 }

@@ -95,6 +95,37 @@ variables! {
     CWD = "LPMX_CWD";
     /// (One exec only.) The `argv[0]` the program was given.
     ARGV0 = "LPMX_ARGV0";
+    /// (lpmx-loader's, dropped before the program starts.) How the loader
+    /// starts [`LOADER_FILE`]: `run`, `interp` or `static`
+    /// (`lpmx_trap::exec::Mode`). In the environment, not in `argv`, so
+    /// that the process's command line (`/proc/PID/cmdline`, `ps`) is the
+    /// program's own.
+    LOADER_MODE = "LPMX_LOADER_MODE";
+    /// (lpmx-loader's.) The file it starts.
+    LOADER_FILE = "LPMX_LOADER_FILE";
+    /// (lpmx-loader's.) `LPMX_LOADER_ARG0`, `LPMX_LOADER_ARG1`, ... (up to
+    /// [`LOADER_ARGS`]): the arguments that stand for `argv[0]` when the
+    /// file runs: the image's `ld.so`, its options and the program's host
+    /// path ([`loader_arg`]).
+    LOADER_ARG = "LPMX_LOADER_ARG";
+}
+
+/// How many `LPMX_LOADER_ARG<n>` there can be.
+pub const LOADER_ARGS: usize = 8;
+
+/// `(n, value)` of environment entry `LPMX_LOADER_ARG<n>=value`.
+pub fn loader_arg(entry: &[u8]) -> Option<(usize, &[u8])> {
+    let rest = entry.strip_prefix(LOADER_ARG.name.as_bytes())?;
+    let digit = *rest.first()?;
+    let value = rest.strip_prefix(&[digit, b'='])?;
+    let n = usize::from(digit.checked_sub(b'0')?);
+    (n < LOADER_ARGS).then_some((n, value))
+}
+
+/// Whether environment entry `entry` is one of the loader's own, which
+/// the program it starts never sees.
+pub fn is_loader_entry(entry: &[u8]) -> bool {
+    LOADER_MODE.is_set_by(entry) || LOADER_FILE.is_set_by(entry) || loader_arg(entry).is_some()
 }
 
 #[cfg(test)]
@@ -109,5 +140,22 @@ mod tests {
         assert!(CWD.is_set_by(b"LPMX_CWD=/srv"));
         assert!(!CWD.is_set_by(b"LPMX_CWDX=/srv"));
         assert!(UPPER.name.starts_with(PREFIX));
+    }
+
+    #[test]
+    fn the_loaders_arguments_are_numbered_entries() {
+        assert_eq!(
+            loader_arg(b"LPMX_LOADER_ARG0=/lib/ld.so"),
+            Some((0, &b"/lib/ld.so"[..]))
+        );
+        assert_eq!(loader_arg(b"LPMX_LOADER_ARG7="), Some((7, &b""[..])));
+        assert_eq!(loader_arg(b"LPMX_LOADER_ARG8=x"), None);
+        assert_eq!(loader_arg(b"LPMX_LOADER_ARG=x"), None);
+        assert_eq!(loader_arg(b"LPMX_LOADER_ARG10=x"), None);
+        assert!(is_loader_entry(b"LPMX_LOADER_MODE=interp"));
+        assert!(is_loader_entry(b"LPMX_LOADER_FILE=/x"));
+        assert!(is_loader_entry(b"LPMX_LOADER_ARG3=--library-path"));
+        // The loader's own path is every exec's, kept.
+        assert!(!is_loader_entry(b"LPMX_LOADER=/opt/lpmx/lpmx-loader"));
     }
 }

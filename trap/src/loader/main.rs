@@ -1,10 +1,18 @@
 //! lpmx-loader: every exec under the system-call trap starts here.
 //!
 //! ```text
-//! lpmx-loader --lpmx-run FILE ARGV0 ARGS...      a program (and its ELF interpreter)
-//! lpmx-loader --lpmx-interp LDSO ARGV0 ARGS...   an ELF interpreter run as the program
-//! lpmx-loader --lpmx-static FILE ARGV0 ARGS...   a static program of the container
+//! LPMX_LOADER_MODE=run    LPMX_LOADER_FILE=FILE  lpmx-loader ARGV0 ARGS...
+//!     a program (and its ELF interpreter)
+//! LPMX_LOADER_MODE=interp LPMX_LOADER_FILE=LDSO  LPMX_LOADER_ARG=LDSO
+//!     LPMX_LOADER_ARG=OPTION... LPMX_LOADER_ARG=PROGRAM  lpmx-loader ARGV0 ARGS...
+//!     an ELF interpreter run as the program: LDSO OPTION... PROGRAM ARGS...
+//! LPMX_LOADER_MODE=static LPMX_LOADER_FILE=FILE  lpmx-loader ARGV0 ARGS...
+//!     a static program of the container
 //! ```
+//!
+//! What the loader needs comes in its environment (and is dropped from
+//! the program's), so that the arguments the kernel keeps for the process
+//! (`/proc/PID/cmdline`, what `ps` shows) are the program's own.
 //!
 //! The kernel starts this small static program with no libc: it maps the
 //! gadget, installs a SIGSYS handler that makes trapped calls as they are,
@@ -25,11 +33,80 @@ use lpmx_sys as sys;
 use lpmx_trap::exec::{self, RUN, RUN_INTERP, RUN_STATIC, bytes};
 use lpmx_trap::handler::{self, Call};
 use lpmx_trap::link::{Failure, Library};
+use lpmx_union::variables::{LOADER_ARGS, LOADER_FILE, LOADER_MODE, loader_arg};
 
 mod libc;
 
-/// This loader's path (its argv[0]), NUL-terminated: execs go through it.
+/// This loader's path (the kernel's `AT_EXECFN`), NUL-terminated: execs go
+/// through it.
 static mut SELF_PATH: [u8; 4096] = [0; 4096];
+/// The program's argv when the loader's arguments stand for argv[0]
+/// (larger ones get a mapping).
+static mut ARGV: [*const u8; 512] = [core::ptr::null(); 512];
+
+/// What the loader's environment entries ask for.
+struct Request {
+    mode: &'static [u8],
+    file: *const u8,
+    /// The `LPMX_LOADER_ARG<n>` values, in place of argv[0].
+    args: [*const u8; LOADER_ARGS],
+    arg_count: usize,
+}
+
+/// Reads the loader's entries of `envp`.
+///
+/// # Safety
+/// `envp` is the kernel's NULL-terminated environment array.
+unsafe fn request(envp: *const *const u8) -> Request {
+    let mut request = Request {
+        mode: b"",
+        file: core::ptr::null(),
+        args: [core::ptr::null(); LOADER_ARGS],
+        arg_count: 0,
+    };
+    let mut at = 0;
+    // SAFETY: as the caller vouches; the strings live as long as the process.
+    unsafe {
+        while !(*envp.add(at)).is_null() {
+            let entry = *envp.add(at);
+            let text = bytes(entry);
+            if let Some(mode) = text.strip_prefix(LOADER_MODE.assignment) {
+                request.mode = mode;
+            } else if LOADER_FILE.is_set_by(text) {
+                request.file = entry.add(LOADER_FILE.assignment.len());
+            } else if let Some((n, value)) = loader_arg(text) {
+                request.args[n] = value.as_ptr();
+                request.arg_count = request.arg_count.max(n + 1);
+            }
+            at += 1;
+        }
+    }
+    request
+}
+
+/// The kernel's `AT_EXECFN`: the path this loader was exec'd by.
+///
+/// # Safety
+/// `envp` is the kernel's environment array, the auxiliary vector after it.
+unsafe fn exec_fn(envp: *const *const u8) -> &'static [u8] {
+    const AT_NULL: usize = 0;
+    const AT_EXECFN: usize = 31;
+    // SAFETY: as the caller vouches.
+    unsafe {
+        let mut at = 0;
+        while !(*envp.add(at)).is_null() {
+            at += 1;
+        }
+        let mut auxv = envp.add(at + 1) as *const usize;
+        while *auxv != AT_NULL {
+            if *auxv == AT_EXECFN {
+                return bytes(*auxv.add(1) as *const u8);
+            }
+            auxv = auxv.add(2);
+        }
+    }
+    b""
+}
 
 /// The entry point.
 ///
@@ -71,21 +148,23 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
     // SAFETY: the kernel's initial stack: argc, argv, NULL, envp, NULL, auxv.
     let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
     // SAFETY: as above.
-    let arg = |i: usize| unsafe { *argv.add(i) };
-    // SAFETY: the kernel's argument strings.
-    let mode = if argc >= 4 {
-        unsafe { bytes(arg(1)) }
-    } else {
-        b""
-    };
-    let interp = mode == RUN_INTERP.to_bytes();
-    let standalone = mode == RUN_STATIC.to_bytes();
-    if !interp && !standalone && mode != RUN.to_bytes() {
+    let envp = unsafe { argv.add(argc + 1) };
+    // SAFETY: as above.
+    let request = unsafe { request(envp) };
+    let interp = request.mode == RUN_INTERP.to_bytes();
+    let standalone = request.mode == RUN_STATIC.to_bytes();
+    if (!interp && !standalone && request.mode != RUN.to_bytes())
+        || request.file.is_null()
+        || argc == 0
+        || request.args[..request.arg_count]
+            .iter()
+            .any(|arg| arg.is_null())
+    {
         sys::warn(&[b"lpmx-loader starts programs for lpmx-exec under its system-call trap\n"]);
         sys::exit_group(2);
     }
     // SAFETY: as above.
-    let own = unsafe { bytes(arg(0)) };
+    let own = unsafe { exec_fn(envp) };
     let len = own.len().min(4095);
     // SAFETY: written once, before anything reads it.
     unsafe {
@@ -93,13 +172,41 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
         copy[..len].copy_from_slice(&own[..len]);
         copy[len] = 0;
     }
+    // The program's argv: the loader's arguments in place of argv[0].
+    let given = &request.args[..request.arg_count];
+    let (argv, argc) = if given.is_empty() {
+        (argv, argc)
+    } else {
+        let count = given.len() + argc - 1;
+        // The one thread, before the program starts, writes it.
+        let mut list = (&raw mut ARGV).cast::<*const u8>();
+        if count > 512 {
+            const PROT_READ_WRITE: usize = 3;
+            const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
+            match sys::mmap(0, 8 * count, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0) {
+                Ok(area) => list = area as *mut *const u8,
+                // SAFETY: the file's name, from the environment.
+                Err(e) => exec::fail(
+                    b"no memory for its arguments",
+                    unsafe { bytes(request.file) },
+                    e,
+                ),
+            }
+        }
+        // SAFETY: list holds count pointers; argv holds argc.
+        unsafe {
+            core::ptr::copy_nonoverlapping(given.as_ptr(), list, given.len());
+            core::ptr::copy_nonoverlapping(argv.add(1), list.add(given.len()), argc - 1);
+        }
+        (list.cast_const(), count)
+    };
     if standalone {
         // SAFETY: the kernel's environment and argument strings.
-        unsafe { link_libunion(argv.add(argc + 1), arg(2)) };
+        unsafe { link_libunion(envp, request.file) };
     }
-    // SAFETY: argv[3..argc] are the program's arguments, then envp and the
-    // auxiliary vector.
-    unsafe { exec::run(arg(2), interp, argv.add(3), argc - 3, argv.add(argc + 1)) }
+    // SAFETY: argv holds the program's argc arguments; envp is the
+    // kernel's, with the auxiliary vector after it.
+    unsafe { exec::run(request.file, interp, argv, argc, envp) }
 }
 
 /// Links libunion (`LPMX_LIB`) into this process and lets it take the
