@@ -27,6 +27,10 @@ const MAX_SCRIPTS: usize = 4;
 /// every stack page it touches, and each costs a copy.
 const SLOTS: usize = 256;
 const LIBPATH: usize = 8 * 1024;
+/// The library path is kept after room for `LPMX_LOADER_ARG3=`, so that
+/// under the trap it is the loader's argument without a copy.
+const LIBPATH_ARG: u8 = 3;
+const LIBPATH_AT: usize = variables::LOADER_ARG.name.len() + 2;
 const STRINGS: usize = 32 * 1024;
 
 /// A null-terminated array of C strings being built.
@@ -424,27 +428,28 @@ impl Launch {
     }
 
     /// Argument `n` of the loader's, of those that stand for argv[0]
-    /// (`LPMX_LOADER_ARG<n>`); the library path when `arg` is None.
-    fn add_loader_arg(&mut self, n: u8, arg: Option<&[u8]>) -> Result<(), i32> {
-        let name = [variables::LOADER_ARG.name.as_bytes(), &[b'0' + n, b'=']];
+    /// (`LPMX_LOADER_ARG<n>`).
+    fn add_loader_arg(&mut self, n: u8, arg: &[u8]) -> Result<(), i32> {
         let start = self.strings_len;
-        for part in name {
-            self.add_raw(part)?;
-        }
-        match arg {
-            Some(arg) => self.add_raw(arg)?,
-            None => {
-                let end = self.strings_len + self.libpath_len;
-                if end >= STRINGS {
-                    return Err(sys::E2BIG);
-                }
-                self.strings[self.strings_len..end]
-                    .copy_from_slice(&self.libpath[..self.libpath_len]);
-                self.strings_len = end;
-            }
-        }
+        self.add_raw(variables::LOADER_ARG.name.as_bytes())?;
+        self.add_raw(&[b'0' + n, b'='])?;
+        self.add_raw(arg)?;
         self.add_raw(b"\0")?;
         self.envp.push(self.strings[start..].as_ptr().cast())
+    }
+
+    /// The library path as the loader's argument `LIBPATH_ARG`: its own
+    /// buffer, the entry's name written in the room kept before it.
+    fn add_loader_libpath(&mut self) -> Result<(), i32> {
+        let name = variables::LOADER_ARG.name.as_bytes();
+        self.libpath[..name.len()].copy_from_slice(name);
+        self.libpath[name.len()..LIBPATH_AT].copy_from_slice(&[b'0' + LIBPATH_ARG, b'=']);
+        self.envp.push(self.libpath.as_ptr().cast())
+    }
+
+    /// The library path built so far.
+    fn libpath(&self) -> &[u8] {
+        &self.libpath[LIBPATH_AT..LIBPATH_AT + self.libpath_len]
     }
 
     /// The file to exec: the loader under the trap, else the program's
@@ -499,22 +504,22 @@ impl Launch {
     }
 
     fn add_libpath(&mut self, bytes: &[u8]) -> Result<(), i32> {
-        if self.libpath[..self.libpath_len]
-            .split(|&b| b == b':')
-            .any(|d| d == bytes)
-        {
+        if self.libpath().split(|&b| b == b':').any(|d| d == bytes) {
             return Ok(());
         }
-        if self.libpath_len + bytes.len() + 2 > LIBPATH {
+        if LIBPATH_AT + self.libpath_len + bytes.len() + 2 > LIBPATH {
             return Err(sys::ENAMETOOLONG);
         }
-        if self.libpath_len > 0 {
-            self.libpath[self.libpath_len] = b':';
-            self.libpath_len += 1;
-        }
-        self.libpath[self.libpath_len..self.libpath_len + bytes.len()].copy_from_slice(bytes);
-        self.libpath_len += bytes.len();
-        self.libpath[self.libpath_len] = 0;
+        let at = LIBPATH_AT + self.libpath_len;
+        let at = if self.libpath_len > 0 {
+            self.libpath[at] = b':';
+            at + 1
+        } else {
+            at
+        };
+        self.libpath[at..at + bytes.len()].copy_from_slice(bytes);
+        self.libpath[at + bytes.len()] = 0;
+        self.libpath_len = at + bytes.len() - LIBPATH_AT;
         Ok(())
     }
 
@@ -887,18 +892,18 @@ impl Launch {
             // The loader runs ld.so with these in argv[0]'s place.
             self.through_loader(lpmx_trap::exec::RUN_INTERP)?;
             let ld_so = Buf::from(self.loader.as_bytes())?;
-            self.add_loader_arg(0, Some(ld_so.as_bytes()))?;
-            self.add_loader_arg(1, Some(LD_SO_OPTIONS[0].to_bytes()))?;
-            self.add_loader_arg(2, Some(LD_SO_OPTIONS[1].to_bytes()))?;
-            self.add_loader_arg(3, None)?;
+            self.add_loader_arg(0, ld_so.as_bytes())?;
+            self.add_loader_arg(1, LD_SO_OPTIONS[0].to_bytes())?;
+            self.add_loader_arg(2, LD_SO_OPTIONS[1].to_bytes())?;
+            self.add_loader_libpath()?;
             let program = Buf::from(self.program.as_bytes())?;
-            self.add_loader_arg(4, Some(program.as_bytes()))?;
+            self.add_loader_arg(LIBPATH_ARG + 1, program.as_bytes())?;
         } else {
             self.argv.push(self.loader.c().cast())?;
             for option in LD_SO_OPTIONS {
                 self.argv.push(option.as_ptr())?;
             }
-            self.argv.push(self.libpath.as_ptr().cast())?;
+            self.argv.push(self.libpath[LIBPATH_AT..].as_ptr().cast())?;
             self.argv.push(self.program.c().cast())?;
         }
         if self.via_loader {
@@ -943,8 +948,10 @@ impl Launch {
             }
         }
         for (i, (key, line)) in file.entries().enumerate() {
-            // A key set twice: the last line wins, as in lpmx-env.
-            if file.entries().skip(i + 1).any(|(k, _)| k == key) {
+            // A key set twice: the last line wins, as in lpmx-env. The
+            // loader's own entries are never the file's to set.
+            if file.entries().skip(i + 1).any(|(k, _)| k == key) || variables::is_loader_entry(line)
+            {
                 continue;
             }
             let entry = self.add_string(&[line])?;
@@ -1022,7 +1029,7 @@ macro_rules! launch {
             core::ptr::addr_of_mut!((*p).standalone).write(false);
             core::ptr::addr_of_mut!((*p).container_libs_stale).write(false);
             core::ptr::addr_of_mut!((*p).strings_len).write(0);
-            (*p).libpath[0] = 0;
+            (*p).libpath[LIBPATH_AT] = 0;
             &mut *p
         };
     };

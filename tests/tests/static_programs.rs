@@ -125,19 +125,21 @@ fn check(suite: &str) {
 
     // A process's command line (/proc/PID/cmdline, what ps shows) is the
     // program's own, not the loader's: static or dynamic, started from
-    // either shell, and a script's as the kernel makes it.
-    let run = c.sh("cat /proc/self/cmdline | tr '\\0' ' '; echo; \
-         busybox cat /proc/self/cmdline | tr '\\0' ' '; echo; \
+    // either shell, and a script's as the kernel makes it. The loader's
+    // request (its environment) stays out of the program's environment.
+    let run = c.sh("cat /proc/self/cmdline | tr '\\0' '|'; echo; \
+         busybox cat /proc/self/cmdline | tr '\\0' '|'; echo; \
          printf '#!/bin/sh\\ncat /proc/$$/cmdline\\n' > /opt/s; \
-         chmod +x /opt/s; /opt/s a 'b c' | tr '\\0' ' '; echo");
+         chmod +x /opt/s; /opt/s a 'b c' | tr '\\0' '|'; echo; \
+         env | grep -c '^LPMX_LOADER_'; busybox env | grep -c '^LPMX_LOADER_'");
     assert_eq!(
         run.stdout,
-        "cat /proc/self/cmdline \nbusybox cat /proc/self/cmdline \n/bin/sh /opt/s a b c \n",
+        "cat|/proc/self/cmdline|\nbusybox|cat|/proc/self/cmdline|\n/bin/sh|/opt/s|a|b c|\n0\n0\n",
         "{suite}: {run:#?}"
     );
-    let run = c.busybox_sh(&[], "/bin/cat /proc/self/cmdline | tr '\\0' ' '");
+    let run = c.busybox_sh(&[], "/bin/cat /proc/self/cmdline | tr '\\0' '|'");
     assert_eq!(
-        run.stdout, "/bin/cat /proc/self/cmdline ",
+        run.stdout, "/bin/cat|/proc/self/cmdline|",
         "{suite}: {run:#?}"
     );
 

@@ -650,20 +650,26 @@ pub unsafe fn through_loader(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> Result<(), i32> {
-    use lpmx_union::variables::{LOADER_FILE, LOADER_MODE};
+    use lpmx_union::variables::{LOADER_FILE, LOADER_MODE, is_loader_entry};
     runnable(file)?;
 
-    let count = |list: *const *const c_char| {
+    // The program's arrays, read as the kernel would: EFAULT, not a crash.
+    let count = |list: *const *const c_char| -> Result<usize, i32> {
         let mut n = 0;
         if !list.is_null() {
-            // SAFETY: a NULL-terminated array.
-            while !unsafe { *list.add(n) }.is_null() {
+            loop {
+                // SAFETY: checked readable first; NULL-terminated.
+                let slot = unsafe { list.add(n) };
+                sys::user::check(slot.cast(), 8)?;
+                if unsafe { *slot }.is_null() {
+                    break;
+                }
                 n += 1;
             }
         }
-        n
+        Ok(n)
     };
-    let (argc, envc) = (count(argv), count(envp));
+    let (argc, envc) = (count(argv)?, count(envp)?);
     let file_bytes = text(file.cast());
     // "LPMX_LOADER_MODE=run", "LPMX_LOADER_FILE=<file>", each with a NUL.
     let mode_len = LOADER_MODE.assignment.len() + RUN.to_bytes().len() + 1;
@@ -697,12 +703,19 @@ pub unsafe fn through_loader(
         }
         *list.add(argc.max(1)) = core::ptr::null();
         let env = list.add(argc.max(1) + 1);
-        if envc > 0 {
-            core::ptr::copy_nonoverlapping(envp, env, envc);
+        // The caller's copies of the loader's entries would be taken for
+        // this exec's.
+        let mut kept = 0;
+        for i in 0..envc {
+            let entry = *envp.add(i);
+            if !sys::user::path(entry).is_ok_and(is_loader_entry) {
+                *env.add(kept) = entry;
+                kept += 1;
+            }
         }
-        *env.add(envc) = mode_entry;
-        *env.add(envc + 1) = file_entry;
-        *env.add(envc + 2) = core::ptr::null();
+        *env.add(kept) = mode_entry;
+        *env.add(kept + 1) = file_entry;
+        *env.add(kept + 2) = core::ptr::null();
     }
     // SAFETY: the environment array follows argv's in the mapping.
     let env = unsafe { list.add(argc.max(1) + 1) };

@@ -3,8 +3,8 @@
 //! ```text
 //! LPMX_LOADER_MODE=run    LPMX_LOADER_FILE=FILE  lpmx-loader ARGV0 ARGS...
 //!     a program (and its ELF interpreter)
-//! LPMX_LOADER_MODE=interp LPMX_LOADER_FILE=LDSO  LPMX_LOADER_ARG=LDSO
-//!     LPMX_LOADER_ARG=OPTION... LPMX_LOADER_ARG=PROGRAM  lpmx-loader ARGV0 ARGS...
+//! LPMX_LOADER_MODE=interp LPMX_LOADER_FILE=LDSO  LPMX_LOADER_ARG0=LDSO
+//!     LPMX_LOADER_ARG1=OPTION... LPMX_LOADER_ARG<n>=PROGRAM  lpmx-loader ARGV0 ARGS...
 //!     an ELF interpreter run as the program: LDSO OPTION... PROGRAM ARGS...
 //! LPMX_LOADER_MODE=static LPMX_LOADER_FILE=FILE  lpmx-loader ARGV0 ARGS...
 //!     a static program of the container
@@ -160,7 +160,14 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
             .iter()
             .any(|arg| arg.is_null())
     {
-        sys::warn(&[b"lpmx-loader starts programs for lpmx-exec under its system-call trap\n"]);
+        // SAFETY: as above.
+        if argc > 1 && unsafe { bytes(*argv.add(1)) }.starts_with(b"--lpmx-") {
+            sys::warn(&[
+                b"lpmx-loader: started the way an older lpmx did (--lpmx- arguments): this loader takes its request in the environment; the container's libunion.so is not this loader's (run the program again from a new lpmx-exec)\n",
+            ]);
+        } else {
+            sys::warn(&[b"lpmx-loader starts programs for lpmx-exec under its system-call trap\n"]);
+        }
         sys::exit_group(2);
     }
     // SAFETY: as above.
@@ -171,6 +178,16 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
         let copy = &mut *(&raw mut SELF_PATH).cast::<[u8; 4096]>();
         copy[..len].copy_from_slice(&own[..len]);
         copy[len] = 0;
+        if len == 0 {
+            // No AT_EXECFN (before Linux 2.6.27): the kernel's link.
+            let n = sys::readlinkat(
+                sys::AT_FDCWD,
+                c"/proc/self/exe".as_ptr().cast(),
+                copy.as_mut_ptr(),
+                4095,
+            );
+            copy[n.map_or(0, |n| n.min(4095))] = 0;
+        }
     }
     // The program's argv: the loader's arguments in place of argv[0].
     let given = &request.args[..request.arg_count];
