@@ -669,19 +669,20 @@ impl Launch {
                     if scripts > MAX_SCRIPTS {
                         return Err(sys::ELOOP);
                     }
-                    // The script's path as it was asked for, then the line's argument.
+                    // As the kernel does at each level: the script's path as
+                    // it was asked for (the earlier line's interpreter, as
+                    // that line named it), then the line's argument; argv[0]
+                    // is the last line's interpreter.
                     let script = if scripts == 1 {
                         Buf::from(self.found_as.as_bytes())?
                     } else {
-                        Buf::from(self.program_canon.as_bytes())?
+                        Buf::from(self.argv0.as_bytes())?
                     };
                     self.insert_prefix(script)?;
                     if let Some(argument) = argument {
                         self.insert_prefix(argument)?;
                     }
-                    if scripts == 1 {
-                        self.argv0.set(interpreter.as_bytes())?;
-                    }
+                    self.argv0.set(interpreter.as_bytes())?;
                     self.find(state, interpreter.as_bytes(), false, DEFAULT_PATH)?;
                 }
             }

@@ -131,10 +131,12 @@ fn check(suite: &str) {
          busybox cat /proc/self/cmdline | tr '\\0' '|'; echo; \
          printf '#!/bin/sh\\ncat /proc/$$/cmdline\\n' > /opt/s; \
          chmod +x /opt/s; /opt/s a 'b c' | tr '\\0' '|'; echo; \
+         printf '#!/opt/s -x\\n' > /opt/t; chmod +x /opt/t; /opt/t y | tr '\\0' '|'; echo; \
          env | grep -c '^LPMX_LOADER_'; busybox env | grep -c '^LPMX_LOADER_'");
     assert_eq!(
         run.stdout,
-        "cat|/proc/self/cmdline|\nbusybox|cat|/proc/self/cmdline|\n/bin/sh|/opt/s|a|b c|\n0\n0\n",
+        "cat|/proc/self/cmdline|\nbusybox|cat|/proc/self/cmdline|\n/bin/sh|/opt/s|a|b c|\n\
+         /bin/sh|/opt/s|-x|/opt/t|y|\n0\n0\n",
         "{suite}: {run:#?}"
     );
     let run = c.busybox_sh(&[], "/bin/cat /proc/self/cmdline | tr '\\0' '|'");
