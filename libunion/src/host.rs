@@ -92,9 +92,14 @@ pub fn kernel(host: &Buf) -> Result<Kernel<'_>, i32> {
 }
 
 /// Tells the container's processes that a call may have made a name
-/// (`upper::made`): what they found missing may be there now.
+/// (`upper::made`): what they found missing may be there now. EEXIST
+/// tells too: the name may be another process's, made after this one
+/// remembered it missing and not told yet (the maker tells once its call
+/// has returned), and this process's next lookup below it must not trust
+/// that memory (py_compile's makedirs, then its open in `__pycache__`, in
+/// compileall's parallel workers).
 fn made(result: Sys) -> Sys {
-    if result.is_ok() {
+    if result.is_ok() || result == Err(sys::EEXIST) {
         crate::upper::made(crate::state::get());
     }
     result
