@@ -30,7 +30,7 @@ const LIBPATH: usize = 8 * 1024;
 /// The library path is kept after room for `LPMX_LOADER_ARG3=`, so that
 /// under the trap it is the loader's argument without a copy.
 const LIBPATH_ARG: u8 = 3;
-const LIBPATH_AT: usize = variables::LOADER_ARG.name.len() + 2;
+const LIBPATH_AT: usize = variables::LOADER_ARG_ASSIGNMENT;
 const STRINGS: usize = 32 * 1024;
 
 /// A null-terminated array of C strings being built.
@@ -414,7 +414,7 @@ fn executable(found: &crate::resolve::Found, canon: &Buf, host: &Buf) -> Result<
 
 impl Launch {
     /// Under the trap, every exec runs the loader first (`lpmx_trap`):
-    /// The exec goes to the trap's loader, told in the environment how
+    /// the exec goes to the trap's loader, told in the environment how
     /// to start `self.loader` (`lpmx_union::variables::LOADER_MODE`); its
     /// argv stays the program's.
     fn through_loader(&mut self, mode: &CStr) -> Result<(), i32> {
@@ -431,8 +431,7 @@ impl Launch {
     /// (`LPMX_LOADER_ARG<n>`).
     fn add_loader_arg(&mut self, n: u8, arg: &[u8]) -> Result<(), i32> {
         let start = self.strings_len;
-        self.add_raw(variables::LOADER_ARG.name.as_bytes())?;
-        self.add_raw(&[b'0' + n, b'='])?;
+        self.add_raw(&variables::loader_arg_assignment(n))?;
         self.add_raw(arg)?;
         self.add_raw(b"\0")?;
         self.envp.push(self.strings[start..].as_ptr().cast())
@@ -441,9 +440,7 @@ impl Launch {
     /// The library path as the loader's argument `LIBPATH_ARG`: its own
     /// buffer, the entry's name written in the room kept before it.
     fn add_loader_libpath(&mut self) -> Result<(), i32> {
-        let name = variables::LOADER_ARG.name.as_bytes();
-        self.libpath[..name.len()].copy_from_slice(name);
-        self.libpath[name.len()..LIBPATH_AT].copy_from_slice(&[b'0' + LIBPATH_ARG, b'=']);
+        self.libpath[..LIBPATH_AT].copy_from_slice(&variables::loader_arg_assignment(LIBPATH_ARG));
         self.envp.push(self.libpath.as_ptr().cast())
     }
 

@@ -83,9 +83,11 @@ extern "C" fn on_load(argc: c_int, argv: *mut *mut c_char, _envp: *mut *mut c_ch
     // SAFETY: the name is NUL-terminated.
     let given = unsafe { buf::cstr(sys::getenv(variables::ARGV0.c_name.as_ptr())) };
     let state = state::get();
-    let kept = (state.active && !given.is_empty() && argc > 0 && !argv.is_null())
-        .then(|| state::keep_for_argv0(given))
-        .flatten();
+    let kept = if state.active && !given.is_empty() && argc > 0 && !argv.is_null() {
+        state::keep_for_argv0(given)
+    } else {
+        None
+    };
     if let Some(kept) = kept {
         let short = kept.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
         // SAFETY: argv is the process's argument array; the new string is

@@ -336,8 +336,13 @@ fn keep(at: &mut usize, s: &[u8]) -> *const u8 {
     p
 }
 
+/// How many arguments may stand for argv[0] (`run`'s `in_place_of_argv0`).
+pub const MAX_PREFIX: usize = 2 * MAX_SCRIPTS + 1;
+
 /// Runs `file` with `argv` (`argc` of them) and the environment `envp`:
-/// maps it and its interpreter and jumps there. Never returns.
+/// maps it and its interpreter and jumps there. Never returns. A
+/// non-empty `in_place_of_argv0` (the image's `ld.so`, its options and the
+/// program, for an interpreter run as the program) replaces `argv[0]`.
 ///
 /// # Safety
 /// `file` is a C string; `argv` holds `argc` of them; `envp` is the
@@ -345,15 +350,18 @@ fn keep(at: &mut usize, s: &[u8]) -> *const u8 {
 pub unsafe fn run(
     file: *const u8,
     interp_itself: bool,
+    in_place_of_argv0: &[*const u8],
     argv: *const *const u8,
     argc: usize,
     envp: *const *const u8,
 ) -> ! {
     let mut file = file;
-    // Arguments a `#!` line puts before the program's own (in front, in order).
-    let mut prefix: [*const u8; 2 * MAX_SCRIPTS + 1] = [core::ptr::null(); 2 * MAX_SCRIPTS + 1];
-    let mut prefixed = 0;
-    let mut skip_argv0 = false;
+    // Arguments before the program's own (in front, in order): those
+    // given, or those `#!` lines add.
+    let mut prefix: [*const u8; MAX_PREFIX] = [core::ptr::null(); MAX_PREFIX];
+    let mut prefixed = in_place_of_argv0.len().min(MAX_PREFIX);
+    prefix[..prefixed].copy_from_slice(&in_place_of_argv0[..prefixed]);
+    let mut skip_argv0 = prefixed > 0;
     let mut kept = 0;
     let mut head = [0u8; 1024];
     let mut interp = [0u8; 4096];
@@ -435,13 +443,15 @@ pub unsafe fn run(
             target = loaded.entry;
             base = loaded.bias;
         }
+        // With a prefix, its last entry is what runs (the script, or the
+        // program ld.so is given); else an interpreter's argv names it.
         name_process(
             if prefixed > 0 {
                 prefix[prefixed - 1]
             } else {
                 file
             },
-            interp_itself,
+            interp_itself && prefixed == 0,
             argv,
             argc,
         );

@@ -97,7 +97,7 @@ variables! {
     ARGV0 = "LPMX_ARGV0";
     /// (lpmx-loader's, dropped before the program starts.) How the loader
     /// starts [`LOADER_FILE`]: `run`, `interp` or `static`
-    /// (`lpmx_trap::exec::Mode`). In the environment, not in `argv`, so
+    /// (`lpmx_trap::exec::RUN`, `RUN_INTERP`, `RUN_STATIC`). In the environment, not in `argv`, so
     /// that the process's command line (`/proc/PID/cmdline`, `ps`) is the
     /// program's own.
     LOADER_MODE = "LPMX_LOADER_MODE";
@@ -112,6 +112,18 @@ variables! {
 
 /// How many `LPMX_LOADER_ARG<n>` there can be.
 pub const LOADER_ARGS: usize = 8;
+
+/// The length of `LPMX_LOADER_ARG<n>=`.
+pub const LOADER_ARG_ASSIGNMENT: usize = LOADER_ARG.name.len() + 2;
+
+/// `LPMX_LOADER_ARG<n>=`, how an entry setting argument `n` starts.
+pub fn loader_arg_assignment(n: u8) -> [u8; LOADER_ARG_ASSIGNMENT] {
+    let mut out = [0; LOADER_ARG_ASSIGNMENT];
+    out[..LOADER_ARG.name.len()].copy_from_slice(LOADER_ARG.name.as_bytes());
+    out[LOADER_ARG.name.len()] = b'0' + n;
+    out[LOADER_ARG.name.len() + 1] = b'=';
+    out
+}
 
 /// `(n, value)` of environment entry `LPMX_LOADER_ARG<n>=value`.
 pub fn loader_arg(entry: &[u8]) -> Option<(usize, &[u8])> {
@@ -149,6 +161,7 @@ mod tests {
             Some((0, &b"/lib/ld.so"[..]))
         );
         assert_eq!(loader_arg(b"LPMX_LOADER_ARG7="), Some((7, &b""[..])));
+        assert_eq!(loader_arg(&loader_arg_assignment(3)), Some((3, &b""[..])));
         assert_eq!(loader_arg(b"LPMX_LOADER_ARG8=x"), None);
         assert_eq!(loader_arg(b"LPMX_LOADER_ARG=x"), None);
         assert_eq!(loader_arg(b"LPMX_LOADER_ARG10=x"), None);

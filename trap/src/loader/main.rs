@@ -37,12 +37,12 @@ use lpmx_union::variables::{LOADER_ARGS, LOADER_FILE, LOADER_MODE, loader_arg};
 
 mod libc;
 
+// The loader's arguments go where `#!` lines put theirs.
+const _: () = assert!(LOADER_ARGS <= exec::MAX_PREFIX);
+
 /// This loader's path (the kernel's `AT_EXECFN`), NUL-terminated: execs go
 /// through it.
 static mut SELF_PATH: [u8; 4096] = [0; 4096];
-/// The program's argv when the loader's arguments stand for argv[0]
-/// (larger ones get a mapping).
-static mut ARGV: [*const u8; 512] = [core::ptr::null(); 512];
 
 /// What the loader's environment entries ask for.
 struct Request {
@@ -189,41 +189,22 @@ unsafe extern "C" fn start(sp: *mut usize) -> ! {
             copy[n.map_or(0, |n| n.min(4095))] = 0;
         }
     }
-    // The program's argv: the loader's arguments in place of argv[0].
-    let given = &request.args[..request.arg_count];
-    let (argv, argc) = if given.is_empty() {
-        (argv, argc)
-    } else {
-        let count = given.len() + argc - 1;
-        // The one thread, before the program starts, writes it.
-        let mut list = (&raw mut ARGV).cast::<*const u8>();
-        if count > 512 {
-            const PROT_READ_WRITE: usize = 3;
-            const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
-            match sys::mmap(0, 8 * count, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0) {
-                Ok(area) => list = area as *mut *const u8,
-                // SAFETY: the file's name, from the environment.
-                Err(e) => exec::fail(
-                    b"no memory for its arguments",
-                    unsafe { bytes(request.file) },
-                    e,
-                ),
-            }
-        }
-        // SAFETY: list holds count pointers; argv holds argc.
-        unsafe {
-            core::ptr::copy_nonoverlapping(given.as_ptr(), list, given.len());
-            core::ptr::copy_nonoverlapping(argv.add(1), list.add(given.len()), argc - 1);
-        }
-        (list.cast_const(), count)
-    };
     if standalone {
         // SAFETY: the kernel's environment and argument strings.
         unsafe { link_libunion(envp, request.file) };
     }
-    // SAFETY: argv holds the program's argc arguments; envp is the
-    // kernel's, with the auxiliary vector after it.
-    unsafe { exec::run(request.file, interp, argv, argc, envp) }
+    // SAFETY: the kernel's arrays; the loader's arguments, from its
+    // environment, stand for argv[0].
+    unsafe {
+        exec::run(
+            request.file,
+            interp,
+            &request.args[..request.arg_count],
+            argv,
+            argc,
+            envp,
+        )
+    }
 }
 
 /// Links libunion (`LPMX_LIB`) into this process and lets it take the
